@@ -1,0 +1,49 @@
+"""greenlm: measure, predict and cut the energy use and carbon emissions of language models.
+
+The public API is the names in ``__all__``; everything else is implementation. Importing
+greenlm makes no network call and imports no heavy library (torch, SQLAlchemy, NVML load
+lazily).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from greenlm.carbon import CarbonConfig, GridIntensity, resolve_location
+from greenlm.config import TrackerConfig
+from greenlm.errors import (
+    ConfigError,
+    GreenlmError,
+    LocationNotFoundError,
+    MeterUnavailableError,
+    MissingExtraError,
+    ResultNotReadyError,
+    RunNotFoundError,
+    StoreError,
+)
+from greenlm.tracking import ComponentEnergy, EnergyTracker, PhaseEnergy, RunResult, track_energy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CarbonConfig",
+    "ComponentEnergy",
+    "ConfigError",
+    "EnergyTracker",
+    "GreenlmError",
+    "GridIntensity",
+    "LocationNotFoundError",
+    "MeterUnavailableError",
+    "MissingExtraError",
+    "PhaseEnergy",
+    "ResultNotReadyError",
+    "RunNotFoundError",
+    "RunResult",
+    "StoreError",
+    "TrackerConfig",
+    "__version__",
+    "resolve_location",
+    "track_energy",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,322 @@
+"""The ``greenlm`` command: thin; parses, builds the API's config objects, calls in.
+
+Sub-commands living in other packages (estimate, optimize, report, dashboard, server) are
+registered by their own ``cli`` module's ``register(subparsers)``, imported here lazily so
+that a missing optional dependency only affects its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from greenlm.errors import GreenlmError
+
+log = logging.getLogger("greenlm")
+
+#: Modules that add sub-commands: ``register(subparsers)`` each.
+PLUGINS = (
+    "greenlm.estimate.cli",
+    "greenlm.optimize.cli",
+    "greenlm.report.cli",
+    "greenlm.server.cli",
+    "greenlm.integrations.cli",
+)
+
+
+def _tracker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", help="project name (default: $GREENLM_PROJECT or 'default')")
+    p.add_argument("--location", help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)")
+    p.add_argument("--pue", type=float, help="power usage effectiveness, >= 1 (default: by --setting)")
+    p.add_argument("--setting", dest="pue_setting", help="PUE default: auto, local, on-premise, aws, gcp, azure")
+    p.add_argument("--price", dest="price_per_kwh", type=float, help="electricity price per kWh")
+    p.add_argument("--currency", help="currency of --price (default USD)")
+    p.add_argument("--interval", dest="interval_s", type=float, help="sampling interval in seconds (default 1)")
+    p.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=float, help="CPU package TDP in W (overrides the table)")
+    p.add_argument("--attribution", choices=["process", "machine"], help="charge the process tree or the machine")
+    p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="record a fact with the run (params=125e6, tokens=2e9, hardware=A100); repeatable")
+
+
+def _meta(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for it in items:
+        key, sep, raw = it.partition("=")
+        if not sep or not key:
+            raise GreenlmError(f"--meta expects KEY=VALUE, got {it!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (core commands + registered plugins)."""
+    from greenlm import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="greenlm",
+        description="Measure, predict and cut the energy and carbon of language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"greenlm {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what greenlm does")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("track", help="run a command and measure its energy and carbon",
+                       description="Run COMMAND, measure its process tree, store the run, "
+                       "and exit with COMMAND's exit code.")
+    _tracker_args(p)
+    p.add_argument("--output", help="append a row to this CSV (CodeCarbon emissions.csv layout)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and its arguments")
+    p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser("runs", help="list, show and export stored runs")
+    rs = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    q = rs.add_parser("list", help="stored runs, newest first")
+    q.add_argument("--project")
+    q.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
+    q.add_argument("--limit", type=int)
+    q.add_argument("--store")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_runs_list)
+    q = rs.add_parser("show", help="one run in full")
+    q.add_argument("run_id")
+    q.add_argument("--store")
+    q.add_argument("--json", action="store_true")
+    q.add_argument("--timeline", action="store_true", help="include stored samples in --json")
+    q.set_defaults(func=cmd_runs_show)
+    q = rs.add_parser("export", help="all runs as CSV (CodeCarbon layout) or JSON")
+    q.add_argument("--format", choices=["csv", "json"], default="csv")
+    q.add_argument("--project")
+    q.add_argument("--store")
+    q.add_argument("-o", "--output", help="file to write (default: stdout)")
+    q.set_defaults(func=cmd_runs_export)
+
+    p = sub.add_parser("detect", help="which meters this machine has, and why not the others")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--rapl-root", default="/sys/class/powercap")
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("locations", help="list known grid locations (or search them)")
+    p.add_argument("query", nargs="?", help="filter by code or name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_locations)
+
+    for mod in PLUGINS:
+        try:
+            importlib.import_module(mod).register(sub)
+        except ModuleNotFoundError as e:
+            if e.name and (e.name == mod or mod.startswith(e.name + ".")):
+                continue  # that part of greenlm is not built (yet)
+            log.debug("plugin %s unavailable: %s", mod, e)
+        except Exception as e:  # a broken plugin must not break the core commands
+            log.debug("plugin %s failed to register: %s", mod, e)
+    return parser
+
+
+# ---------------------------------------------------------------------------- track
+def cmd_track(args: argparse.Namespace) -> int:
+    """Run the command under a tracker; exit with its exit code."""
+    from greenlm.report.codecarbon_csv import append_csv
+    from greenlm.report.summary import run_summary
+    from greenlm.tracking.tracker import EnergyTracker
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise GreenlmError("greenlm track needs a command: greenlm track [options] -- python train.py")
+    tracker = EnergyTracker(
+        project=args.project, location=args.location, pue=args.pue, pue_setting=args.pue_setting,
+        price_per_kwh=args.price_per_kwh, currency=args.currency, interval_s=args.interval_s,
+        cpu_tdp_w=args.cpu_tdp_w, attribution=args.attribution, store=args.store,
+        metadata={"command": cmd, **_meta(args.meta)}, handle_signals=False, pid=-1,
+    )
+    try:
+        child = subprocess.Popen(cmd)
+    except OSError as e:
+        raise GreenlmError(f"cannot start {cmd[0]!r}: {e}") from e
+    tracker._pid = child.pid
+    got_signal: list[int] = []
+
+    def forward(signum: int, _frame: Any) -> None:
+        got_signal.append(signum)
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    tracker.start()
+    try:
+        rc = _wait_child(child, tracker)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got_signal:
+        status, err = "interrupted", f"signal {got_signal[0]} forwarded to the command"
+    elif rc == 0:
+        status, err = "completed", None
+    else:
+        status, err = "failed", f"command exited with code {rc}"
+    result = tracker._close(status, err)
+    d = result.to_dict()
+    if args.output:
+        try:
+            append_csv(args.output, [d])
+        except GreenlmError as e:
+            print(f"greenlm: {e}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+    else:
+        print(run_summary(d), file=sys.stderr)
+        print(f"stored in {tracker.config.store or _default_store()}  (greenlm runs show {result.run_id[:12]})",
+              file=sys.stderr)
+    return rc
+
+
+def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
+    """Wait with wait4() so the child's CPU time (and its reaped children's) is exact."""
+    while True:
+        try:
+            pid, status, ru = os.wait4(child.pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return child.wait()
+    busy = ru.ru_utime + ru.ru_stime
+    for s in getattr(tracker, "_slots", []):
+        tree = getattr(s.meter, "tree", None)
+        if tree is not None:
+            tree.record_exit(busy)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    rc = child.returncode
+    return 128 + (-rc) if rc < 0 else rc
+
+
+def _default_store() -> str:
+    from greenlm.config import default_store_url
+
+    return default_store_url()
+
+
+# ---------------------------------------------------------------------------- runs
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from greenlm.report.summary import runs_table
+    from greenlm.store import open_store
+
+    runs = open_store(args.store).list_runs(project=args.project, status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+    else:
+        sys.stdout.write(runs_table(runs))
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    from greenlm.report.summary import run_summary
+    from greenlm.store import open_store
+
+    st = open_store(args.store)
+    d = st.get_run(args.run_id)
+    if args.json:
+        if args.timeline:
+            d["samples"] = st.get_samples(d["run_id"])
+        print(json.dumps(d, indent=2, default=str))
+    else:
+        sys.stdout.write(run_summary(d))
+    return 0
+
+
+def cmd_runs_export(args: argparse.Namespace) -> int:
+    from greenlm.report.codecarbon_csv import to_csv
+    from greenlm.store import open_store
+
+    runs = open_store(args.store).list_runs(project=args.project)
+    text = to_csv(runs) if args.format == "csv" else json.dumps(runs, indent=2, default=str) + "\n"
+    if args.output:
+        import tempfile
+        from pathlib import Path
+
+        out = Path(args.output)
+        fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, out)
+        print(f"wrote {len(runs)} runs to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+# ---------------------------------------------------------------------------- detect
+def cmd_detect(args: argparse.Namespace) -> int:
+    from greenlm.meters.detect import detect
+
+    det = detect(rapl_root=args.rapl_root)
+    if args.json:
+        print(json.dumps({
+            "report": [r.__dict__ for r in det.report],
+            "meters": [m.describe() for m in det.meters],
+            "warnings": det.warnings,
+        }, indent=2, default=str))
+        return 0
+    for r in det.report:
+        mark = "use " if r.used else ("ok  " if r.available else "no  ")
+        print(f"{mark} {r.backend:<10} {r.detail}")
+    print("\nmeters used:")
+    for m in det.meters:
+        print(f"  {m.name:<16} {m.kind:<4} {m.provenance}")
+    for w in det.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def cmd_locations(args: argparse.Namespace) -> int:
+    from greenlm.carbon.intensity import known_locations
+
+    locs = known_locations()
+    if args.query:
+        q = args.query.lower()
+        locs = [g for g in locs if q in g.code.lower() or q in g.name.lower()]
+    if args.json:
+        print(json.dumps([g.to_dict() for g in locs], indent=2))
+    else:
+        for g in locs:
+            print(f"{g.code:<22} {g.intensity_g_per_kwh:>8.1f} g/kWh  {g.year or '':<5} {g.region_type:<22} {g.name}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for a user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except GreenlmError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `greenlm runs list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

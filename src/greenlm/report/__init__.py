@@ -1,0 +1,1 @@
+"""Reports: summaries, CodeCarbon-compatible CSV, HTML reports and plots."""

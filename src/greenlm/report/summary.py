@@ -1,0 +1,102 @@
+"""Plain-text summaries of runs for the terminal (no dependency beyond the stdlib)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt_energy_j(j: float | None) -> str:
+    """Joules in the most readable unit (J, kJ, kWh, MWh)."""
+    if j is None:
+        return "-"
+    if abs(j) < 1e3:
+        return f"{j:.3g} J"
+    if abs(j) < 3.6e5:
+        return f"{j / 1e3:.3g} kJ"
+    if abs(j) < 3.6e9:
+        return f"{j / 3.6e6:.3g} kWh"
+    return f"{j / 3.6e9:.3g} MWh"
+
+
+def fmt_co2e_g(g: float | None) -> str:
+    """Grams of CO2e as mg, g, kg or t."""
+    if g is None:
+        return "-"
+    if abs(g) < 1:
+        return f"{g * 1e3:.3g} mg CO2e"
+    if abs(g) < 1e3:
+        return f"{g:.3g} g CO2e"
+    if abs(g) < 1e6:
+        return f"{g / 1e3:.3g} kg CO2e"
+    return f"{g / 1e6:.3g} t CO2e"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    return "\n".join(out)
+
+
+def run_summary(d: dict[str, Any]) -> str:
+    """The result table printed after a tracked run."""
+    loc = d.get("location") or {}
+    lines = [
+        f"greenlm run {d['run_id']}  project={d['project']}  status={d['status']}",
+        f"duration        {d['duration_s']:.2f} s",
+        f"IT energy       {fmt_energy_j(d['energy_j'])}"
+        + (f"  (band {fmt_energy_j(d.get('energy_low_j'))} - {fmt_energy_j(d.get('energy_high_j'))})"
+           if d.get("energy_low_j") is not None else ""),
+        f"facility energy {fmt_energy_j(d['facility_energy_j'])}  (PUE {d.get('pue')}: {d.get('pue_source') or '-'})",
+        f"carbon          {fmt_co2e_g(d['co2e_g'])}  at {loc.get('intensity_g_per_kwh')} g/kWh, "
+        f"{loc.get('code')} {loc.get('year') or ''}{' (DEFAULTED: world average)' if loc.get('defaulted') else ''}",
+    ]
+    if d.get("cost") is not None:
+        lines.append(f"cost            {d['cost']:.4g} {d.get('currency')}  ({d.get('price_source') or ''})")
+    lines.append(f"provenance      {d.get('provenance') or '-'}")
+    lines.append("")
+    comps = d.get("components") or []
+    if comps:
+        lines.append(_table(
+            [[c["name"], c["kind"], fmt_energy_j(c["energy_j"]), c.get("provenance") or "-",
+              f"{fmt_energy_j(c.get('low_j'))} - {fmt_energy_j(c.get('high_j'))}", c.get("scope", "")]
+             for c in comps],
+            ["component", "kind", "energy", "provenance", "band", "scope"],
+        ))
+        lines.append("")
+    phases = d.get("phases") or []
+    if phases:
+        lines.append(_table(
+            [[p.get("path") or p["name"], fmt_energy_j(p["energy_j"]), f"{p['duration_s']:.2f} s",
+              str(p.get("steps", 0)),
+              fmt_energy_j(p["energy_j"] / p["steps"]) if p.get("steps") else "-"]
+             for p in phases],
+            ["phase", "energy", "duration", "steps", "per step"],
+        ))
+        lines.append("")
+    if d.get("forecast"):
+        f = d["forecast"]
+        lines.append(f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
+                     f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})")
+    for w in d.get("warnings") or []:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """One line per run (``greenlm runs list``)."""
+    if not runs:
+        return "no runs stored yet\n"
+    rows = [
+        [r["run_id"][:12], r["project"], r["status"], (r.get("started_at") or "")[:19],
+         f"{r['duration_s']:.1f} s", fmt_energy_j(r["energy_j"]), fmt_co2e_g(r["co2e_g"]),
+         str((r.get("location") or {}).get("code") or "-"), r.get("provenance") or "-"]
+        for r in runs
+    ]
+    total_j = sum(r["energy_j"] or 0 for r in runs)
+    total_g = sum(r["co2e_g"] or 0 for r in runs)
+    return (_table(rows, ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e",
+                          "location", "provenance"])
+            + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}\n")

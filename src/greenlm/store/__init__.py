@@ -1,0 +1,7 @@
+"""The run store (SQLAlchemy; SQLite by default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from greenlm.store.runs import RunStore, StoreSink, clear_store_cache, open_store
+
+__all__ = ["RunStore", "StoreSink", "clear_store_cache", "open_store"]

@@ -1,0 +1,99 @@
+"""The run store's tables and its migrations.
+
+Why not alembic: the store is opened inside users' training processes, often several at
+once on one SQLite file, and must migrate itself on open, cheaply, without an ``env.py`` or
+an ini file. The schema is small and append-mostly. So migrations are plain, ordered
+functions in :data:`MIGRATIONS`; ``schema_version`` in the ``greenlm_meta`` table records
+how far a database has come, and each migration runs in the same write transaction that
+bumps the version (``BEGIN IMMEDIATE`` on SQLite), so two processes opening an old store at
+once cannot both apply it. A store newer than this greenlm is refused with a clear error
+rather than written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "greenlm_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(256), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("started_at", sa.String(40), nullable=False, index=True),
+    sa.Column("ended_at", sa.String(40)),
+    sa.Column("updated_at", sa.Float, nullable=False),  # epoch seconds of the last write
+    sa.Column("duration_s", sa.Float, nullable=False, default=0.0),
+    sa.Column("energy_j", sa.Float, nullable=False, default=0.0),
+    sa.Column("facility_energy_j", sa.Float, nullable=False, default=0.0),
+    sa.Column("co2e_g", sa.Float, nullable=False, default=0.0),
+    sa.Column("cost", sa.Float),
+    sa.Column("currency", sa.String(8)),
+    sa.Column("pue", sa.Float),
+    sa.Column("location_code", sa.String(64), index=True),
+    sa.Column("intensity_g_per_kwh", sa.Float),
+    sa.Column("provenance", sa.String(16)),
+    sa.Column("host", sa.String(256)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("process_start_time", sa.Float),
+    sa.Column("start_json", sa.Text),  # RunStart: location, meters, metadata
+    sa.Column("result_json", sa.Text),  # the final RunResult JSON, once finished
+)
+
+components = sa.Table(
+    "components",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(8)),
+    sa.Column("energy_j", sa.Float, nullable=False),
+    sa.Column("provenance", sa.String(16)),
+    sa.Column("low_j", sa.Float),
+    sa.Column("high_j", sa.Float),
+)
+
+phases = sa.Table(
+    "phases",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.String(512), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("parent", sa.String(512)),
+    sa.Column("energy_j", sa.Float, nullable=False),
+    sa.Column("duration_s", sa.Float, nullable=False),
+    sa.Column("steps", sa.Integer, nullable=False),
+)
+
+samples = sa.Table(
+    "samples",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("t_s", sa.Float, nullable=False),
+    sa.Column("component", sa.String(128), nullable=False),
+    sa.Column("energy_j", sa.Float, nullable=False),
+    sa.Column("power_w", sa.Float),
+    sa.Index("ix_samples_run_t", "run_id", "t_s"),
+)
+
+
+def _v1(conn: sa.Connection) -> None:
+    """Initial schema: runs, components, phases, samples."""
+    for t in (runs, components, phases, samples):
+        t.create(conn, checkfirst=True)
+
+
+#: Ordered migrations; index + 1 is the schema version each one produces.
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
