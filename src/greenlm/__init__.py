@@ -42,8 +42,18 @@ __all__ = [
     "StoreError",
     "TrackerConfig",
     "__version__",
+    "monitor",
     "resolve_location",
     "track_energy",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``greenlm.monitor`` (live inference monitoring) pulls in its own dependencies lazily.
+    if name == "monitor":
+        from greenlm.integrations.monitor import monitor
+
+        return monitor
+    raise AttributeError(f"module 'greenlm' has no attribute {name!r}")
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -36,29 +36,54 @@ def _d(value: float, low: float, high: float, source: str) -> Default:
 # ---------------------------------------------------------------- model FLOPs utilisation
 #: Keyed by (hardware class, generation): see :func:`mfu_class`.
 MFU: dict[str, Default] = {
-    "gpu-2017": _d(0.25, 0.18, 0.32,
-                   "V100-generation GPUs: Megatron-LM 8.3B on 512 V100 sustained 29.5 TFLOP/s "
-                   "per GPU = 24% of peak (Shoeybi et al. 2019); ZeRO 100B on 400 V100 ~38 "
-                   "TFLOP/s = 30% (Rajbhandari et al. 2020)"),
-    "gpu-2020": _d(0.40, 0.30, 0.55,
-                   "A100-generation GPUs: MT-NLG 530B 30.2% MFU (Smith et al. 2022, as tabulated "
-                   "by Chowdhery et al. 2022, Table 3); Megatron 1.7B-1T 44-52% of peak incl. "
-                   "recomputation = 33-39% MFU (Narayanan et al. 2021, Table 1); up to ~55% with "
-                   "selective recomputation (Korthikanti et al. 2022)"),
-    "gpu-2022": _d(0.40, 0.30, 0.50,
-                   "H100-generation GPUs: Llama 3 405B 38-43% BF16 MFU on 8K-16K H100 "
-                   "(Llama Team 2024, The Llama 3 Herd of Models, Table 4)"),
-    "amd": _d(0.32, 0.20, 0.40,
-              "AMD Instinct: 32-38% of peak for 22B-1T models on Frontier MI250X "
-              "(Dash et al. 2024, Optimizing Distributed Training on Frontier for LLMs)"),
-    "tpu-2017": _d(0.33, 0.25, 0.40,
-                   "TPU v2/v3: Gopher 280B 32.5% MFU on TPU v3 (Rae et al. 2021, as tabulated by "
-                   "Chowdhery et al. 2022, Table 3)"),
-    "tpu-2021": _d(0.46, 0.35, 0.55,
-                   "TPU v4 and later: PaLM 540B 46.2% MFU (Chowdhery et al. 2022)"),
-    "other": _d(0.35, 0.20, 0.50,
-                "other accelerators: no large-scale MFU published in greenlm's sources; the "
-                "spread of the GPU and TPU classes above"),
+    "gpu-2017": _d(
+        0.25,
+        0.18,
+        0.32,
+        "V100-generation GPUs: Megatron-LM 8.3B on 512 V100 sustained 29.5 TFLOP/s "
+        "per GPU = 24% of peak (Shoeybi et al. 2019); ZeRO 100B on 400 V100 ~38 "
+        "TFLOP/s = 30% (Rajbhandari et al. 2020)",
+    ),
+    "gpu-2020": _d(
+        0.40,
+        0.30,
+        0.55,
+        "A100-generation GPUs: MT-NLG 530B 30.2% MFU (Smith et al. 2022, as tabulated "
+        "by Chowdhery et al. 2022, Table 3); Megatron 1.7B-1T 44-52% of peak incl. "
+        "recomputation = 33-39% MFU (Narayanan et al. 2021, Table 1); up to ~55% with "
+        "selective recomputation (Korthikanti et al. 2022)",
+    ),
+    "gpu-2022": _d(
+        0.40,
+        0.30,
+        0.50,
+        "H100-generation GPUs: Llama 3 405B 38-43% BF16 MFU on 8K-16K H100 "
+        "(Llama Team 2024, The Llama 3 Herd of Models, Table 4)",
+    ),
+    "amd": _d(
+        0.32,
+        0.20,
+        0.40,
+        "AMD Instinct: 32-38% of peak for 22B-1T models on Frontier MI250X "
+        "(Dash et al. 2024, Optimizing Distributed Training on Frontier for LLMs)",
+    ),
+    "tpu-2017": _d(
+        0.33,
+        0.25,
+        0.40,
+        "TPU v2/v3: Gopher 280B 32.5% MFU on TPU v3 (Rae et al. 2021, as tabulated by "
+        "Chowdhery et al. 2022, Table 3)",
+    ),
+    "tpu-2021": _d(
+        0.46, 0.35, 0.55, "TPU v4 and later: PaLM 540B 46.2% MFU (Chowdhery et al. 2022)"
+    ),
+    "other": _d(
+        0.35,
+        0.20,
+        0.50,
+        "other accelerators: no large-scale MFU published in greenlm's sources; the "
+        "spread of the GPU and TPU classes above",
+    ),
 }
 
 #: Below this many active parameters the MFU default is reduced (small matrices).
@@ -73,35 +98,53 @@ MFU_SMALL_MODEL_SOURCE = (
 # ------------------------------------------------------------------------- power model
 #: Average accelerator draw as a fraction of its TDP under sustained training load.
 POWER_FRACTION_TRAIN: dict[str, Default] = {
-    "gpu": _d(0.80, 0.60, 0.95,
-              "GPU average draw while training, as a fraction of TDP: TDP is a board limit, "
-              "not average draw (accelerators.csv README); large dense training runs hold GPUs "
-              "near but below their limit (Patel et al. 2024, Characterizing Power Management "
-              "Opportunities for LLMs in the Cloud, ASPLOS)"),
-    "tpu": _d(0.70, 0.55, 0.90,
-              "TPU average draw as a fraction of TDP: TPU v4 mean 170 W vs 192 W max measured "
-              "(Jouppi et al. 2023, 0.89); TPU v3 TDP 450 W is a design limit far above "
-              "typical draw (Jouppi et al. 2020)"),
+    "gpu": _d(
+        0.80,
+        0.60,
+        0.95,
+        "GPU average draw while training, as a fraction of TDP: TDP is a board limit, "
+        "not average draw (accelerators.csv README); large dense training runs hold GPUs "
+        "near but below their limit (Patel et al. 2024, Characterizing Power Management "
+        "Opportunities for LLMs in the Cloud, ASPLOS)",
+    ),
+    "tpu": _d(
+        0.70,
+        0.55,
+        0.90,
+        "TPU average draw as a fraction of TDP: TPU v4 mean 170 W vs 192 W max measured "
+        "(Jouppi et al. 2023, 0.89); TPU v3 TDP 450 W is a design limit far above "
+        "typical draw (Jouppi et al. 2020)",
+    ),
     "other": _d(0.75, 0.55, 0.95, "other accelerators: the spread of the GPU and TPU classes"),
 }
 
 #: Serving is mostly memory-bound decoding: chips draw less than while training.
 POWER_FRACTION_INFERENCE = _d(
-    0.60, 0.40, 0.80,
+    0.60,
+    0.40,
+    0.80,
     "accelerator draw while serving, as a fraction of TDP: LLM inference rarely reaches the "
     "power limit, and memory-bound decode draws less than prefill (Patel et al. 2024, ASPLOS)",
 )
 
 #: CPU, RAM, NIC, fans and switches per accelerator, as a fraction of the accelerator's TDP.
 HOST_FRACTION: dict[str, Default] = {
-    "gpu": _d(0.25, 0.10, 0.40,
-              "host share per GPU (CPU, RAM, NICs, fans): NVIDIA DGX A100 datasheet gives 6.5 kW "
-              "max system power for 8 x 400 W GPUs (3.3 kW for the rest at maximum), DGX H100 "
-              "10.2 kW for 8 x 700 W; hosts run well below maximum during GPU-bound training, "
-              "so a quarter to a third of that maximum"),
-    "tpu": _d(0.10, 0.05, 0.20,
-              "host share per TPU chip: one host serves a board of 4 chips (Jouppi et al. "
-              "2020), so the per-chip host share is small; judgement"),
+    "gpu": _d(
+        0.25,
+        0.10,
+        0.40,
+        "host share per GPU (CPU, RAM, NICs, fans): NVIDIA DGX A100 datasheet gives 6.5 kW "
+        "max system power for 8 x 400 W GPUs (3.3 kW for the rest at maximum), DGX H100 "
+        "10.2 kW for 8 x 700 W; hosts run well below maximum during GPU-bound training, "
+        "so a quarter to a third of that maximum",
+    ),
+    "tpu": _d(
+        0.10,
+        0.05,
+        0.20,
+        "host share per TPU chip: one host serves a board of 4 chips (Jouppi et al. "
+        "2020), so the per-chip host share is small; judgement",
+    ),
     "other": _d(0.20, 0.10, 0.40, "other accelerators: between the GPU and TPU host shares"),
 }
 
@@ -120,20 +163,28 @@ def pue_datacentre() -> Default:
         hits = [r for r in rows if r["entity"] == entity]
         return float(max(hits, key=lambda r: int(r["year"] or 0))["pue"])
 
-    return _d(newest(PUE_DATACENTRE_ENTITY), newest(PUE_LOW_ENTITY), newest(PUE_HIGH_ENTITY),
-              f"default data-centre PUE: {PUE_DATACENTRE_ENTITY}; range from {PUE_LOW_ENTITY} "
-              f"(newest) to {PUE_HIGH_ENTITY} (newest), data/pue.csv")
+    return _d(
+        newest(PUE_DATACENTRE_ENTITY),
+        newest(PUE_LOW_ENTITY),
+        newest(PUE_HIGH_ENTITY),
+        f"default data-centre PUE: {PUE_DATACENTRE_ENTITY}; range from {PUE_LOW_ENTITY} "
+        f"(newest) to {PUE_HIGH_ENTITY} (newest), data/pue.csv",
+    )
 
 
 # ----------------------------------------------------------------------------- embodied
 EMBODIED_DEVICE_KG = _d(
-    150.0, 150.0, 150.0,
+    150.0,
+    150.0,
+    150.0,
     "manufacturing of one A100 GPU, the per-GPU approximation used for BLOOM (Luccioni, Viguier "
     "& Ligozat 2023, JMLR; accelerators.csv); used for any chip whose table row has no "
     "whole-device figure",
 )
 EMBODIED_SERVER_KG_PER_CHIP = _d(
-    312.5, 312.5, 312.5,
+    312.5,
+    312.5,
+    312.5,
     "server share: 2,500 kgCO2e per 8-GPU HPE Apollo 6500 node / 8 (Luccioni et al. 2023)",
 )
 EMBODIED_TOTAL_LOW_KG_PER_CHIP = 318.0
@@ -142,7 +193,9 @@ EMBODIED_TOTAL_LOW_SOURCE = (
     "2023, HotCarbon)"
 )
 LIFETIME_YEARS = _d(
-    6.0, 5.0, 6.0,
+    6.0,
+    5.0,
+    6.0,
     "hardware lifetime 6 years (Luccioni et al. 2023; Microsoft and Alphabet depreciate servers "
     "over 6 years since 2022); 5 years as the short end (Amazon shortened some servers to 5 in "
     "2025)",
@@ -153,18 +206,24 @@ LIFETIME_UTILIZATION = _d(
 
 # ------------------------------------------------------------------ inference specifics
 PREFILL_MFU = _d(
-    0.50, 0.30, 0.70,
+    0.50,
+    0.30,
+    0.70,
     "MFU of prompt processing (prefill): up to 76% at large batch on TPU v4 (Pope et al. 2022, "
     "Efficiently Scaling Transformer Inference); lower at small batch and on GPUs",
 )
 BANDWIDTH_EFFICIENCY = _d(
-    0.60, 0.30, 0.85,
+    0.60,
+    0.30,
+    0.85,
     "share of peak memory bandwidth reached while decoding: optimized kernels reach 60-85%; "
     "multi-chip serving with communication far less (Pope et al. 2022 report 29 ms/token for "
     "PaLM 540B int8 on 64 TPU v4, about 25% of the bandwidth bound); judgement",
 )
 MEMORY_HEADROOM = _d(
-    1.2, 1.2, 1.2,
+    1.2,
+    1.2,
+    1.2,
     "weights may fill at most ~83% of accelerator memory (x1.2): the rest holds the KV cache "
     "and activations; judgement, used only to pick the number of chips",
 )
@@ -185,17 +244,23 @@ FFN_SOURCE = "feed-forward width 4 x d_model (Vaswani et al. 2017; Brown et al. 
 
 # ------------------------------------------------------------------- storage and network
 STORAGE_W_PER_TB = _d(
-    1.2, 0.65, 1.2,
+    1.2,
+    0.65,
+    1.2,
     "1.2 W per TB stored on SSD, 0.65 W per TB on HDD (Cloud Carbon Footprint methodology, "
     "storage coefficients from manufacturer specifications)",
 )
 STORAGE_REPLICAS = _d(
-    3.0, 2.0, 3.0,
+    3.0,
+    2.0,
+    3.0,
     "3 copies: object stores keep data in at least three places (e.g. Amazon S3 across three "
     "Availability Zones); 2 for block storage",
 )
 NETWORK_KWH_PER_GB = _d(
-    0.005, 0.001, 0.06,
+    0.005,
+    0.001,
+    0.06,
     "data transfer: 0.06 kWh/GB in 2015, halving every 2 years (Aslan et al. 2018, J. Ind. "
     "Ecology) gives ~0.005 kWh/GB by 2022; 0.001 kWh/GB used by Cloud Carbon Footprint as the "
     "low end; the 2015 value as the high end",
@@ -207,12 +272,17 @@ SCORE_WEIGHTS_SOURCE = "equal weights (no component preferred by default)"
 #: Normalisation references: the score adds "how many of these" per component.
 SCORE_REFERENCES: dict[str, tuple[float, str, str]] = {
     "compute": (8760.0, "chip_hours", "one accelerator running for a year (8,760 chip-hours)"),
-    "energy": (3.6, "energy_mwh",
-               "world electricity use per person per year, ~3.6 MWh (Our World in Data / "
-               "Ember, 2022)"),
-    "carbon": (4.7, "total_co2e_t",
-               "world fossil CO2 emissions per person per year, ~4.7 t (Global Carbon Budget "
-               "2023, 2022 data)"),
+    "energy": (
+        3.6,
+        "energy_mwh",
+        "world electricity use per person per year, ~3.6 MWh (Our World in Data / Ember, 2022)",
+    ),
+    "carbon": (
+        4.7,
+        "total_co2e_t",
+        "world fossil CO2 emissions per person per year, ~4.7 t (Global Carbon Budget "
+        "2023, 2022 data)",
+    ),
 }
 
 PRECISION_DEFAULT = "bf16"

@@ -38,12 +38,16 @@ def per_chip(hw: Hardware) -> EmbodiedPerChip:
         device = defaults.EMBODIED_DEVICE_KG.value
         dev_src = defaults.EMBODIED_DEVICE_KG.source
         if hw.embodied_kgco2e is not None:
-            dev_src += (f" (the table's {hw.embodied_kgco2e:g} kg for {hw.name} is die-only and "
-                        "excludes memory, package and board)")
+            dev_src += (
+                f" (the table's {hw.embodied_kgco2e:g} kg for {hw.name} is die-only and "
+                "excludes memory, package and board)"
+            )
     server = defaults.EMBODIED_SERVER_KG_PER_CHIP.value
     total = device + server
     low = min(total, defaults.EMBODIED_TOTAL_LOW_KG_PER_CHIP)
-    src = f"{dev_src}; {defaults.EMBODIED_SERVER_KG_PER_CHIP.source}; {defaults.EMBODIED_TOTAL_LOW_SOURCE}"
+    src = "; ".join(
+        [dev_src, defaults.EMBODIED_SERVER_KG_PER_CHIP.source, defaults.EMBODIED_TOTAL_LOW_SOURCE]
+    )
     return EmbodiedPerChip(Range(total, low, total), src)
 
 
@@ -51,7 +55,8 @@ def amortized_kg(hw: Hardware, chip_hours: Range) -> tuple[Range, str]:
     """Embodied kgCO2e charged to ``chip_hours`` of ``hw``, and the sources used."""
     pc = per_chip(hw)
     life_h = defaults.LIFETIME_YEARS.range.scaled(HOURS_PER_YEAR)
-    kg = combine([(pc.kg, 1), (chip_hours, 1), (life_h, -1),
-                  (defaults.LIFETIME_UTILIZATION.range, -1)])
+    kg = combine(
+        [(pc.kg, 1), (chip_hours, 1), (life_h, -1), (defaults.LIFETIME_UTILIZATION.range, -1)]
+    )
     src = f"{pc.source}; {defaults.LIFETIME_YEARS.source}; {defaults.LIFETIME_UTILIZATION.source}"
     return kg, src

@@ -25,8 +25,18 @@ from greenlm.estimate import defaults
 #: LoRA target-module names accepted (``q_proj`` etc. are normalised to these).
 ATTENTION_MODULES = ("q", "k", "v", "o")
 MLP_MODULES = ("gate", "up", "down")
-_ALIASES = {"query": "q", "key": "k", "value": "v", "out": "o", "dense": "o",
-            "fc1": "up", "fc2": "down", "w1": "gate", "w3": "up", "w2": "down"}
+_ALIASES = {
+    "query": "q",
+    "key": "k",
+    "value": "v",
+    "out": "o",
+    "dense": "o",
+    "fc1": "up",
+    "fc2": "down",
+    "w1": "gate",
+    "w3": "up",
+    "w2": "down",
+}
 
 
 def positive(name: str, value: object, hint: str = "") -> float:
@@ -34,16 +44,23 @@ def positive(name: str, value: object, hint: str = "") -> float:
     return finite(name, value, minimum=0.0, strict=True, hint=hint)
 
 
-def train_flops(active_params: float, tokens: float, *, layers: int | None = None,
-                d_model: int | None = None, seq_len: int | None = None) -> float:
+def train_flops(
+    active_params: float,
+    tokens: float,
+    *,
+    layers: int | None = None,
+    d_model: int | None = None,
+    seq_len: int | None = None,
+) -> float:
     """Training FLOPs: ``6 N D`` plus the attention term when the shape is given."""
     n = positive("active parameters", active_params, " Give the parameter count, e.g. 7e9.")
     d = positive("tokens", tokens, " Give the number of training tokens, e.g. 2e12.")
     return (6.0 * n + attention_flops_per_token(layers, d_model, seq_len, passes=3)) * d
 
 
-def attention_flops_per_token(layers: int | None, d_model: int | None, seq_len: int | None,
-                              *, passes: int) -> float:
+def attention_flops_per_token(
+    layers: int | None, d_model: int | None, seq_len: int | None, *, passes: int
+) -> float:
     """Attention score/value FLOPs per token: ``4 * layers * d_model * seq_len`` per forward.
 
     ``passes`` is 1 for a forward pass, 3 for training (forward + backward). Zero when any of
@@ -67,21 +84,22 @@ class Shape:
     inferred: bool
 
     @classmethod
-    def resolve(cls, params: float, layers: int | None, d_model: int | None,
-                ffn: int | None = None) -> Shape:
-        """The given shape, or one inferred from the parameter count (see defaults)."""
+    def resolve(
+        cls, params: float, layers: int | None, d_model: int | None, ffn: int | None = None
+    ) -> Shape:
+        """Return the given shape, or one inferred from the parameter count (see defaults)."""
         inferred = False
         if d_model is None and layers is None:
             d = (defaults.DMODEL_PER_LAYER * params / 12.0) ** (1.0 / 3.0)
-            d_model = int(round(d))
-            layers = max(1, int(round(d / defaults.DMODEL_PER_LAYER)))
+            d_model = round(d)
+            layers = max(1, round(d / defaults.DMODEL_PER_LAYER))
             inferred = True
         elif d_model is None:
             assert layers is not None
-            d_model = int(round(math.sqrt(params / (12.0 * positive("layers", layers)))))
+            d_model = round(math.sqrt(params / (12.0 * positive("layers", layers))))
             inferred = True
         elif layers is None:
-            layers = max(1, int(round(params / (12.0 * positive("hidden size", d_model) ** 2))))
+            layers = max(1, round(params / (12.0 * positive("hidden size", d_model) ** 2)))
             inferred = True
         lay = int(positive("layers", layers))
         dm = int(positive("hidden size", d_model))
@@ -125,8 +143,9 @@ def lora_trainable_params(shape: Shape, rank: int, targets: Sequence[str]) -> fl
     return per_layer * shape.layers
 
 
-def finetune_flops(active_params: float, tokens: float, *, method: str,
-                   trainable_params: float = 0.0) -> float:
+def finetune_flops(
+    active_params: float, tokens: float, *, method: str, trainable_params: float = 0.0
+) -> float:
     """Fine-tuning FLOPs: ``6 N D`` for full, ``(4N + 6 N_t) D`` for LoRA/PEFT."""
     n = positive("active parameters", active_params)
     d = positive("tokens", tokens, " Give the fine-tuning tokens (examples x tokens x epochs).")

@@ -44,7 +44,7 @@ def _f(text: str | None) -> float | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def alternate_intensities(code: str, region_type: str) -> tuple[float, ...]:
     """Other published intensities for the same place (g/kWh), from the shipped tables."""
     vals: list[float | None] = []
@@ -52,38 +52,63 @@ def alternate_intensities(code: str, region_type: str) -> tuple[float, ...]:
     if region_type in ("country", "aggregate"):
         for r in read_csv("grid_intensity_country.csv"):
             if r["iso3"].upper() == key:
-                vals += [_f(r.get("alt_owid_gco2e_per_kwh")),
-                         _f(r.get("alt_green_algorithms_gco2e_per_kwh"))]
+                vals += [
+                    _f(r.get("alt_owid_gco2e_per_kwh")),
+                    _f(r.get("alt_green_algorithms_gco2e_per_kwh")),
+                ]
         for r in read_csv("grid_intensity_country_alt_odbl.csv", optional=True):
             if r["iso3"].upper() == key:
-                vals += [_f(r.get("alt_electricitymaps_2024_gco2e_per_kwh")),
-                         _f(r.get("alt_electricitymaps_2025_gco2e_per_kwh"))]
+                vals += [
+                    _f(r.get("alt_electricitymaps_2024_gco2e_per_kwh")),
+                    _f(r.get("alt_electricitymaps_2025_gco2e_per_kwh")),
+                ]
     elif region_type == "cloud_region":
         provider, _, region = code.partition(":")
         rows = read_csv("cloud_regions.csv") + read_csv("cloud_regions_odbl.csv", optional=True)
         for r in rows:
-            if r["provider"].lower() == provider.lower() and r["region_id"].lower() == region.lower():
-                vals += [_f(r.get("alt_electricitymaps_2024_gco2e_per_kwh")),
-                         _f(r.get("alt_ember_country_gco2e_per_kwh")),
-                         _f(r.get("alt_egrid2022_subregion_gco2e_per_kwh"))]
+            if (
+                r["provider"].lower() == provider.lower()
+                and r["region_id"].lower() == region.lower()
+            ):
+                vals += [
+                    _f(r.get("alt_electricitymaps_2024_gco2e_per_kwh")),
+                    _f(r.get("alt_ember_country_gco2e_per_kwh")),
+                    _f(r.get("alt_egrid2022_subregion_gco2e_per_kwh")),
+                ]
     else:
         rows = read_csv("grid_intensity_subnational.csv") + read_csv(
-            "grid_intensity_subnational_odbl.csv", optional=True)
-        vals += [_f(r["carbon_intensity_gco2e_per_kwh"]) for r in rows
-                 if r["region_code"].upper() == key]
+            "grid_intensity_subnational_odbl.csv", optional=True
+        )
+        vals += [
+            _f(r["carbon_intensity_gco2e_per_kwh"]) for r in rows if r["region_code"].upper() == key
+        ]
     return tuple(v for v in vals if v is not None and v >= 0)
 
 
-def resolve_factors(*, location: str | None = None, intensity_kg_per_kwh: float | None = None,
-                    pue: float | None = None, price_per_kwh: float | None = None,
-                    currency: str | None = None) -> Factors:
+def resolve_factors(
+    *,
+    location: str | None = None,
+    intensity_kg_per_kwh: float | None = None,
+    pue: float | None = None,
+    price_per_kwh: float | None = None,
+    currency: str | None = None,
+) -> Factors:
     """Intensity, PUE and price with ranges; raises ConfigError / LocationNotFoundError."""
     intensity_g = None
     if intensity_kg_per_kwh is not None:
-        intensity_g = 1000.0 * finite("intensity (kgCO2e/kWh)", intensity_kg_per_kwh, minimum=0.0,
-                                      hint=" Give kgCO2e per kWh, e.g. 0.4.")
-    cfg = CarbonConfig.build(location=location, pue=pue, price_per_kwh=price_per_kwh,
-                             currency=currency, intensity_g_per_kwh=intensity_g)
+        intensity_g = 1000.0 * finite(
+            "intensity (kgCO2e/kWh)",
+            intensity_kg_per_kwh,
+            minimum=0.0,
+            hint=" Give kgCO2e per kWh, e.g. 0.4.",
+        )
+    cfg = CarbonConfig.build(
+        location=location,
+        pue=pue,
+        price_per_kwh=price_per_kwh,
+        currency=currency,
+        intensity_g_per_kwh=intensity_g,
+    )
     loc = cfg.location
     warnings = list(cfg.warnings())
     value = loc.intensity_g_per_kwh
@@ -105,7 +130,13 @@ def resolve_factors(*, location: str | None = None, intensity_kg_per_kwh: float 
         d = defaults.pue_datacentre()
         pue_r, pue_src = d.range, d.source
     return Factors(
-        location=loc, intensity_g_per_kwh=ci, intensity_source=ci_src, pue=pue_r,
-        pue_source=pue_src, price_per_kwh=cfg.price.per_kwh, currency=cfg.price.currency,
-        price_source=cfg.price.source, warnings=tuple(warnings),
+        location=loc,
+        intensity_g_per_kwh=ci,
+        intensity_source=ci_src,
+        pue=pue_r,
+        pue_source=pue_src,
+        price_per_kwh=cfg.price.per_kwh,
+        currency=cfg.price.currency,
+        price_source=cfg.price.source,
+        warnings=tuple(warnings),
     )

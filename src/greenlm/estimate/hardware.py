@@ -29,8 +29,23 @@ PRECISIONS: dict[str, str] = {
     "int8": "int8_dense_tops",
 }
 
-_NOISE = {"nvidia", "amd", "google", "intel", "tesla", "instinct", "geforce", "cloud", "aws",
-          "per", "chip", "gpu", "the", "apple", "generation"}
+_NOISE = {
+    "nvidia",
+    "amd",
+    "google",
+    "intel",
+    "tesla",
+    "instinct",
+    "geforce",
+    "cloud",
+    "aws",
+    "per",
+    "chip",
+    "gpu",
+    "the",
+    "apple",
+    "generation",
+}
 _PREFERRED_FORM = ("sxm", "oam", "board", "superchip")
 
 
@@ -40,8 +55,11 @@ class HardwareNotFoundError(ConfigError):
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
         self.name = name
         self.suggestions = list(suggestions)
-        hint = (f" Did you mean: {'; '.join(self.suggestions)}?" if self.suggestions else
-                " `greenlm estimate hardware` lists the known accelerators.")
+        hint = (
+            f" Did you mean: {'; '.join(self.suggestions)}?"
+            if self.suggestions
+            else " `greenlm estimate hardware` lists the known accelerators."
+        )
         super().__init__(f"Unknown hardware {name!r}.{hint}")
 
 
@@ -119,7 +137,7 @@ def _ids(tokens: list[str]) -> set[str]:
     """Tokens plus adjacent pairs and triples glued, so "tpuv3" meets "tpu v3"."""
     out = set(tokens)
     for n in (2, 3):
-        out.update("".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+        out.update("".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
     return out
 
 
@@ -130,26 +148,38 @@ def all_hardware() -> tuple[Hardware, ...]:
     for r in read_csv("accelerators.csv"):
         peaks = {c: v for c in set(PRECISIONS.values()) if (v := _num(r[c])) is not None}
         year = _num(r["release_year"])
-        out.append(Hardware(
-            name=r["name"], vendor=r["vendor"], type=r["type"], form_factor=r["form_factor"],
-            release_year=int(year) if year is not None else None, tdp_w=_num(r["tdp_w"]),
-            peak_tflops=peaks, memory_gb=_num(r["memory_gb"]),
-            memory_bw_gbps=_num(r["memory_bw_gbps"]), memory_type=r["memory_type"],
-            embodied_kgco2e=_num(r["embodied_kgco2e"]),
-            embodied_scope=r["embodied_scope"], embodied_source=r["embodied_source"],
-            spec_source=r["spec_source"],
-        ))
+        out.append(
+            Hardware(
+                name=r["name"],
+                vendor=r["vendor"],
+                type=r["type"],
+                form_factor=r["form_factor"],
+                release_year=int(year) if year is not None else None,
+                tdp_w=_num(r["tdp_w"]),
+                peak_tflops=peaks,
+                memory_gb=_num(r["memory_gb"]),
+                memory_bw_gbps=_num(r["memory_bw_gbps"]),
+                memory_type=r["memory_type"],
+                embodied_kgco2e=_num(r["embodied_kgco2e"]),
+                embodied_scope=r["embodied_scope"],
+                embodied_source=r["embodied_source"],
+                spec_source=r["spec_source"],
+            )
+        )
     return tuple(out)
 
 
 def _core(tokens: list[str]) -> list[str]:
     """Tokens that identify a model (contain a digit, and are not a memory size)."""
-    return [t for t in tokens if re.search(r"\d", t)
-            and not re.fullmatch(r"\d+gb|hbm\w*|gddr\w*|lpddr\w*", t)]
+    return [
+        t
+        for t in tokens
+        if re.search(r"\d", t) and not re.fullmatch(r"\d+gb|hbm\w*|gddr\w*|lpddr\w*", t)
+    ]
 
 
 def find_hardware(name: str | Hardware) -> Hardware:
-    """The accelerator called ``name`` (matched forgivingly); see the module docstring."""
+    """Return the accelerator called ``name`` (matched forgivingly); see the module docstring."""
     if isinstance(name, Hardware):
         return name
     text = str(name).strip()

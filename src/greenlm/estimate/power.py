@@ -34,13 +34,25 @@ class PowerEstimate:
     host_fraction: Range | None = None
 
 
-def resolve_power(hw: Hardware, *, power_w: float | None = None, basis: str = "model",
-                  workload: str = "train", fraction: Range | None = None,
-                  host_fraction: Range | None = None, calibration_source: str = "") -> PowerEstimate:
+def resolve_power(
+    hw: Hardware,
+    *,
+    power_w: float | None = None,
+    basis: str = "model",
+    workload: str = "train",
+    fraction: Range | None = None,
+    host_fraction: Range | None = None,
+    calibration_source: str = "",
+) -> PowerEstimate:
     """Average power per chip for ``hw``; ``fraction``/``host_fraction`` override defaults."""
     if power_w is not None:
-        w = finite("power per chip (W)", power_w, minimum=0.0, strict=True,
-                   hint=" Give average watts per accelerator, e.g. 300.")
+        w = finite(
+            "power per chip (W)",
+            power_w,
+            minimum=0.0,
+            strict=True,
+            hint=" Give average watts per accelerator, e.g. 300.",
+        )
         return PowerEstimate(Range.exact(w), "user", "user value (W per accelerator)")
     b = basis.lower()
     if b not in BASES:
@@ -52,8 +64,11 @@ def resolve_power(hw: Hardware, *, power_w: float | None = None, basis: str = "m
         )
     tdp = hw.tdp_w
     if b == "tdp":
-        return PowerEstimate(Range.exact(tdp), "tdp",
-                             f"TDP of {hw.name}, {tdp:g} W ({hw.spec_source}); no host share")
+        return PowerEstimate(
+            Range.exact(tdp),
+            "tdp",
+            f"TDP of {hw.name}, {tdp:g} W ({hw.spec_source}); no host share",
+        )
     if fraction is not None and host_fraction is not None:
         src = calibration_source
         basis_name = "calibrated"
@@ -69,7 +84,9 @@ def resolve_power(hw: Hardware, *, power_w: float | None = None, basis: str = "m
         basis_name = "model"
     total = add(fraction.scaled(tdp), host_fraction.scaled(tdp))
     return PowerEstimate(
-        total, basis_name,
+        total,
+        basis_name,
         f"TDP {tdp:g} W x ({fraction.value:g} accelerator + {host_fraction.value:g} host): {src}",
-        fraction=fraction, host_fraction=host_fraction,
+        fraction=fraction,
+        host_fraction=host_fraction,
     )

@@ -34,7 +34,7 @@ class Input:
 
 
 def ranged(r: Range, source: str) -> Input:
-    """An :class:`Input` for a value with a range."""
+    """Build an :class:`Input` for a value with a range."""
     return Input(r.value, source, r.low, r.high)
 
 
@@ -45,7 +45,7 @@ class Estimate:
     kind: str  # train | finetune | inference
     hardware: str
     chips: float | None
-    flops: float
+    flops: float | None  # None when only the time was given (no tokens)
     chip_hours: Range
     power_w: Range  # per accelerator, incl. host share when modeled
     mfu: float | None  # used or implied
@@ -83,6 +83,7 @@ class Estimate:
     def _bound(self, side: str) -> dict[str, float]:
         def pick(r: Range) -> float:
             return r.low if side == "low" else r.high
+
         return {
             "chip_hours": pick(self.chip_hours),
             "it_energy_mwh": pick(self.it_energy_j) / J_PER_MWH,
@@ -93,7 +94,7 @@ class Estimate:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` object."""
+        """Return the ``--json`` object."""
         return {
             "kind": self.kind,
             "hardware": self.hardware,
@@ -128,15 +129,21 @@ class InferenceEstimate(Estimate):
     """Estimate of serving a model over a deployment period."""
 
     queries: float
-    energy_wh_per_query: float
     decode_bound: str  # memory | compute
+
+    @property
+    def energy_wh_per_query(self) -> float:
+        """Facility energy per query in Wh."""
+        return self.energy_j.value / 3600.0 / self.queries
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
-        out.update({
-            "queries": self.queries,
-            "energy_wh_per_query": self.energy_wh_per_query,
-            "co2e_g_per_query": self.co2e_g.value / self.queries if self.queries else 0.0,
-            "decode_bound": self.decode_bound,
-        })
+        out.update(
+            {
+                "queries": self.queries,
+                "energy_wh_per_query": self.energy_wh_per_query,
+                "co2e_g_per_query": self.co2e_g.value / self.queries if self.queries else 0.0,
+                "decode_bound": self.decode_bound,
+            }
+        )
         return out

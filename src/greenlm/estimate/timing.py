@@ -19,7 +19,7 @@ from greenlm.estimate.uncertainty import Range
 
 
 def mfu_class(hw: Hardware) -> str:
-    """The key of :data:`defaults.MFU` for this accelerator (class and generation)."""
+    """Return the key of :data:`defaults.MFU` for this accelerator (class and generation)."""
     year = hw.release_year or 0
     if hw.vendor.upper() == "AMD":
         return "amd"
@@ -39,36 +39,50 @@ def small_model_factor(active_params: float) -> float:
 
 
 def default_mfu(hw: Hardware, active_params: float) -> Default:
-    """The default MFU range for ``hw`` and a model of ``active_params``."""
+    """Return the default MFU range for ``hw`` and a model of ``active_params``."""
     base = defaults.MFU[mfu_class(hw)]
     f = small_model_factor(active_params)
     if f == 1.0:
         return base
     r = base.range
-    return Default(Range(r.value * f, r.low * f, r.high), f"{base.source}; {defaults.MFU_SMALL_MODEL_SOURCE}")
+    return Default(
+        Range(r.value * f, r.low * f, r.high), f"{base.source}; {defaults.MFU_SMALL_MODEL_SOURCE}"
+    )
 
 
 def check_mfu(mfu: object) -> float:
-    """A user MFU, validated to lie in (0, 1]."""
-    return finite("MFU", mfu, minimum=0.0, strict=True, maximum=1.0,
-                  hint=" MFU is the share of peak throughput achieved, e.g. 0.4 for 40%.")
+    """Validate a user MFU: it must lie in (0, 1]."""
+    return finite(
+        "MFU",
+        mfu,
+        minimum=0.0,
+        strict=True,
+        maximum=1.0,
+        hint=" MFU is the share of peak throughput achieved, e.g. 0.4 for 40%.",
+    )
 
 
 def chip_hours_from_mfu(flops: float, peak_flops: float, mfu: Range) -> Range:
     """Chip-hours for ``flops`` at ``mfu`` of ``peak_flops`` (per chip, FLOP/s)."""
+
     def hours(u: float) -> float:
         return flops / (peak_flops * u) / 3600.0
+
     return Range(hours(mfu.value), hours(mfu.high), hours(mfu.low))
 
 
-def resolve_time_inputs(*, chip_hours: float | None, hours: float | None, mfu: float | None,
-                        chips: float | None) -> tuple[str, float | None]:
+def resolve_time_inputs(
+    *, chip_hours: float | None, hours: float | None, mfu: float | None, chips: float | None
+) -> tuple[str, float | None]:
     """Which time input the user gave (``chip_hours``, ``hours``, ``mfu`` or ``default``).
 
     Raises ConfigError for conflicting inputs (``--hours`` with ``--mfu`` ...).
     """
-    given = [name for name, v in (("chip_hours", chip_hours), ("hours", hours), ("mfu", mfu))
-             if v is not None]
+    given = [
+        name
+        for name, v in (("chip_hours", chip_hours), ("hours", hours), ("mfu", mfu))
+        if v is not None
+    ]
     if len(given) > 1:
         flags = " and ".join(f"--{g.replace('_', '-')}" for g in given)
         raise ConfigError(
@@ -88,7 +102,7 @@ def resolve_time_inputs(*, chip_hours: float | None, hours: float | None, mfu: f
 
 
 def check_chips(chips: object) -> float:
-    """A number of chips: a positive whole number."""
+    """Validate a number of chips: a positive whole number."""
     c = finite("chips", chips, minimum=0.0, strict=True, hint=" Give the number of accelerators.")
     if c != int(c):
         raise ConfigError(f"chips must be a whole number, got {c:g}.")
@@ -96,9 +110,7 @@ def check_chips(chips: object) -> float:
 
 
 def implied_mfu(flops: float, peak_flops: float, chip_hours: float) -> float | None:
-    """The MFU implied by a given time (None when it cannot be computed)."""
+    """Return the MFU implied by a given time (None when it cannot be computed)."""
     if flops <= 0 or chip_hours <= 0 or peak_flops <= 0:
         return None
     return flops / (peak_flops * chip_hours * 3600.0)
-
-

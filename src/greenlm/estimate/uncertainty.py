@@ -35,16 +35,16 @@ class Range:
 
     @classmethod
     def exact(cls, value: float) -> Range:
-        """A value known exactly (a user input): no spread."""
+        """Build a range for a value known exactly (a user input): no spread."""
         return cls(value, value, value)
 
     def scaled(self, factor: float) -> Range:
-        """The range multiplied by a positive constant."""
+        """Return the range multiplied by a positive constant."""
         return Range(self.value * factor, self.low * factor, self.high * factor)
 
 
 def combine(terms: Iterable[tuple[Range, float]]) -> Range:
-    """The product of ``value ** exponent`` over ``terms``, with propagated bounds.
+    """Return the product of ``value ** exponent`` over ``terms``, with propagated bounds.
 
     A term with a negative exponent (MFU in ``FLOPs / MFU``) raises the result at its low
     end. Values must be positive wherever a term has a spread.
@@ -58,16 +58,19 @@ def combine(terms: Iterable[tuple[Range, float]]) -> Range:
             continue
         if r.low <= 0:
             raise ConfigError(f"Cannot propagate a range that reaches zero or below: {r}.")
-        up = abs(exponent) * math.log((r.high if exponent > 0 else r.value) /
-                                      (r.value if exponent > 0 else r.low))
-        down = abs(exponent) * math.log((r.value if exponent > 0 else r.high) /
-                                        (r.low if exponent > 0 else r.value))
+        up = abs(exponent) * math.log(
+            (r.high if exponent > 0 else r.value) / (r.value if exponent > 0 else r.low)
+        )
+        down = abs(exponent) * math.log(
+            (r.value if exponent > 0 else r.high) / (r.low if exponent > 0 else r.value)
+        )
         up2 += up * up
         down2 += down * down
     return Range(central, central * math.exp(-math.sqrt(down2)), central * math.exp(math.sqrt(up2)))
 
 
 def add(*ranges: Range) -> Range:
-    """A sum of parts, each bound summed (the parts move together: conservative)."""
-    return Range(sum(r.value for r in ranges), sum(r.low for r in ranges),
-                 sum(r.high for r in ranges))
+    """Add parts, each bound summed (the parts are taken to move together: conservative)."""
+    return Range(
+        sum(r.value for r in ranges), sum(r.low for r in ranges), sum(r.high for r in ranges)
+    )

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from greenlm.optimize.results import Recommendation, VariantResult
+
+if TYPE_CHECKING:
+    from greenlm.carbon import CarbonConfig
 
 
 def _usable(v: VariantResult, per_token: bool) -> bool:
@@ -32,7 +36,7 @@ def pareto_front(variants: Sequence[VariantResult], per_token: bool = False) -> 
 
 
 def recommend(variants: Sequence[VariantResult], baseline: str, max_quality_drop: float,
-              *, per_token: bool, carbon: object) -> Recommendation | None:
+              *, per_token: bool, carbon: CarbonConfig) -> Recommendation | None:
     """The lowest-energy variant whose quality drop is within ``max_quality_drop``.
 
     The baseline is always eligible, so when nothing beats it the recommendation is to keep
@@ -52,9 +56,9 @@ def recommend(variants: Sequence[VariantResult], baseline: str, max_quality_drop
     assert e_base is not None and e_best is not None
     ratio = e_base / e_best if e_best > 0 else float("inf")
     saved_j_per_million = ((base.energy_j_per_1k or 0.0) - (best.energy_j_per_1k or 0.0)) * 1000
-    fp = account(saved_j_per_million, carbon)  # type: ignore[arg-type]
-    loc = carbon.location  # type: ignore[attr-defined]
-    pue = carbon.pue.value  # type: ignore[attr-defined]
+    fp = account(saved_j_per_million, carbon)
+    loc = carbon.location
+    pue = carbon.pue.value
     rejected = [v.name for v in variants if _usable(v, per_token)
                 and (v.energy(per_token) or 0.0) < e_best
                 and (v.quality_drop or 0.0) > max_quality_drop]

@@ -1,7 +1,7 @@
 """Post-training quantization: dynamic int8 on CPU, fp16/bf16 weights, bitsandbytes on GPU.
 
 * ``int8``: ``torch.ao`` dynamic quantization of every ``nn.Linear``. Weights are stored as
-  int8 with one scale per tensor; activations are quantized on the fly per batch. Runs
+  int8 with one scale per output channel; activations are quantized on the fly per batch. Runs
   on CPU only (fbgemm / x86 / qnnpack kernels).
 * ``fp16`` / ``bf16``: every floating weight cast to 16 bits. Halves the size; whether it
   saves energy depends on the kernels (bf16 is fast on CPUs with AMX / AVX-512-BF16, fp16
@@ -35,25 +35,28 @@ def dynamic_int8(model: Any) -> Transformed:
             f"this torch build has no int8 CPU kernels (quantized engines: {engines})"
         )
     try:
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as e:
         raise NotApplicableError(
             "this torch has no torch.ao dynamic quantization (removed in newer releases); "
             "install torchao and use its int8 dynamic quantization"
         ) from e
     n_linear = len(linear_layers(model))
+    n_tied = sum(isinstance(m, nn.Linear) for m in model.modules()) - n_linear
     if n_linear == 0:
         raise NotApplicableError("the model has no nn.Linear layer to quantize")
     float_model = clone(model).float()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        q = quantize_dynamic(float_model, {nn.Linear}, dtype=torch.qint8)
+        q = quantize_dynamic(float_model, {nn.Linear: per_channel_dynamic_qconfig},
+                             dtype=torch.qint8)
     q.eval()
     return Transformed(
         q,
-        f"dynamic int8 quantization of {n_linear} Linear layers (torch.ao, per-tensor "
-        "weight scales, activations quantized per batch); embeddings and norms stay fp32",
+        f"dynamic int8 quantization of {n_linear} Linear layers (torch.ao, per-channel "
+        "weight scales, activations quantized per batch); embeddings and norms stay fp32"
+        + (" (a tied LM head gets its own int8 copy)" if n_tied else ""),
         {"layers_quantized": n_linear},
     )
 

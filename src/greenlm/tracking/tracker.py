@@ -94,6 +94,8 @@ class EnergyTracker:
         gpus: bool | None = None,
         tensorboard_dir: str | None = None,
         listeners: Sequence[Any] = (),
+        server: str | None = None,
+        token: str | None = None,
         config: TrackerConfig | None = None,
         handle_signals: bool = True,
         sync_cuda: bool = True,
@@ -120,6 +122,12 @@ class EnergyTracker:
         self._given_meters = list(meters) if meters is not None else None
         self._pid = pid
         self._listeners = list(listeners)
+        if self.config.tensorboard_dir:
+            from greenlm.integrations.tensorboard import TensorBoardListener
+
+            self._listeners.append(TensorBoardListener(self.config.tensorboard_dir))
+        self._server = server or os.environ.get("GREENLM_SERVER") or None
+        self._token = token or os.environ.get("GREENLM_TOKEN") or None
         self._handle_signals = handle_signals
         self._sync_cuda = sync_cuda
         self.metadata: dict[str, Any] = dict(c.metadata)
@@ -150,6 +158,34 @@ class EnergyTracker:
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def steps(self) -> int:
+        """Steps marked so far in the current (or last) window."""
+        return getattr(self, "_steps", 0)
+
+    @property
+    def meters(self) -> list[Meter]:
+        """The meters of the current (or last) window."""
+        return [s.meter for s in getattr(self, "_slots", [])]
+
+    @property
+    def started_monotonic(self) -> float | None:
+        """``time.monotonic()`` at the window's start."""
+        return getattr(self, "_t0", None)
+
+    def energy_at(self, t_monotonic: float) -> float:
+        """Cumulative IT energy (J) of the window at ``time.monotonic()`` value ``t_monotonic``.
+
+        Linear between samples, clamped to the samples taken so far; energy between two
+        instants is ``energy_at(b) - energy_at(a)`` (used to attribute energy to requests).
+        """
+        with self._lock:
+            return self._energy_at(t_monotonic)
+
+    def energy_j_so_far(self) -> float:
+        """IT energy up to the latest sample."""
+        return self._total[-1] if getattr(self, "_total", None) else 0.0
 
     def set_metadata(self, **items: Any) -> None:
         """Record facts about the workload (``params``, ``tokens``, ``hardware``...) with the run."""
@@ -274,13 +310,22 @@ class EnergyTracker:
 
     def _make_sink(self) -> RunSink | None:
         arg = self._store_arg
+        local: RunSink | None
         if arg is False:
-            return None
-        if arg is not None and not isinstance(arg, str):
-            return arg  # type: ignore[no-any-return]
-        from greenlm.store import StoreSink, open_store
+            local = None
+        elif arg is not None and not isinstance(arg, str):
+            local = arg
+        else:
+            from greenlm.store import StoreSink, open_store
 
-        return StoreSink(open_store(self.config.store))
+            local = StoreSink(open_store(self.config.store))
+        if self._server:
+            # Team server: runs are buffered locally and retried until the server has them.
+            from greenlm.server.client import HttpSink
+
+            remote = HttpSink(self._server, self._token)
+            return remote if local is None else _Tee(local, remote)
+        return local
 
     def _read(self) -> None:
         """Read every meter once (sampling thread, or stop())."""
@@ -496,18 +541,29 @@ class EnergyTracker:
 
     def _phases(self, g_per_j: float) -> tuple[PhaseEnergy, ...]:
         agg: dict[str, list[float]] = {}
-        order: list[str] = []
+        first: dict[str, float] = {}
         for path, t0, t1, steps in self._intervals:
             a = agg.get(path)
             if a is None:
                 a = agg[path] = [0.0, 0.0, 0.0, 0.0]
-                order.append(path)
+            first[path] = min(first.get(path, t0), t0)
             a[0] += self._energy_at(t1) - self._energy_at(t0)
             a[1] += t1 - t0
             a[2] += steps
             a[3] += 1
-        out = []
-        for path in sorted(order, key=lambda p: (p.count("/"), order.index(p))):
+        out: list[PhaseEnergy] = []
+
+        def visit(parent: str | None) -> None:  # parents first, then children, by start time
+            kids = [p for p in agg if (p.rpartition("/")[0] or None) == parent]
+            for path in sorted(kids, key=first.__getitem__):
+                e, d, st, n = agg[path]
+                out.append(PhaseEnergy(name=path.rpartition("/")[2], parent=parent, energy_j=e,
+                                       duration_s=d, steps=int(st), entries=int(n), co2e_g=e * g_per_j))
+                visit(path)
+
+        visit(None)
+        seen = {p.path for p in out}
+        for path in sorted(set(agg) - seen, key=first.__getitem__):  # parent still open at stop
             e, d, st, n = agg[path]
             parent, _, name = path.rpartition("/")
             out.append(PhaseEnergy(name=name, parent=parent or None, energy_j=e, duration_s=d,
@@ -575,6 +631,25 @@ class EnergyTracker:
         elif prev == signal.SIG_DFL:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Tee:
+    """Send a run to two sinks (local store and team server)."""
+
+    def __init__(self, *sinks: RunSink) -> None:
+        self.sinks = sinks
+
+    def begin(self, run: RunStart) -> None:
+        for s in self.sinks:
+            s.begin(run)
+
+    def flush(self, run_id: str, samples: list[SampleRow], progress: Progress) -> None:
+        for s in self.sinks:
+            s.flush(run_id, samples, progress)
+
+    def finish(self, result: RunResult) -> None:
+        for s in self.sinks:
+            s.finish(result)
 
 
 class _Frozen(Meter):

@@ -52,20 +52,32 @@ class HardwareCalibration:
     def to_dict(self) -> dict[str, Any]:
         def r(x: Range | None) -> dict[str, float] | None:
             return None if x is None else {"value": x.value, "low": x.low, "high": x.high}
-        return {"hardware": self.hardware, "mfu": r(self.mfu),
-                "power_fraction": r(self.power_fraction), "host_fraction": r(self.host_fraction),
-                "n_runs": self.n_runs, "n_runs_mfu": self.n_runs_mfu,
-                "n_runs_power": self.n_runs_power, "run_ids": list(self.run_ids)}
+
+        return {
+            "hardware": self.hardware,
+            "mfu": r(self.mfu),
+            "power_fraction": r(self.power_fraction),
+            "host_fraction": r(self.host_fraction),
+            "n_runs": self.n_runs,
+            "n_runs_mfu": self.n_runs_mfu,
+            "n_runs_power": self.n_runs_power,
+            "run_ids": list(self.run_ids),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HardwareCalibration:
         def r(x: Any) -> Range | None:
             return None if not x else Range(float(x["value"]), float(x["low"]), float(x["high"]))
-        return cls(hardware=str(d["hardware"]), mfu=r(d.get("mfu")),
-                   power_fraction=r(d.get("power_fraction")),
-                   host_fraction=r(d.get("host_fraction")),
-                   n_runs_mfu=int(d.get("n_runs_mfu", 0)), n_runs_power=int(d.get("n_runs_power", 0)),
-                   run_ids=tuple(d.get("run_ids", ())))
+
+        return cls(
+            hardware=str(d["hardware"]),
+            mfu=r(d.get("mfu")),
+            power_fraction=r(d.get("power_fraction")),
+            host_fraction=r(d.get("host_fraction")),
+            n_runs_mfu=int(d.get("n_runs_mfu", 0)),
+            n_runs_power=int(d.get("n_runs_power", 0)),
+            run_ids=tuple(d.get("run_ids", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,11 @@ class Calibration:
     path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hardware": {k: v.to_dict() for k, v in self.hardware.items()},
-                "skipped": [{"run_id": r, "reason": why} for r, why in self.skipped],
-                "path": str(self.path) if self.path else None}
+        return {
+            "hardware": {k: v.to_dict() for k, v in self.hardware.items()},
+            "skipped": [{"run_id": r, "reason": why} for r, why in self.skipped],
+            "path": str(self.path) if self.path else None,
+        }
 
 
 def calibration_path() -> Path:
@@ -149,8 +163,10 @@ def fit_run(run: Mapping[str, Any]) -> RunFit:
         frac = acc_j / (duration * chips * hw.tdp_w)
         host = host_j / (duration * chips * hw.tdp_w)
     if mfu is None and frac is None:
-        raise ConfigError("neither MFU nor power could be fitted (no peak throughput or no "
-                          "accelerator energy measured)")
+        raise ConfigError(
+            "neither MFU nor power could be fitted (no peak throughput or no "
+            "accelerator energy measured)"
+        )
     return RunFit(str(run.get("run_id", "?")), hw.name, mfu, frac, host)
 
 
@@ -178,8 +194,12 @@ def fit(runs: Iterable[Mapping[str, Any]]) -> Calibration:
         fracs = [f.power_fraction for f in fs if f.power_fraction is not None]
         hosts = [f.host_fraction for f in fs if f.host_fraction is not None]
         out[name] = HardwareCalibration(
-            hardware=name, mfu=_spread(mfus), power_fraction=_spread(fracs),
-            host_fraction=_spread(hosts), n_runs_mfu=len(mfus), n_runs_power=len(fracs),
+            hardware=name,
+            mfu=_spread(mfus),
+            power_fraction=_spread(fracs),
+            host_fraction=_spread(hosts),
+            n_runs_mfu=len(mfus),
+            n_runs_power=len(fracs),
             run_ids=tuple(f.run_id for f in fs),
         )
     return Calibration(out, skipped)
@@ -189,9 +209,11 @@ def save(cal: Calibration, path: Path | None = None) -> Path:
     """Write ``cal`` as JSON (replacing the file); returns the path written."""
     p = Path(path) if path else calibration_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format_version": FORMAT_VERSION,
-           "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "hardware": {k: v.to_dict() for k, v in cal.hardware.items()}}
+    doc = {
+        "format_version": FORMAT_VERSION,
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "hardware": {k: v.to_dict() for k, v in cal.hardware.items()},
+    }
     tmp = p.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     tmp.replace(p)
@@ -209,8 +231,9 @@ def load(path: Path | None = None) -> dict[str, HardwareCalibration]:
             "runs with metadata params, tokens and hardware)."
         ) from None
     except (OSError, ValueError) as e:
-        raise ConfigError(f"Cannot read calibration file {p}: {e}. Re-run "
-                          "`greenlm estimate calibrate`.") from e
+        raise ConfigError(
+            f"Cannot read calibration file {p}: {e}. Re-run `greenlm estimate calibrate`."
+        ) from e
     return {k: HardwareCalibration.from_dict(v) for k, v in doc.get("hardware", {}).items()}
 
 

@@ -1,0 +1,93 @@
+"""Predict energy, carbon and cost before running: training, fine-tuning, inference, lifecycle.
+
+Python API (mirrors ``greenlm estimate``)::
+
+    from greenlm import estimate
+    r = estimate.train(params=7e9, tokens=2e12, hardware="A100", chips=512, location="FRA")
+    r.energy_mwh, r.co2e_t, r.to_dict()["low"]
+    estimate.finetune(params=7e9, tokens=5e8, hardware="A100", method="lora", lora_rank=16)
+    estimate.inference(params=7e9, hardware="L4", queries_per_day=5e4, days=365,
+                       input_tokens=400, output_tokens=250, weights_bits=8)
+    plan = estimate.load_plan("plan.yaml")
+    estimate.lifecycle(plan), estimate.compare(plan, ["FRA", "USA"], ["A100", "H100"])
+    estimate.forecast_total(step_energies_j, total_steps=10_000, warmup_steps=20)
+
+Modules, one per model: :mod:`flops` (compute), :mod:`timing` (MFU, chip-hours),
+:mod:`power`, :mod:`grid` (intensity, PUE, price), :mod:`embodied`, :mod:`training`,
+:mod:`inference`, :mod:`lifecycle` (with :mod:`plan`), :mod:`compare`, :mod:`calibration`,
+:mod:`forecast`, :mod:`uncertainty`; every default and its source is in :mod:`defaults`.
+Submodules load on first use, so importing ``greenlm.estimate`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from greenlm.estimate.calibration import Calibration, HardwareCalibration, calibrate
+    from greenlm.estimate.compare import Comparison, compare
+    from greenlm.estimate.forecast import Forecast, forecast_total
+    from greenlm.estimate.hardware import Hardware, HardwareNotFoundError, find_hardware
+    from greenlm.estimate.inference import inference
+    from greenlm.estimate.lifecycle import LifecycleEstimate, lifecycle
+    from greenlm.estimate.plan import Plan, load_plan, parse_plan
+    from greenlm.estimate.result import Estimate, InferenceEstimate, TrainEstimate
+    from greenlm.estimate.training import finetune, train
+
+_EXPORTS = {
+    "Calibration": "calibration",
+    "HardwareCalibration": "calibration",
+    "calibrate": "calibration",
+    "Comparison": "compare",
+    "compare": "compare",
+    "Forecast": "forecast",
+    "forecast_total": "forecast",
+    "Hardware": "hardware",
+    "HardwareNotFoundError": "hardware",
+    "find_hardware": "hardware",
+    "inference": "inference",
+    "LifecycleEstimate": "lifecycle",
+    "lifecycle": "lifecycle",
+    "Plan": "plan",
+    "load_plan": "plan",
+    "parse_plan": "plan",
+    "Estimate": "result",
+    "InferenceEstimate": "result",
+    "TrainEstimate": "result",
+    "finetune": "training",
+    "train": "training",
+}
+
+__all__ = [
+    "Calibration",
+    "Comparison",
+    "Estimate",
+    "Forecast",
+    "Hardware",
+    "HardwareCalibration",
+    "HardwareNotFoundError",
+    "InferenceEstimate",
+    "LifecycleEstimate",
+    "Plan",
+    "TrainEstimate",
+    "calibrate",
+    "compare",
+    "find_hardware",
+    "finetune",
+    "forecast_total",
+    "inference",
+    "lifecycle",
+    "load_plan",
+    "parse_plan",
+    "train",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'greenlm.estimate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"greenlm.estimate.{module}"), name)
+    globals()[name] = value
+    return value

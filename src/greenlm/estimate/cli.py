@@ -1,0 +1,429 @@
+"""``greenlm estimate``: predict energy, carbon and cost before running.
+
+Sub-commands: ``train``, ``finetune``, ``inference``, ``lifecycle``, ``compare``,
+``calibrate`` and ``hardware`` (lists the accelerator table). Registered by the top-level
+CLI through :func:`register`; cheap to import (the estimator loads when a command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+
+def _number(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number such as 7e9, got {text!r}") from None
+    if math.isnan(x) or math.isinf(x):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return x
+
+
+def _carbon_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--location",
+        help="grid location: FRA, US-CA, aws:us-east-1, ... (default: world average, flagged)",
+    )
+    g.add_argument(
+        "--intensity",
+        type=_number,
+        metavar="KG_PER_KWH",
+        help="grid intensity in kgCO2e/kWh instead of a location",
+    )
+    p.add_argument(
+        "--pue",
+        type=_number,
+        help="power usage effectiveness >= 1 (default: cloud "
+        "provider's fleet PUE, else a data-centre default with a range)",
+    )
+    p.add_argument("--price", dest="price_per_kwh", type=_number, help="electricity price per kWh")
+    p.add_argument("--currency", help="currency of --price (default USD)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--explain", action="store_true", help="list every input with its source")
+
+
+def _model_args(p: argparse.ArgumentParser, *, tokens: bool = True) -> None:
+    p.add_argument("--params", type=_number, required=True, help="parameters, e.g. 7e9")
+    p.add_argument("--active-params", type=_number, help="active parameters per token (MoE)")
+    if tokens:
+        p.add_argument(
+            "--tokens",
+            type=_number,
+            help="tokens processed, e.g. 2e12 (needed unless --chip-hours or --hours is given)",
+        )
+    p.add_argument("--hardware", required=True, help="accelerator: A100, H100, TPU v4, MI250X ...")
+    p.add_argument("--chips", type=_number, help="number of accelerators")
+    p.add_argument(
+        "--precision", default="bf16", help="bf16 (default), fp16, fp8, tf32, fp32, int8"
+    )
+    p.add_argument("--layers", type=int, help="transformer layers (optional)")
+    p.add_argument("--hidden-size", type=int, help="model width d_model (optional)")
+
+
+def _time_power_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chip-hours", type=_number, help="accelerator-hours, if known")
+    p.add_argument("--hours", type=_number, help="wall-clock hours (with --chips)")
+    p.add_argument("--mfu", type=_number, help="model FLOPs utilisation in (0, 1]")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--power-w", type=_number, help="average W per accelerator incl. its host")
+    g.add_argument(
+        "--power-basis",
+        choices=["model", "tdp"],
+        default="model",
+        help="model (default): fraction of TDP + host share; tdp: TDP only, as "
+        "publications that cost GPU-hours x TDP",
+    )
+    p.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="use MFU and power fitted by `greenlm estimate calibrate`",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add ``estimate`` and its sub-commands to the top-level parser's ``subparsers``."""
+    est = subparsers.add_parser(
+        "estimate", help="predict energy, CO2 and cost before running", description=__doc__
+    )
+    sub = est.add_subparsers(dest="estimate_command", metavar="COMMAND")
+    est.set_defaults(func=lambda a: _help(est))
+
+    p = sub.add_parser("train", help="pre-training run")
+    _model_args(p)
+    p.add_argument("--seq-len", type=int, help="sequence length (adds the attention term)")
+    _time_power_args(p)
+    _carbon_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="full or LoRA fine-tune")
+    _model_args(p)
+    p.add_argument("--method", choices=["full", "lora"], default="full")
+    p.add_argument("--lora-rank", type=int, help="LoRA rank (default 8)")
+    p.add_argument(
+        "--target-modules", help="LoRA targets, e.g. q,v or q,k,v,o or all (default q,v)"
+    )
+    p.add_argument("--trainable-params", type=_number, help="trainable parameters, if known")
+    p.add_argument("--ffn-size", type=int, help="feed-forward width (default 4 x hidden size)")
+    _time_power_args(p)
+    _carbon_args(p)
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("inference", help="serving over a deployment period")
+    _model_args(p, tokens=False)
+    p.add_argument("--queries-per-day", type=_number, required=True)
+    p.add_argument("--days", type=_number, required=True)
+    p.add_argument("--input-tokens", type=_number, required=True, help="prompt tokens per query")
+    p.add_argument(
+        "--output-tokens", type=_number, required=True, help="generated tokens per query"
+    )
+    p.add_argument("--batch-size", type=_number, default=1, help="concurrent queries (default 1)")
+    p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16)
+    p.add_argument("--mfu", type=_number, help="prefill MFU in (0, 1]")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--power-w", type=_number, help="average W per accelerator incl. its host")
+    g.add_argument("--power-basis", choices=["model", "tdp"], default="model")
+    _carbon_args(p)
+    p.set_defaults(func=cmd_inference)
+
+    p = sub.add_parser("lifecycle", help="whole lifecycle from a plan YAML")
+    p.add_argument("--config", required=True, help="plan YAML (see examples/plan.yaml)")
+    p.add_argument("--weights", help="score weights, e.g. compute=0.2,energy=0.3,carbon=0.5")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lifecycle)
+
+    p = sub.add_parser("compare", help="rank locations / hardware for a plan")
+    p.add_argument("--config", required=True, help="plan YAML")
+    p.add_argument("--locations", help="comma-separated: FRA,USA,aws:us-east-1,...")
+    p.add_argument("--hardware", help="comma-separated: A100,H100")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("calibrate", help="fit MFU and power on tracked runs")
+    p.add_argument("--project", help="only runs of this project")
+    p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    p.add_argument("--limit", type=int, help="newest N runs only")
+    p.add_argument("--show", action="store_true", help="show the saved calibration, fit nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("hardware", help="list the accelerators the estimator knows")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_hardware)
+
+
+def _help(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+# ------------------------------------------------------------------------- formatting
+def _g(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "–"
+    if x == 0:
+        s = "0"
+    elif abs(x) >= 1e6 or abs(x) < 1e-3:
+        s = f"{x:.3g}"
+    elif abs(x) >= 100:
+        s = f"{x:,.0f}"
+    else:
+        s = f"{x:.3g}"
+    return f"{s} {unit}".rstrip()
+
+
+def _band(d: dict[str, Any], key: str) -> str:
+    lo, hi = d["low"].get(key), d["high"].get(key)
+    if lo is None or hi is None or lo == hi:
+        return ""
+    return f"  [{_g(lo)} – {_g(hi)}]"
+
+
+def _print_estimate(d: dict[str, Any], explain: bool) -> None:
+    loc = d["location"]
+    chips = f" x {d['chips']:g}" if d.get("chips") else ""
+    print(f"{d['kind']}: {d['hardware']}{chips}")
+    if d.get("flops") is not None:
+        print(f"  compute        {_g(d['flops'])} FLOPs")
+    hours = f", {_g(d['hours'])} h wall" if d.get("hours") else ""
+    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None else ""
+    print(f"  time           {_g(d['chip_hours'])} chip-hours{hours}{mfu}{_band(d, 'chip_hours')}")
+    print(f"  power          {_g(d['power_w_per_chip'], 'W')} per chip")
+    print(f"  IT energy      {_g(d['it_energy_mwh'], 'MWh')}{_band(d, 'it_energy_mwh')}")
+    pue = d["inputs"].get("pue", {}).get("value")
+    print(
+        f"  energy         {_g(d['energy_mwh'], 'MWh')}{_band(d, 'energy_mwh')}  "
+        f"(facility, PUE {pue:g})"
+        if pue
+        else ""
+    )
+    print(
+        f"  CO2e operat.   {_g(d['co2e_t'], 't')}{_band(d, 'co2e_t')}  "
+        f"({loc.get('code')}, {loc.get('intensity_g_per_kwh'):.0f} g/kWh)"
+    )
+    print(
+        f"  CO2e embodied  {_g(d['embodied_co2e_t'], 't')}{_band(d, 'embodied_co2e_t')}  "
+        "(manufacturing, amortized; not included above)"
+    )
+    print(f"  cost           {_g(d['cost'], d['currency'])}{_band(d, 'cost')}")
+    if "energy_wh_per_query" in d:
+        print(
+            f"  per query      {_g(d['energy_wh_per_query'], 'Wh')}, "
+            f"{_g(d['co2e_g_per_query'], 'gCO2e')} (decode {d['decode_bound']}-bound)"
+        )
+    _print_inputs(d, explain)
+
+
+def _print_inputs(d: dict[str, Any], explain: bool) -> None:
+    if explain:
+        print("  inputs:")
+        for k, v in d["inputs"].items():
+            rng = f" [{_g(v['low'])} – {_g(v['high'])}]" if "low" in v else ""
+            val = _g(v["value"]) if isinstance(v["value"], (int, float)) else v["value"]
+            print(f"    {k} = {val}{rng}: {v['source']}")
+    else:
+        print("  (bands are plausible ranges; --explain lists every input and its source)")
+    for w in d.get("warnings", []):
+        print(f"warning: {w}")
+
+
+def _emit(args: argparse.Namespace, result: Any) -> int:
+    d = result.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+    else:
+        _print_estimate(d, getattr(args, "explain", False))
+    return 0
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "params": args.params,
+        "active_params": args.active_params,
+        "hardware": args.hardware,
+        "chips": args.chips,
+        "precision": args.precision,
+        "power_w": args.power_w,
+        "power_basis": args.power_basis,
+        "pue": args.pue,
+        "location": args.location,
+        "intensity_kg_per_kwh": args.intensity,
+        "price_per_kwh": args.price_per_kwh,
+        "currency": args.currency,
+    }
+
+
+# --------------------------------------------------------------------------- handlers
+def cmd_train(args: argparse.Namespace) -> int:
+    from greenlm.estimate.training import train
+
+    return _emit(
+        args,
+        train(
+            tokens=args.tokens,
+            layers=args.layers,
+            hidden_size=args.hidden_size,
+            seq_len=args.seq_len,
+            chip_hours=args.chip_hours,
+            hours=args.hours,
+            mfu=args.mfu,
+            calibrated=args.calibrated,
+            **_common(args),
+        ),
+    )
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from greenlm.errors import ConfigError
+    from greenlm.estimate.training import finetune
+
+    if args.tokens is None:
+        raise ConfigError(
+            "greenlm estimate finetune needs --tokens (examples x tokens per example x epochs)."
+        )
+    return _emit(
+        args,
+        finetune(
+            tokens=args.tokens,
+            method=args.method,
+            lora_rank=args.lora_rank,
+            target_modules=args.target_modules,
+            trainable_params=args.trainable_params,
+            layers=args.layers,
+            hidden_size=args.hidden_size,
+            ffn_size=args.ffn_size,
+            chip_hours=args.chip_hours,
+            hours=args.hours,
+            mfu=args.mfu,
+            calibrated=args.calibrated,
+            **_common(args),
+        ),
+    )
+
+
+def cmd_inference(args: argparse.Namespace) -> int:
+    from greenlm.estimate.inference import inference
+
+    return _emit(
+        args,
+        inference(
+            queries_per_day=args.queries_per_day,
+            days=args.days,
+            input_tokens=args.input_tokens,
+            output_tokens=args.output_tokens,
+            batch_size=args.batch_size,
+            weights_bits=args.weights_bits,
+            mfu=args.mfu,
+            **_common(args),
+        ),
+    )
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    from greenlm.estimate.lifecycle import lifecycle
+    from greenlm.estimate.plan import load_plan
+
+    result = lifecycle(load_plan(args.config), args.weights)
+    d = result.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    print(f"lifecycle: {d['name']} ({d['location'].get('code')})")
+    print(
+        f"  {'part':<22} {'energy MWh':>12} {'CO2e t':>10} {'embodied t':>11} "
+        f"{'chip-hours':>12} {'cost':>12}"
+    )
+    for p in [*d["parts"], {**d, "name": "total"}]:
+        print(
+            f"  {p['name']:<22} {_g(p['energy_mwh']):>12} {_g(p['co2e_t']):>10} "
+            f"{_g(p['embodied_co2e_t']):>11} {_g(p['chip_hours']):>12} "
+            f"{_g(p['cost']):>12}"
+        )
+    print(
+        f"  total CO2e (operational + embodied): {_g(d['total_co2e_t'], 't')}  "
+        f"[energy {_g(d['low']['energy_mwh'])} – {_g(d['high']['energy_mwh'])} MWh, "
+        f"CO2e {_g(d['low']['co2e_t'])} – {_g(d['high']['co2e_t'])} t]"
+    )
+    s = d["score"]
+    parts = ", ".join(
+        f"{k} {c['weight']:.2f} x {_g(c['normalised'])}" for k, c in s["components"].items()
+    )
+    print(f"  composite score {s['value']:.3g} ({parts}); {s['note']}")
+    for w in d["warnings"]:
+        print(f"warning: {w}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from greenlm.estimate.compare import compare
+    from greenlm.estimate.plan import load_plan
+
+    d = compare(load_plan(args.config), args.locations, args.hardware).to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    print(
+        f"  {'#':>2} {'location':<20} {'hardware':<30} {'g/kWh':>7} {'MWh':>10} "
+        f"{'CO2e t (op+emb)':>16} {'cost':>12}"
+    )
+    for o in d["options"]:
+        print(
+            f"  {o['rank']:>2} {o['location'] or '(plan)'!s:<20} "
+            f"{o['hardware'] or '(plan)'!s:<30} {o['intensity_g_per_kwh']:>7.0f} "
+            f"{_g(o['energy_mwh']):>10} {_g(o['total_co2e_t']):>16} "
+            f"{_g(o['cost'], o['currency']):>12}"
+        )
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from greenlm.estimate import calibration as cal
+
+    if args.show:
+        table = cal.load()
+        result = cal.Calibration(table, [], cal.calibration_path())
+    else:
+        from greenlm.store import open_store
+
+        runs = open_store(args.store).list_runs(project=args.project, limit=args.limit)
+        result = cal.calibrate(runs)
+    d = result.to_dict()
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+
+    def rng(x: dict[str, float] | None) -> str:
+        if not x:
+            return "–"
+        return f"{x['value']:.3f} [{x['low']:.3f}–{x['high']:.3f}]"
+
+    print(f"calibration: {d['path']}")
+    print(f"  {'hardware':<32} {'MFU':>22} {'power/TDP':>22} {'host/TDP':>22} {'runs':>5}")
+    for h in d["hardware"].values():
+        print(
+            f"  {h['hardware']:<32} {rng(h['mfu']):>22} {rng(h['power_fraction']):>22} "
+            f"{rng(h['host_fraction']):>22} {h['n_runs']:>5}"
+        )
+    for s in d["skipped"]:
+        print(f"  skipped {s['run_id']}: {s['reason']}")
+    return 0
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    from greenlm.estimate.hardware import all_hardware
+
+    hws = all_hardware()
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hws], indent=2))
+        return 0
+    for h in hws:
+        bf16 = h.peak_tflops.get("fp16_bf16_dense_tflops")
+        print(
+            f"{h.name:<48} TDP {_g(h.tdp_w, 'W'):>8}  bf16 {_g(bf16, 'TFLOPS'):>12}  "
+            f"{_g(h.memory_gb, 'GB'):>7}"
+        )
+    return 0

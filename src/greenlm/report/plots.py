@@ -1,0 +1,306 @@
+"""Chart specifications (Chart.js configuration objects) built from greenlm's JSON.
+
+Pure data: every function returns a :class:`Chart` whose ``spec`` is a Chart.js config
+(plain JSON, no functions), plus a caption saying where the figures come from. The
+dashboard and the self-contained HTML report draw the same specs with the vendored
+Chart.js (``greenlm/server/static/vendor``) and ``charts.js``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Colours by component kind and for series without a kind (colour-blind friendly set).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
+           "#000000")
+KIND_COLOURS = {"gpu": "#0072B2", "cpu": "#E69F00", "ram": "#009E73"}
+J_PER_KWH = 3.6e6
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart: a DOM id, a title, a caption (provenance / source) and the Chart.js spec."""
+
+    id: str
+    title: str
+    caption: str
+    spec: dict[str, Any]
+    empty: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def colour(i: int, kind: str | None = None) -> str:
+    """A stable colour: by component kind when known, else from the palette."""
+    if kind and kind in KIND_COLOURS:
+        return KIND_COLOURS[kind]
+    return PALETTE[i % len(PALETTE)]
+
+
+def energy_scale(max_j: float) -> tuple[str, float]:
+    """The display unit for energies up to ``max_j`` and joules per unit (J, kJ, kWh, MWh)."""
+    m = abs(max_j)
+    if m < 1e3:
+        return "J", 1.0
+    if m < 3.6e5:
+        return "kJ", 1e3
+    if m < 3.6e9:
+        return "kWh", J_PER_KWH
+    return "MWh", 3.6e9
+
+
+def co2e_scale(max_g: float) -> tuple[str, float]:
+    """Display unit for CO2e masses up to ``max_g`` and grams per unit (mg, g, kg, t)."""
+    m = abs(max_g)
+    if m < 1:
+        return "mg CO2e", 1e-3
+    if m < 1e3:
+        return "g CO2e", 1.0
+    if m < 1e6:
+        return "kg CO2e", 1e3
+    return "t CO2e", 1e6
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float, or None when missing, NaN or infinite (JSON has no NaN)."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _axis(title: str, **kw: Any) -> dict[str, Any]:
+    return {"title": {"display": True, "text": title}, **kw}
+
+
+def _base(kind: str, data: dict[str, Any], x_title: str, y_title: str, *,
+          stacked: bool = False, horizontal: bool = False, legend: bool = True,
+          x_type: str | None = None) -> dict[str, Any]:
+    x = _axis(x_title, stacked=stacked)
+    if x_type:
+        x["type"] = x_type
+    y = _axis(y_title, stacked=stacked, beginAtZero=True)
+    opts: dict[str, Any] = {
+        "scales": {"x": x, "y": y},
+        "plugins": {"legend": {"display": legend}},
+    }
+    if horizontal:
+        opts["indexAxis"] = "y"
+    return {"type": kind, "data": data, "options": opts}
+
+
+def downsample(points: Sequence[tuple[float, float]], max_points: int) -> list[tuple[float, float]]:
+    """Average consecutive points into at most ``max_points`` buckets (keeps the shape)."""
+    n = len(points)
+    if n <= max_points:
+        return list(points)
+    out = []
+    per = n / max_points
+    for b in range(max_points):
+        chunk = points[int(b * per): max(int((b + 1) * per), int(b * per) + 1)]
+        out.append((sum(p[0] for p in chunk) / len(chunk), sum(p[1] for p in chunk) / len(chunk)))
+    return out
+
+
+def power_timeline(samples: Sequence[Mapping[str, Any]], kinds: Mapping[str, str] | None = None,
+                   chart_id: str = "power", max_points: int = 600,
+                   provenance: Mapping[str, str] | None = None) -> Chart:
+    """Power over time per component, from stored samples (``t_s``, ``component``, ``power_w``)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        p, t = finite(s.get("power_w")), finite(s.get("t_s"))
+        if p is None or t is None:
+            continue
+        series.setdefault(str(s["component"]), []).append((t, p))
+    kinds = kinds or {}
+    datasets = []
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        c = colour(i, kinds.get(name))
+        datasets.append({
+            "label": f"{name} ({(provenance or {}).get(name, 'measured')})" if provenance else name,
+            "data": [{"x": round(t, 4), "y": round(p, 4)} for t, p in downsample(pts, max_points)],
+            "borderColor": c, "backgroundColor": c, "pointRadius": 0, "borderWidth": 1.5,
+            "tension": 0, "stepped": False,
+        })
+    spec = _base("line", {"datasets": datasets}, "time since start (s)", "power (W)",
+                 x_type="linear")
+    caption = ("Average power of each component between samples (W), from the stored samples; "
+               "provenance in brackets: counter = hardware energy counter, sampled = power "
+               "readings integrated, modeled = estimated from utilisation.")
+    return Chart(chart_id, "Power over time", caption, spec, empty=not datasets)
+
+
+def energy_by_component(components: Sequence[Mapping[str, Any]], chart_id: str = "components") -> Chart:
+    """IT energy per component with its band (floating bar low..high beside the value)."""
+    comps = [c for c in components if finite(c.get("energy_j")) is not None]
+    unit, div = energy_scale(max([float(c["energy_j"]) for c in comps] + [0.0]))
+    labels = [f"{c['name']} ({c.get('provenance') or '?'})" for c in comps]
+    value = {"label": f"energy ({unit})", "data": [float(c["energy_j"]) / div for c in comps],
+             "backgroundColor": [colour(i, c.get("kind")) for i, c in enumerate(comps)]}
+    band = {"label": f"band low-high ({unit})",
+            "data": [[(finite(c.get("low_j")) or float(c["energy_j"])) / div,
+                      (finite(c.get("high_j")) or float(c["energy_j"])) / div] for c in comps],
+            "backgroundColor": "rgba(120,120,120,0.35)"}
+    spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "component", f"IT energy ({unit})")
+    caption = ("IT energy by component, before PUE; grey bars show each component's uncertainty "
+               "band (narrow for counters, wide for modeled components).")
+    return Chart(chart_id, "Energy by component", caption, spec, empty=not comps)
+
+
+def energy_by_phase(phases: Sequence[Mapping[str, Any]], chart_id: str = "phases") -> Chart:
+    """IT energy of each phase (nested phases by path)."""
+    ph = [p for p in phases if finite(p.get("energy_j")) is not None]
+    unit, div = energy_scale(max([float(p["energy_j"]) for p in ph] + [0.0]))
+    data = {"labels": [str(p.get("path") or p.get("name")) for p in ph],
+            "datasets": [{"label": f"energy ({unit})", "data": [float(p["energy_j"]) / div for p in ph],
+                          "backgroundColor": [colour(i) for i in range(len(ph))]}]}
+    spec = _base("bar", data, f"IT energy ({unit})", "phase", horizontal=True, legend=False)
+    spec["options"]["scales"]["x"]["beginAtZero"] = True
+    caption = ("IT energy attributed to each phase (interpolated between samples at the phase "
+               "boundaries); nested phases are part of their parent's energy.")
+    return Chart(chart_id, "Energy by phase", caption, spec, empty=not ph)
+
+
+def compare_components(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-energy") -> Chart:
+    """Stacked IT energy by component for several runs."""
+    names: list[str] = []
+    kinds: dict[str, str] = {}
+    for r in runs:
+        for c in r.get("components") or []:
+            if c["name"] not in names:
+                names.append(c["name"])
+                kinds[c["name"]] = c.get("kind") or ""
+    top = max([float(r.get("energy_j") or 0) for r in runs] + [0.0])
+    unit, div = energy_scale(top)
+    labels = [run_label(r) for r in runs]
+    datasets = []
+    for i, n in enumerate(names):
+        vals = []
+        for r in runs:
+            e = next((float(c["energy_j"]) for c in r.get("components") or [] if c["name"] == n), 0.0)
+            vals.append(e / div)
+        datasets.append({"label": n, "data": vals, "backgroundColor": colour(i, kinds.get(n)),
+                         "stack": "energy"})
+    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run", f"IT energy ({unit})",
+                 stacked=True)
+    return Chart(chart_id, "IT energy by component", "IT energy of each run split by component, "
+                 "before PUE; see the table for each figure's provenance and band.", spec,
+                 empty=not datasets)
+
+
+def compare_co2e(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-co2e") -> Chart:
+    """CO2e per run with its band as a floating bar."""
+    top = max([float(r.get("co2e_high_g") or r.get("co2e_g") or 0) for r in runs] + [0.0])
+    unit, div = co2e_scale(top)
+    labels = [run_label(r) for r in runs]
+    value = {"label": unit, "data": [float(r.get("co2e_g") or 0) / div for r in runs],
+             "backgroundColor": "#009E73"}
+    band = {"label": f"band low-high ({unit})",
+            "data": [[(finite(r.get("co2e_low_g")) or float(r.get("co2e_g") or 0)) / div,
+                      (finite(r.get("co2e_high_g")) or float(r.get("co2e_g") or 0)) / div] for r in runs],
+            "backgroundColor": "rgba(120,120,120,0.35)"}
+    spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "run", unit)
+    caption = ("Operational CO2e = facility energy x grid intensity of each run's location "
+               "(intensity and source in the table).")
+    return Chart(chart_id, "CO2e per run", caption, spec, empty=not runs)
+
+
+def runs_overview(runs: Sequence[Mapping[str, Any]], chart_id: str = "overview", limit: int = 60) -> Chart:
+    """CO2e of the listed runs, oldest to newest, coloured by project."""
+    rs = list(reversed(list(runs)[:limit]))
+    projects: list[str] = []
+    for r in rs:
+        if r["project"] not in projects:
+            projects.append(r["project"])
+    top = max([float(r.get("co2e_g") or 0) for r in rs] + [0.0])
+    unit, div = co2e_scale(top)
+    labels = [run_label(r) for r in rs]
+    datasets = [{"label": p, "backgroundColor": colour(i), "stack": "p",
+                 "data": [float(r.get("co2e_g") or 0) / div if r["project"] == p else 0 for r in rs]}
+                for i, p in enumerate(projects)]
+    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run (oldest to newest)", unit,
+                 stacked=True)
+    return Chart(chart_id, "CO2e of the listed runs", "Operational CO2e of each run shown in the "
+                 f"table (newest {limit} at most), by project.", spec, empty=not rs)
+
+
+def run_label(r: Mapping[str, Any]) -> str:
+    """Short label of a run for chart axes: project and id prefix."""
+    return f"{r.get('project', '?')} {str(r.get('run_id', ''))[:8]}"
+
+
+def pareto(variants: Sequence[Mapping[str, Any]], baseline: str | None,
+           energy_key: str = "energy_j_per_1k", chart_id: str = "pareto") -> Chart:
+    """Energy against quality of optimize variants, with the Pareto front joined."""
+    pts = []
+    for v in variants:
+        e = finite(v.get(energy_key))
+        q = finite((v.get("quality") or {}).get("value")) if isinstance(v.get("quality"), Mapping) else None
+        if e is None or q is None or v.get("skipped_reason"):
+            continue
+        pts.append((e, q, str(v.get("name"))))
+    metric = next((str(v["quality"].get("metric")) for v in variants
+                   if isinstance(v.get("quality"), Mapping) and v["quality"].get("metric")), "quality")
+    higher_better = "perplexity" not in metric.lower() and "loss" not in metric.lower()
+    front = pareto_front(pts, higher_better)
+    unit = "J per 1,000 inferences" if energy_key == "energy_j_per_1k" else "J per token"
+    datasets: list[dict[str, Any]] = []
+    for i, (e, q, name) in enumerate(pts):
+        datasets.append({"label": name + (" (baseline)" if name == baseline else ""),
+                         "data": [{"x": e, "y": q}], "backgroundColor": colour(i),
+                         "pointRadius": 7 if name == baseline else 5,
+                         "pointStyle": "rectRot" if name == baseline else "circle"})
+    if front:
+        datasets.append({"label": "Pareto front", "type": "line", "showLine": True,
+                         "data": [{"x": e, "y": q} for e, q, _ in front],
+                         "borderColor": "#555", "borderDash": [4, 4], "pointRadius": 0, "fill": False})
+    spec = _base("scatter", {"datasets": datasets}, f"energy ({unit})", metric, x_type="linear")
+    spec["options"]["scales"]["y"]["beginAtZero"] = False
+    spec["options"]["scales"]["x"]["beginAtZero"] = True
+    better = "higher" if higher_better else "lower"
+    return Chart(chart_id, "Energy vs quality", f"Each point is a variant ({metric}: {better} is "
+                 "better); the dashed line joins the variants no other variant beats on both "
+                 "energy and quality.", spec, empty=not pts)
+
+
+def pareto_front(pts: Sequence[tuple[float, float, str]], higher_better: bool = True
+                 ) -> list[tuple[float, float, str]]:
+    """Points not dominated on (lower energy, better quality), by increasing energy."""
+    out: list[tuple[float, float, str]] = []
+    best: float | None = None
+    for e, q, n in sorted(pts, key=lambda p: (p[0], -p[1] if higher_better else p[1])):
+        if best is None or (q > best if higher_better else q < best):
+            out.append((e, q, n))
+            best = q
+    return out
+
+
+def banded_bars(labels: Sequence[str], values: Sequence[float], lows: Sequence[float | None],
+                highs: Sequence[float | None], unit: str, title: str, caption: str, chart_id: str,
+                x_title: str) -> Chart:
+    """Bars with a grey floating band (low..high) beside each (location/hardware comparisons)."""
+    value = {"label": unit, "data": [float(v) for v in values], "backgroundColor": "#0072B2"}
+    band = {"label": f"band low-high ({unit})",
+            "data": [[float(lo if lo is not None else v), float(hi if hi is not None else v)]
+                     for v, lo, hi in zip(values, lows, highs)],
+            "backgroundColor": "rgba(120,120,120,0.35)"}
+    spec = _base("bar", {"labels": list(labels), "datasets": [value, band]}, x_title, unit)
+    return Chart(chart_id, title, caption, spec, empty=not labels)
+
+
+def stacked_parts(parts: Sequence[Mapping[str, Any]], key: str, unit: str, title: str,
+                  caption: str, chart_id: str, scale: float = 1.0) -> Chart:
+    """One horizontal stacked bar: each part of a footprint as a segment."""
+    datasets = []
+    for i, p in enumerate(parts):
+        v = finite(p.get(key))
+        if v is None:
+            continue
+        datasets.append({"label": str(p.get("label") or p.get("name")), "data": [v * scale],
+                         "backgroundColor": colour(i), "stack": "total"})
+    spec = _base("bar", {"labels": [title], "datasets": datasets}, unit, "", stacked=True,
+                 horizontal=True)
+    return Chart(chart_id, title, caption, spec, empty=not datasets)

@@ -1,0 +1,380 @@
+"""View models: greenlm's JSON turned into what a page shows, with provenance on every figure.
+
+Shared by the dashboard (``greenlm.server``) and the self-contained HTML report
+(``greenlm.report.html``), so a number reads the same in both. Functions take the stable
+JSON dicts (run results, optimize ``--json``, estimate ``--json``) and return plain dicts
+of display strings, raw values (for tests and ``data-`` attributes) and chart specs; the
+templates escape every string they print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from greenlm.report import plots
+from greenlm.report.equivalents import equivalents, fmt_count
+from greenlm.report.summary import fmt_co2e_g, fmt_energy_j
+
+J_PER_KWH = 3.6e6
+PROVENANCE_HELP = {
+    "counter": "read from a hardware energy counter (NVML total energy, RAPL)",
+    "sampled": "power readings sampled and integrated over time",
+    "modeled": "estimated from utilisation and a power model (see the band)",
+}
+
+
+def fmt_duration_s(s: float | None) -> str:
+    """Seconds as s, min or h."""
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.2f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def fmt_kwh(j: float | None) -> str:
+    """Joules as kWh with 3 significant figures (the unit people pay for)."""
+    if j is None:
+        return "-"
+    return f"{j / J_PER_KWH:.3g} kWh"
+
+
+def fmt_money(x: float | None, currency: str | None) -> str:
+    """A cost with its currency; tiny costs keep significant figures."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    if x == 0:
+        return f"0 {currency or ''}".strip()
+    return (f"{x:,.2f}" if abs(x) >= 1 else f"{x:.3g}") + f" {currency or ''}".rstrip()
+
+
+def band_text(lo: float | None, hi: float | None, fmt: Any) -> str:
+    """``low - high`` with a formatter, or '' when there is no band."""
+    if lo is None or hi is None:
+        return ""
+    return f"{fmt(lo)} - {fmt(hi)}"
+
+
+def location_view(loc: Mapping[str, Any]) -> dict[str, Any]:
+    """The grid location and intensity used, and where the intensity comes from."""
+    return {
+        "code": loc.get("code") or "-",
+        "name": loc.get("name") or "",
+        "intensity_g_per_kwh": loc.get("intensity_g_per_kwh"),
+        "intensity_text": (f"{float(loc['intensity_g_per_kwh']):.4g} g CO2e/kWh"
+                           if loc.get("intensity_g_per_kwh") is not None else "-"),
+        "source": loc.get("source") or "unknown source",
+        "year": loc.get("year"),
+        "basis": loc.get("basis") or "",
+        "license": loc.get("license") or "",
+        "defaulted": bool(loc.get("defaulted")),
+    }
+
+
+def intensity_note(loc: Mapping[str, Any]) -> str:
+    """One line: intensity, location, year, source (flags a defaulted world average)."""
+    lv = location_view(loc)
+    year = f" {lv['year']}" if lv["year"] else ""
+    note = f"{lv['intensity_text']} for {lv['code']}{year} ({lv['source']})"
+    if lv["defaulted"]:
+        note += " - DEFAULTED to the world average: no location was given"
+    return note
+
+
+def figures(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The headline figures of a run, each with its provenance and band."""
+    prov = run.get("provenance") or "partial (run not finished)"
+    loc = run.get("location") or {}
+    out = [
+        {"key": "duration", "label": "Duration", "raw": run.get("duration_s"),
+         "text": fmt_duration_s(run.get("duration_s")), "band": "",
+         "provenance": "measured", "source": "wall clock of the tracking window"},
+        {"key": "energy", "label": "IT energy", "raw": run.get("energy_j"),
+         "text": fmt_energy_j(run.get("energy_j")),
+         "band": band_text(run.get("energy_low_j"), run.get("energy_high_j"), fmt_energy_j),
+         "provenance": prov,
+         "source": PROVENANCE_HELP.get(str(run.get("provenance")), "sum of the components below")},
+        {"key": "facility", "label": "Facility energy", "raw": run.get("facility_energy_j"),
+         "text": fmt_kwh(run.get("facility_energy_j")), "band": "",
+         "provenance": "modeled",
+         "source": f"IT energy x PUE {run.get('pue')} ({run.get('pue_source') or 'no source recorded'})"},
+        {"key": "co2e", "label": "CO2e (operational)", "raw": run.get("co2e_g"),
+         "text": fmt_co2e_g(run.get("co2e_g")),
+         "band": band_text(run.get("co2e_low_g"), run.get("co2e_high_g"), fmt_co2e_g),
+         "provenance": "modeled", "source": "facility energy x " + intensity_note(loc)},
+    ]
+    if run.get("cost") is not None:
+        out.append({"key": "cost", "label": "Electricity cost", "raw": run.get("cost"),
+                    "text": fmt_money(run.get("cost"), run.get("currency")), "band": "",
+                    "provenance": "modeled",
+                    "source": f"{run.get('price_per_kwh', '?')} {run.get('currency') or ''}/kWh "
+                              f"({run.get('price_source') or 'no source recorded'})"})
+    return out
+
+
+def component_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-component energy, share, provenance and band."""
+    total = float(run.get("energy_j") or 0.0)
+    rows = []
+    for c in run.get("components") or []:
+        e = float(c.get("energy_j") or 0.0)
+        rows.append({
+            "name": c["name"], "kind": c.get("kind") or "", "energy_j": e,
+            "energy_text": fmt_energy_j(e), "share": f"{100 * e / total:.1f} %" if total else "-",
+            "provenance": c.get("provenance") or "-",
+            "band": band_text(c.get("low_j"), c.get("high_j"), fmt_energy_j),
+            "scope": c.get("scope") or "", "detail": c.get("detail") or "",
+        })
+    return rows
+
+
+def phase_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-phase energy, duration, steps, energy per step and CO2e."""
+    rows = []
+    for p in run.get("phases") or []:
+        steps = int(p.get("steps") or 0)
+        e = float(p.get("energy_j") or 0.0)
+        rows.append({
+            "path": p.get("path") or p.get("name"), "energy_j": e, "energy_text": fmt_energy_j(e),
+            "duration_text": fmt_duration_s(p.get("duration_s")), "steps": steps,
+            "per_step": fmt_energy_j(e / steps) if steps else "-",
+            "co2e_text": fmt_co2e_g(p.get("co2e_g")) if p.get("co2e_g") is not None else "-",
+        })
+    return rows
+
+
+def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (),
+             prefix: str = "") -> dict[str, Any]:
+    """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page."""
+    kinds = {c["name"]: c.get("kind") or "" for c in run.get("components") or []}
+    provs = {c["name"]: c.get("provenance") or "?" for c in run.get("components") or []}
+    charts = [
+        plots.power_timeline(samples, kinds, chart_id=f"{prefix}power", provenance=provs),
+        plots.energy_by_component(run.get("components") or [], chart_id=f"{prefix}components"),
+    ]
+    if run.get("phases"):
+        charts.append(plots.energy_by_phase(run["phases"], chart_id=f"{prefix}phases"))
+    eq = equivalents(run.get("facility_energy_j"), run.get("co2e_g"))
+    forecast = run.get("forecast")
+    return {
+        "run": run,
+        "run_id": run.get("run_id"),
+        "project": run.get("project"),
+        "status": run.get("status"),
+        "started_at": run.get("started_at"),
+        "ended_at": run.get("ended_at"),
+        "host": run.get("host") or "",
+        "provenance": run.get("provenance") or "-",
+        "figures": figures(run),
+        "components": component_rows(run),
+        "phases": phase_rows(run),
+        "location": location_view(run.get("location") or {}),
+        "intensity_note": intensity_note(run.get("location") or {}),
+        "pue": run.get("pue"), "pue_source": run.get("pue_source") or "",
+        "equivalents": [{**e.to_dict(), "text": fmt_count(e.value)} for e in eq],
+        "warnings": list(run.get("warnings") or []),
+        "metadata": sorted((str(k), _short(v)) for k, v in (run.get("metadata") or {}).items()),
+        "forecast": ({"text": f"{fmt_energy_j(forecast.get('energy_j'))} for "
+                              f"{forecast.get('total_steps')} steps",
+                      "band": band_text(forecast.get("low_j"), forecast.get("high_j"), fmt_energy_j),
+                      "method": str(forecast.get("method") or "")}
+                     if isinstance(forecast, Mapping) else None),
+        "error": run.get("error"),
+        "n_samples": len(samples),
+        "charts": charts,
+    }
+
+
+def _short(v: Any, limit: int = 300) -> str:
+    s = v if isinstance(v, str) else repr(v)
+    return s if len(s) <= limit else s[:limit] + "..."
+
+
+def compare_view(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Runs side by side: one column per run, one row per figure."""
+    rows: list[dict[str, Any]] = []
+
+    def row(label: str, cells: list[str], raw: list[Any] | None = None) -> None:
+        rows.append({"label": label, "cells": cells, "raw": raw or [None] * len(cells)})
+
+    row("Project", [str(r.get("project")) for r in runs])
+    row("Status", [str(r.get("status")) for r in runs])
+    row("Started (UTC)", [str(r.get("started_at") or "")[:19] for r in runs])
+    row("Duration", [fmt_duration_s(r.get("duration_s")) for r in runs], [r.get("duration_s") for r in runs])
+    row("IT energy", [fmt_energy_j(r.get("energy_j")) for r in runs], [r.get("energy_j") for r in runs])
+    row("IT energy band", [band_text(r.get("energy_low_j"), r.get("energy_high_j"), fmt_energy_j) or "-"
+                           for r in runs])
+    row("Provenance", [str(r.get("provenance") or "-") for r in runs])
+    row("Facility energy", [fmt_kwh(r.get("facility_energy_j")) for r in runs],
+        [r.get("facility_energy_j") for r in runs])
+    row("PUE", [f"{r.get('pue')} ({r.get('pue_source') or '-'})" for r in runs])
+    row("CO2e", [fmt_co2e_g(r.get("co2e_g")) for r in runs], [r.get("co2e_g") for r in runs])
+    row("CO2e band", [band_text(r.get("co2e_low_g"), r.get("co2e_high_g"), fmt_co2e_g) or "-" for r in runs])
+    row("Intensity", [intensity_note(r.get("location") or {}) for r in runs])
+    row("Cost", [fmt_money(r.get("cost"), r.get("currency")) for r in runs], [r.get("cost") for r in runs])
+    names: list[str] = []
+    for r in runs:
+        for c in r.get("components") or []:
+            if c["name"] not in names:
+                names.append(c["name"])
+    for n in names:
+        cells = []
+        for r in runs:
+            c = next((c for c in r.get("components") or [] if c["name"] == n), None)
+            cells.append(f"{fmt_energy_j(c['energy_j'])} ({c.get('provenance')})" if c else "-")
+        row(f"  {n}", cells)
+    base = float(runs[0].get("co2e_g") or 0) if runs else 0.0
+    row("CO2e vs first", [f"{float(r.get('co2e_g') or 0) / base:.2f}x" if base else "-" for r in runs])
+    return {
+        "runs": list(runs),
+        "rows": rows,
+        "charts": [plots.compare_components(runs), plots.compare_co2e(runs)],
+    }
+
+
+def runs_totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Totals over a list of runs (the runs page footer)."""
+    e = sum(float(r.get("energy_j") or 0) for r in runs)
+    f = sum(float(r.get("facility_energy_j") or 0) for r in runs)
+    g = sum(float(r.get("co2e_g") or 0) for r in runs)
+    d = sum(float(r.get("duration_s") or 0) for r in runs)
+    currencies = {r.get("currency") for r in runs if r.get("cost") is not None}
+    cost = sum(float(r.get("cost") or 0) for r in runs) if len(currencies) == 1 else None
+    return {"count": len(runs), "energy_j": e, "energy_text": fmt_energy_j(e), "facility_energy_j": f,
+            "facility_text": fmt_kwh(f), "co2e_g": g, "co2e_text": fmt_co2e_g(g),
+            "duration_text": fmt_duration_s(d),
+            "cost_text": fmt_money(cost, next(iter(currencies))) if cost is not None else "-",
+            "equivalents": [{**q.to_dict(), "text": fmt_count(q.value)} for q in equivalents(f, g)]}
+
+
+def run_row(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One line of the runs table."""
+    loc = r.get("location") or {}
+    return {
+        "run_id": r["run_id"], "short_id": str(r["run_id"])[:12], "project": r.get("project"),
+        "status": r.get("status"), "started": str(r.get("started_at") or "")[:19].replace("T", " "),
+        "duration_text": fmt_duration_s(r.get("duration_s")), "energy_j": r.get("energy_j"),
+        "energy_text": fmt_energy_j(r.get("energy_j")), "co2e_g": r.get("co2e_g"),
+        "co2e_text": fmt_co2e_g(r.get("co2e_g")), "location": loc.get("code") or "-",
+        "defaulted": bool(loc.get("defaulted")), "provenance": r.get("provenance") or "-",
+        "cost_text": fmt_money(r.get("cost"), r.get("currency")), "host": r.get("host") or "",
+    }
+
+
+# --------------------------------------------------------------------------- optimize
+def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimize ``--json`` object as a table, a Pareto chart and the recommendation."""
+    variants = list(data.get("variants") or [])
+    baseline = data.get("baseline")
+    per_token = any(plots.finite(v.get("energy_j_per_token")) is not None for v in variants) and all(
+        plots.finite(v.get("energy_j_per_1k")) is None for v in variants)
+    key = "energy_j_per_token" if per_token else "energy_j_per_1k"
+    base = next((v for v in variants if v.get("name") == baseline), None)
+    base_e = plots.finite(base.get(key)) if base else None
+    rows = []
+    for v in variants:
+        e = plots.finite(v.get(key))
+        q = v.get("quality") if isinstance(v.get("quality"), Mapping) else {}
+        f = v.get("fidelity") if isinstance(v.get("fidelity"), Mapping) else {}
+        rows.append({
+            "name": v.get("name"), "technique": v.get("technique"),
+            "energy_1k": _num(v.get("energy_j_per_1k"), " J"),
+            "energy_token": _num(v.get("energy_j_per_token"), " J"),
+            "ratio": f"{base_e / e:.2f}x" if base_e and e else "-",
+            "latency": f"{_num(v.get('latency_p50_ms'), '')} / {_num(v.get('latency_p95_ms'), '')} ms",
+            "throughput": _num(v.get("throughput_per_s"), "/s"),
+            "memory": _num(v.get("peak_memory_mb"), " MB"), "size": _num(v.get("size_mb"), " MB"),
+            "quality": f"{q.get('metric', '')} {_num(q.get('value'), '')}" if q else "-",
+            "fidelity": f"{f.get('metric', '')} {_num(f.get('value'), '')}" if f else "-",
+            "quality_drop": _num(v.get("quality_drop"), ""),
+            "provenance": v.get("provenance") or "-", "repeats": v.get("repeats"),
+            "skipped": v.get("skipped_reason"), "is_baseline": v.get("name") == baseline,
+        })
+    rec = data.get("recommendation") if isinstance(data.get("recommendation"), Mapping) else None
+    return {
+        "model": data.get("model"), "task": data.get("task"), "baseline": baseline,
+        "device": data.get("device"), "max_quality_drop": data.get("max_quality_drop"),
+        "rows": rows, "recommendation": dict(rec) if rec else None,
+        "notes": dict(data.get("provenance_notes") or {}), "warnings": list(data.get("warnings") or []),
+        "energy_key": key,
+        "charts": [plots.pareto(variants, baseline, energy_key=key)],
+    }
+
+
+def _num(x: Any, unit: str) -> str:
+    v = plots.finite(x)
+    if v is None:
+        return "-"
+    return f"{v:.4g}{unit}"
+
+
+# --------------------------------------------------------------------------- estimate
+def estimate_view(est: Mapping[str, Any], prefix: str = "est-") -> dict[str, Any]:
+    """An estimate ``--json`` object (train/finetune/inference) as figures with bands."""
+    low = est.get("low") if isinstance(est.get("low"), Mapping) else {}
+    high = est.get("high") if isinstance(est.get("high"), Mapping) else {}
+
+    def fig(key: str, label: str, unit: str) -> dict[str, Any]:
+        v = plots.finite(est.get(key))
+        lo, hi = plots.finite(low.get(key)), plots.finite(high.get(key))
+        return {"key": key, "label": label, "raw": v, "text": _num(v, f" {unit}"),
+                "band": f"{_num(lo, '')} - {_num(hi, f' {unit}')}" if lo is not None and hi is not None else ""}
+
+    figs = [fig("flops", "Compute", "FLOP"), fig("chip_hours", "Accelerator time", "chip-hours"),
+            fig("it_energy_mwh", "IT energy", "MWh"), fig("energy_mwh", "Facility energy", "MWh"),
+            fig("co2e_t", "CO2e (operational)", "t"), fig("embodied_co2e_t", "CO2e (embodied)", "t")]
+    cost = plots.finite(est.get("cost"))
+    if cost is not None:
+        figs.append({"key": "cost", "label": "Electricity cost", "raw": cost,
+                     "text": fmt_money(cost, str(est.get("currency") or "")), "band": ""})
+    inputs = []
+    for k, v in (est.get("inputs") or {}).items():
+        if isinstance(v, Mapping):
+            inputs.append({"name": k, "value": _short(v.get("value")), "source": _short(v.get("source", ""))})
+        else:
+            inputs.append({"name": k, "value": _short(v), "source": ""})
+    return {"figures": [f for f in figs if f["raw"] is not None], "inputs": inputs,
+            "kind": est.get("kind") or est.get("mode") or "", "raw": est,
+            "warnings": list(est.get("warnings") or [])}
+
+
+def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> dict[str, Any]:
+    """``estimate compare`` output: options ranked by CO2e, as a banded bar chart."""
+    options = list(cmp.get("options") or [])
+    labels, vals, lows, highs = [], [], [], []
+    for o in options:
+        v = plots.finite(o.get("co2e_t"))
+        if v is None:
+            continue
+        labels.append(str(o.get("label") or o.get("location") or o.get("name") or "?"))
+        vals.append(v)
+        lo = o.get("low") if isinstance(o.get("low"), Mapping) else {}
+        hi = o.get("high") if isinstance(o.get("high"), Mapping) else {}
+        lows.append(plots.finite(lo.get("co2e_t", o.get("co2e_low_t"))))
+        highs.append(plots.finite(hi.get("co2e_t", o.get("co2e_high_t"))))
+    chart = plots.banded_bars(labels, vals, lows, highs, "t CO2e", "CO2e by location",
+                              "Operational CO2e of the same plan at each location (grid intensity "
+                              "from the shipped data, with its band); grey: low-high.", chart_id,
+                              "location / hardware")
+    return {"options": options, "charts": [chart]}
+
+
+def lifecycle_view(lc: Mapping[str, Any]) -> dict[str, Any]:
+    """A lifecycle estimate: parts in physical units, stacked charts, and the weighted score."""
+    parts = [dict(p) for p in (lc.get("parts") or []) if isinstance(p, Mapping)]
+    for p in parts:
+        p.setdefault("label", p.get("name"))
+    charts = [
+        plots.stacked_parts(parts, "co2e_t", "t CO2e", "CO2e by part",
+                            "Operational and embodied CO2e of each lifecycle part (t).", "lc-co2e"),
+        plots.stacked_parts(parts, "energy_mwh", "MWh", "Energy by part",
+                            "Facility energy of each lifecycle part (MWh).", "lc-energy"),
+    ]
+    score = lc.get("score") if isinstance(lc.get("score"), Mapping) else None
+    weights = dict(lc.get("weights") or (score or {}).get("weights") or {})
+    return {"parts": parts, "charts": charts, "score": score, "weights": weights,
+            "totals": {k: v for k, v in lc.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}

@@ -1,0 +1,28 @@
+"""Shared fixtures: every test gets its own GREENLM_HOME and no GREENLM_* settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_greenlm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(os.environ):
+        if k.startswith("GREENLM_") and k not in ("GREENLM_REQUIRE_POSTGRES", "GREENLM_REQUIRE_BROWSER"):
+            monkeypatch.delenv(k, raising=False)
+    home = tmp_path / "greenlm-home"
+    monkeypatch.setenv("GREENLM_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    yield
+    from greenlm.store import clear_store_cache
+
+    clear_store_cache()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'runs.db'}"

@@ -1,0 +1,79 @@
+"""NVML meters through a replacement ``pynvml`` module (labelled fake: no GPU here)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from greenlm.errors import MeterUnavailableError
+from greenlm.meters import nvml
+from greenlm.meters.detect import detect
+from tests.meters import fake_pynvml as fake
+
+
+@pytest.fixture
+def gpus(monkeypatch: pytest.MonkeyPatch):
+    fake.install([
+        fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-aaaa-1111", 300.0),
+        fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-bbbb-2222", 200.0),
+        fake.FakeGPU("Tesla P100-PCIE-16GB", "GPU-cccc-3333", 150.0, has_counter=False),
+    ])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    return fake.State.gpus
+
+
+def test_counter_gpus_use_the_energy_counter_and_old_gpus_sample_power(gpus):
+    meters = nvml.nvml_meters()
+    assert [m.name for m in meters] == ["gpu:0", "gpu:1", "gpu:2"]
+    assert [m.provenance for m in meters] == ["counter", "counter", "sampled"]
+    for m in meters[:2]:
+        m.start()
+    fake.advance(2.0)
+    assert meters[0].energy_j() == pytest.approx(600.0)
+    assert meters[1].energy_j() == pytest.approx(400.0)
+
+
+def test_power_sampling_integrates_watts_over_time(gpus):
+    clock = iter([0.0, 1.0, 3.0]).__next__
+    m = nvml.NvmlPowerMeter(fake, 2, gpus[2], 0)
+    m._clock = clock
+    m.start()
+    assert m.energy_j() == pytest.approx(150.0)
+    assert m.energy_j() == pytest.approx(450.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [("1", [1]), ("2,0", [2, 0]), ("GPU-bbbb", [1]), ("0,7,1", [0]), ("", []), ("GPU-zzzz,1", [])],
+)
+def test_cuda_visible_devices_is_respected(gpus, env, expected):
+    assert [i for i, _ in nvml.visible_handles(fake, env)] == expected
+
+
+def test_only_visible_gpus_are_measured_and_named_in_cuda_order(gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    (m,) = nvml.nvml_meters()
+    assert m.name == "gpu:0" and m.index == 1
+    m.start()
+    fake.advance(1.0)
+    assert m.energy_j() == pytest.approx(200.0)
+
+
+def test_hidden_gpus_and_missing_library_say_why(gpus, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(MeterUnavailableError, match="no GPU visible"):
+        nvml.nvml_meters()
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    with pytest.raises(MeterUnavailableError, match="library not found"):
+        nvml.load_nvml()
+
+
+def test_detect_reports_gpus_and_records_sampling_fallback(gpus, tmp_path):
+    det = detect(rapl_root=str(tmp_path / "none"))
+    gpu = [m for m in det.meters if m.kind == "gpu"]
+    assert len(gpu) == 3
+    assert any("gpu:2" in w and "sampled" in w for w in det.warnings)
+    nv = next(r for r in det.report if r.backend == "NVML")
+    assert nv.used and "3 GPU" in nv.detail
