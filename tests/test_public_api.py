@@ -27,7 +27,8 @@ def test_import_is_light_and_offline():
         "def no_net(*a, **k): raise AssertionError('network call at import')\n"
         "socket.socket.connect = no_net\n"
         "import greenlm\n"
-        "heavy = [m for m in ('torch', 'sqlalchemy', 'transformers', 'pynvml', 'numpy', 'fastapi') if m in sys.modules]\n"
+        "mods = ('torch', 'sqlalchemy', 'transformers', 'pynvml', 'numpy', 'fastapi')\n"
+        "heavy = [m for m in mods if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,6 +8,7 @@ that a missing optional dependency only affects its own command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -152,10 +153,8 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     def forward(signum: int, _frame: Any) -> None:
         got_signal.append(signum)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             child.send_signal(signum)
-        except ProcessLookupError:
-            pass
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     tracker.start()
@@ -190,7 +189,7 @@ def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
     """Wait with wait4() so the child's CPU time (and its reaped children's) is exact."""
     while True:
         try:
-            pid, status, ru = os.wait4(child.pid, 0)
+            _pid, status, ru = os.wait4(child.pid, 0)
             break
         except InterruptedError:
             continue

@@ -127,7 +127,9 @@ def _from_file() -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"Cannot read config file {path}: {e}. It must be a YAML mapping, e.g. 'location: DEU'.") from e
+        raise ConfigError(
+            f"Cannot read config file {path}: {e}. It must be a YAML mapping, e.g. 'location: DEU'."
+        ) from e
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -12,7 +12,7 @@ class NVMLError(Exception):
     pass
 
 
-class NVMLError_NotSupported(NVMLError):  # noqa: N801 - mirrors pynvml's name
+class NVMLError_NotSupported(NVMLError):
     pass
 
 
@@ -39,37 +39,37 @@ def advance(seconds: float) -> None:
         g.energy_mj += int(g.power_w * seconds * 1000)
 
 
-def nvmlInit() -> None:  # noqa: N802
+def nvmlInit() -> None:
     if State.fail_init:
         raise NVMLError("NVML Shared Library Not Found")
     State.initialised = True
 
 
-def nvmlShutdown() -> None:  # noqa: N802
+def nvmlShutdown() -> None:
     State.initialised = False
 
 
-def nvmlDeviceGetCount() -> int:  # noqa: N802
+def nvmlDeviceGetCount() -> int:
     return len(State.gpus)
 
 
-def nvmlDeviceGetHandleByIndex(i: int) -> FakeGPU:  # noqa: N802
+def nvmlDeviceGetHandleByIndex(i: int) -> FakeGPU:
     return State.gpus[i]
 
 
-def nvmlDeviceGetUUID(h: FakeGPU) -> str:  # noqa: N802
+def nvmlDeviceGetUUID(h: FakeGPU) -> str:
     return h.uuid
 
 
-def nvmlDeviceGetName(h: FakeGPU) -> bytes:  # noqa: N802
+def nvmlDeviceGetName(h: FakeGPU) -> bytes:
     return h.name.encode()
 
 
-def nvmlDeviceGetTotalEnergyConsumption(h: FakeGPU) -> int:  # noqa: N802
+def nvmlDeviceGetTotalEnergyConsumption(h: FakeGPU) -> int:
     if not h.has_counter:
         raise NVMLError_NotSupported("Not Supported")
     return h.energy_mj
 
 
-def nvmlDeviceGetPowerUsage(h: FakeGPU) -> int:  # noqa: N802
+def nvmlDeviceGetPowerUsage(h: FakeGPU) -> int:
     return int(h.power_w * 1000)

@@ -13,7 +13,7 @@ def read_csv(name: str, *, optional: bool = False) -> list[dict[str, str]]:
     return list(_read(name, optional))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read(name: str, optional: bool) -> tuple[dict[str, str], ...]:
     ref = resources.files("greenlm.carbon") / "data" / name
     try:

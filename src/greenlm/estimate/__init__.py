@@ -14,7 +14,8 @@ Python API (mirrors ``greenlm estimate``)::
 
 Modules, one per model: :mod:`flops` (compute), :mod:`timing` (MFU, chip-hours),
 :mod:`power`, :mod:`grid` (intensity, PUE, price), :mod:`embodied`, :mod:`training`,
-:mod:`inference`, :mod:`lifecycle` (with :mod:`plan`), :mod:`compare`, :mod:`calibration`,
+:mod:`serving` (inference), :mod:`lifecycle_model` (with :mod:`plan`), :mod:`comparison`,
+:mod:`calibration`,
 :mod:`forecast`, :mod:`uncertainty`; every default and its source is in :mod:`defaults`.
 Submodules load on first use, so importing ``greenlm.estimate`` stays cheap.
 """
@@ -26,29 +27,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from greenlm.estimate.calibration import Calibration, HardwareCalibration, calibrate
-    from greenlm.estimate.compare import Comparison, compare
+    from greenlm.estimate.comparison import Comparison, compare
     from greenlm.estimate.forecast import Forecast, forecast_total
     from greenlm.estimate.hardware import Hardware, HardwareNotFoundError, find_hardware
-    from greenlm.estimate.inference import inference
-    from greenlm.estimate.lifecycle import LifecycleEstimate, lifecycle
+    from greenlm.estimate.lifecycle_model import LifecycleEstimate, lifecycle
     from greenlm.estimate.plan import Plan, load_plan, parse_plan
     from greenlm.estimate.result import Estimate, InferenceEstimate, TrainEstimate
+    from greenlm.estimate.serving import inference
     from greenlm.estimate.training import finetune, train
 
 _EXPORTS = {
     "Calibration": "calibration",
     "HardwareCalibration": "calibration",
     "calibrate": "calibration",
-    "Comparison": "compare",
-    "compare": "compare",
+    "Comparison": "comparison",
+    "compare": "comparison",
     "Forecast": "forecast",
     "forecast_total": "forecast",
     "Hardware": "hardware",
     "HardwareNotFoundError": "hardware",
     "find_hardware": "hardware",
-    "inference": "inference",
-    "LifecycleEstimate": "lifecycle",
-    "lifecycle": "lifecycle",
+    "inference": "serving",
+    "LifecycleEstimate": "lifecycle_model",
+    "lifecycle": "lifecycle_model",
     "Plan": "plan",
     "load_plan": "plan",
     "parse_plan": "plan",

@@ -164,8 +164,7 @@ def fit_run(run: Mapping[str, Any]) -> RunFit:
         host = host_j / (duration * chips * hw.tdp_w)
     if mfu is None and frac is None:
         raise ConfigError(
-            "neither MFU nor power could be fitted (no peak throughput or no "
-            "accelerator energy measured)"
+            "neither MFU nor power could be fitted (no peak throughput or no accelerator energy measured)"
         )
     return RunFit(str(run.get("run_id", "?")), hw.name, mfu, frac, host)
 
@@ -231,9 +230,7 @@ def load(path: Path | None = None) -> dict[str, HardwareCalibration]:
             "runs with metadata params, tokens and hardware)."
         ) from None
     except (OSError, ValueError) as e:
-        raise ConfigError(
-            f"Cannot read calibration file {p}: {e}. Re-run `greenlm estimate calibrate`."
-        ) from e
+        raise ConfigError(f"Cannot read calibration file {p}: {e}. Re-run `greenlm estimate calibrate`.") from e
     return {k: HardwareCalibration.from_dict(v) for k, v in doc.get("hardware", {}).items()}
 
 

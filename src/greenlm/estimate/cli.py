@@ -58,9 +58,7 @@ def _model_args(p: argparse.ArgumentParser, *, tokens: bool = True) -> None:
         )
     p.add_argument("--hardware", required=True, help="accelerator: A100, H100, TPU v4, MI250X ...")
     p.add_argument("--chips", type=_number, help="number of accelerators")
-    p.add_argument(
-        "--precision", default="bf16", help="bf16 (default), fp16, fp8, tf32, fp32, int8"
-    )
+    p.add_argument("--precision", default="bf16", help="bf16 (default), fp16, fp8, tf32, fp32, int8")
     p.add_argument("--layers", type=int, help="transformer layers (optional)")
     p.add_argument("--hidden-size", type=int, help="model width d_model (optional)")
 
@@ -75,8 +73,7 @@ def _time_power_args(p: argparse.ArgumentParser) -> None:
         "--power-basis",
         choices=["model", "tdp"],
         default="model",
-        help="model (default): fraction of TDP + host share; tdp: TDP only, as "
-        "publications that cost GPU-hours x TDP",
+        help="model (default): fraction of TDP + host share; tdp: TDP only, as publications that cost GPU-hours x TDP",
     )
     p.add_argument(
         "--calibrated",
@@ -87,9 +84,7 @@ def _time_power_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``estimate`` and its sub-commands to the top-level parser's ``subparsers``."""
-    est = subparsers.add_parser(
-        "estimate", help="predict energy, CO2 and cost before running", description=__doc__
-    )
+    est = subparsers.add_parser("estimate", help="predict energy, CO2 and cost before running", description=__doc__)
     sub = est.add_subparsers(dest="estimate_command", metavar="COMMAND")
     est.set_defaults(func=lambda a: _help(est))
 
@@ -104,9 +99,7 @@ def register(subparsers: Any) -> None:
     _model_args(p)
     p.add_argument("--method", choices=["full", "lora"], default="full")
     p.add_argument("--lora-rank", type=int, help="LoRA rank (default 8)")
-    p.add_argument(
-        "--target-modules", help="LoRA targets, e.g. q,v or q,k,v,o or all (default q,v)"
-    )
+    p.add_argument("--target-modules", help="LoRA targets, e.g. q,v or q,k,v,o or all (default q,v)")
     p.add_argument("--trainable-params", type=_number, help="trainable parameters, if known")
     p.add_argument("--ffn-size", type=int, help="feed-forward width (default 4 x hidden size)")
     _time_power_args(p)
@@ -118,9 +111,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--queries-per-day", type=_number, required=True)
     p.add_argument("--days", type=_number, required=True)
     p.add_argument("--input-tokens", type=_number, required=True, help="prompt tokens per query")
-    p.add_argument(
-        "--output-tokens", type=_number, required=True, help="generated tokens per query"
-    )
+    p.add_argument("--output-tokens", type=_number, required=True, help="generated tokens per query")
     p.add_argument("--batch-size", type=_number, default=1, help="concurrent queries (default 1)")
     p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16)
     p.add_argument("--mfu", type=_number, help="prefill MFU in (0, 1]")
@@ -196,10 +187,7 @@ def _print_estimate(d: dict[str, Any], explain: bool) -> None:
     print(f"  IT energy      {_g(d['it_energy_mwh'], 'MWh')}{_band(d, 'it_energy_mwh')}")
     pue = d["inputs"].get("pue", {}).get("value")
     print(
-        f"  energy         {_g(d['energy_mwh'], 'MWh')}{_band(d, 'energy_mwh')}  "
-        f"(facility, PUE {pue:g})"
-        if pue
-        else ""
+        f"  energy         {_g(d['energy_mwh'], 'MWh')}{_band(d, 'energy_mwh')}  (facility, PUE {pue:g})" if pue else ""
     )
     print(
         f"  CO2e operat.   {_g(d['co2e_t'], 't')}{_band(d, 'co2e_t')}  "
@@ -282,9 +270,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from greenlm.estimate.training import finetune
 
     if args.tokens is None:
-        raise ConfigError(
-            "greenlm estimate finetune needs --tokens (examples x tokens per example x epochs)."
-        )
+        raise ConfigError("greenlm estimate finetune needs --tokens (examples x tokens per example x epochs).")
     return _emit(
         args,
         finetune(
@@ -306,7 +292,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_inference(args: argparse.Namespace) -> int:
-    from greenlm.estimate.inference import inference
+    from greenlm.estimate.serving import inference
 
     return _emit(
         args,
@@ -324,7 +310,7 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
-    from greenlm.estimate.lifecycle import lifecycle
+    from greenlm.estimate.lifecycle_model import lifecycle
     from greenlm.estimate.plan import load_plan
 
     result = lifecycle(load_plan(args.config), args.weights)
@@ -333,10 +319,7 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2, default=str))
         return 0
     print(f"lifecycle: {d['name']} ({d['location'].get('code')})")
-    print(
-        f"  {'part':<22} {'energy MWh':>12} {'CO2e t':>10} {'embodied t':>11} "
-        f"{'chip-hours':>12} {'cost':>12}"
-    )
+    print(f"  {'part':<22} {'energy MWh':>12} {'CO2e t':>10} {'embodied t':>11} {'chip-hours':>12} {'cost':>12}")
     for p in [*d["parts"], {**d, "name": "total"}]:
         print(
             f"  {p['name']:<22} {_g(p['energy_mwh']):>12} {_g(p['co2e_t']):>10} "
@@ -349,9 +332,7 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
         f"CO2e {_g(d['low']['co2e_t'])} – {_g(d['high']['co2e_t'])} t]"
     )
     s = d["score"]
-    parts = ", ".join(
-        f"{k} {c['weight']:.2f} x {_g(c['normalised'])}" for k, c in s["components"].items()
-    )
+    parts = ", ".join(f"{k} {c['weight']:.2f} x {_g(c['normalised'])}" for k, c in s["components"].items())
     print(f"  composite score {s['value']:.3g} ({parts}); {s['note']}")
     for w in d["warnings"]:
         print(f"warning: {w}")
@@ -359,17 +340,14 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from greenlm.estimate.compare import compare
+    from greenlm.estimate.comparison import compare
     from greenlm.estimate.plan import load_plan
 
     d = compare(load_plan(args.config), args.locations, args.hardware).to_dict()
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
-    print(
-        f"  {'#':>2} {'location':<20} {'hardware':<30} {'g/kWh':>7} {'MWh':>10} "
-        f"{'CO2e t (op+emb)':>16} {'cost':>12}"
-    )
+    print(f"  {'#':>2} {'location':<20} {'hardware':<30} {'g/kWh':>7} {'MWh':>10} {'CO2e t (op+emb)':>16} {'cost':>12}")
     for o in d["options"]:
         print(
             f"  {o['rank']:>2} {o['location'] or '(plan)'!s:<20} "
@@ -422,8 +400,5 @@ def cmd_hardware(args: argparse.Namespace) -> int:
         return 0
     for h in hws:
         bf16 = h.peak_tflops.get("fp16_bf16_dense_tflops")
-        print(
-            f"{h.name:<48} TDP {_g(h.tdp_w, 'W'):>8}  bf16 {_g(bf16, 'TFLOPS'):>12}  "
-            f"{_g(h.memory_gb, 'GB'):>7}"
-        )
+        print(f"{h.name:<48} TDP {_g(h.tdp_w, 'W'):>8}  bf16 {_g(bf16, 'TFLOPS'):>12}  {_g(h.memory_gb, 'GB'):>7}")
     return 0

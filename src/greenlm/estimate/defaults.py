@@ -71,12 +71,9 @@ MFU: dict[str, Default] = {
         0.33,
         0.25,
         0.40,
-        "TPU v2/v3: Gopher 280B 32.5% MFU on TPU v3 (Rae et al. 2021, as tabulated by "
-        "Chowdhery et al. 2022, Table 3)",
+        "TPU v2/v3: Gopher 280B 32.5% MFU on TPU v3 (Rae et al. 2021, as tabulated by Chowdhery et al. 2022, Table 3)",
     ),
-    "tpu-2021": _d(
-        0.46, 0.35, 0.55, "TPU v4 and later: PaLM 540B 46.2% MFU (Chowdhery et al. 2022)"
-    ),
+    "tpu-2021": _d(0.46, 0.35, 0.55, "TPU v4 and later: PaLM 540B 46.2% MFU (Chowdhery et al. 2022)"),
     "other": _d(
         0.35,
         0.20,
@@ -189,8 +186,7 @@ EMBODIED_SERVER_KG_PER_CHIP = _d(
 )
 EMBODIED_TOTAL_LOW_KG_PER_CHIP = 318.0
 EMBODIED_TOTAL_LOW_SOURCE = (
-    "low bound 318 kgCO2e per GPU incl. host share: 1/8 of an 8xA100 instance (Chien et al. "
-    "2023, HotCarbon)"
+    "low bound 318 kgCO2e per GPU incl. host share: 1/8 of an 8xA100 instance (Chien et al. 2023, HotCarbon)"
 )
 LIFETIME_YEARS = _d(
     6.0,
@@ -200,9 +196,7 @@ LIFETIME_YEARS = _d(
     "over 6 years since 2022); 5 years as the short end (Amazon shortened some servers to 5 in "
     "2025)",
 )
-LIFETIME_UTILIZATION = _d(
-    0.85, 0.85, 0.85, "share of the lifetime the hardware is in use: 85% (Luccioni et al. 2023)"
-)
+LIFETIME_UTILIZATION = _d(0.85, 0.85, 0.85, "share of the lifetime the hardware is in use: 85% (Luccioni et al. 2023)")
 
 # ------------------------------------------------------------------ inference specifics
 PREFILL_MFU = _d(
@@ -280,8 +274,7 @@ SCORE_REFERENCES: dict[str, tuple[float, str, str]] = {
     "carbon": (
         4.7,
         "total_co2e_t",
-        "world fossil CO2 emissions per person per year, ~4.7 t (Global Carbon Budget "
-        "2023, 2022 data)",
+        "world fossil CO2 emissions per person per year, ~4.7 t (Global Carbon Budget 2023, 2022 data)",
     ),
 }
 

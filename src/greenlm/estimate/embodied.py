@@ -45,9 +45,7 @@ def per_chip(hw: Hardware) -> EmbodiedPerChip:
     server = defaults.EMBODIED_SERVER_KG_PER_CHIP.value
     total = device + server
     low = min(total, defaults.EMBODIED_TOTAL_LOW_KG_PER_CHIP)
-    src = "; ".join(
-        [dev_src, defaults.EMBODIED_SERVER_KG_PER_CHIP.source, defaults.EMBODIED_TOTAL_LOW_SOURCE]
-    )
+    src = "; ".join([dev_src, defaults.EMBODIED_SERVER_KG_PER_CHIP.source, defaults.EMBODIED_TOTAL_LOW_SOURCE])
     return EmbodiedPerChip(Range(total, low, total), src)
 
 
@@ -55,8 +53,6 @@ def amortized_kg(hw: Hardware, chip_hours: Range) -> tuple[Range, str]:
     """Embodied kgCO2e charged to ``chip_hours`` of ``hw``, and the sources used."""
     pc = per_chip(hw)
     life_h = defaults.LIFETIME_YEARS.range.scaled(HOURS_PER_YEAR)
-    kg = combine(
-        [(pc.kg, 1), (chip_hours, 1), (life_h, -1), (defaults.LIFETIME_UTILIZATION.range, -1)]
-    )
+    kg = combine([(pc.kg, 1), (chip_hours, 1), (life_h, -1), (defaults.LIFETIME_UTILIZATION.range, -1)])
     src = f"{pc.source}; {defaults.LIFETIME_YEARS.source}; {defaults.LIFETIME_UTILIZATION.source}"
     return kg, src

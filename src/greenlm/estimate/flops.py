@@ -58,9 +58,7 @@ def train_flops(
     return (6.0 * n + attention_flops_per_token(layers, d_model, seq_len, passes=3)) * d
 
 
-def attention_flops_per_token(
-    layers: int | None, d_model: int | None, seq_len: int | None, *, passes: int
-) -> float:
+def attention_flops_per_token(layers: int | None, d_model: int | None, seq_len: int | None, *, passes: int) -> float:
     """Attention score/value FLOPs per token: ``4 * layers * d_model * seq_len`` per forward.
 
     ``passes`` is 1 for a forward pass, 3 for training (forward + backward). Zero when any of
@@ -84,9 +82,7 @@ class Shape:
     inferred: bool
 
     @classmethod
-    def resolve(
-        cls, params: float, layers: int | None, d_model: int | None, ffn: int | None = None
-    ) -> Shape:
+    def resolve(cls, params: float, layers: int | None, d_model: int | None, ffn: int | None = None) -> Shape:
         """Return the given shape, or one inferred from the parameter count (see defaults)."""
         inferred = False
         if d_model is None and layers is None:
@@ -143,9 +139,7 @@ def lora_trainable_params(shape: Shape, rank: int, targets: Sequence[str]) -> fl
     return per_layer * shape.layers
 
 
-def finetune_flops(
-    active_params: float, tokens: float, *, method: str, trainable_params: float = 0.0
-) -> float:
+def finetune_flops(active_params: float, tokens: float, *, method: str, trainable_params: float = 0.0) -> float:
     """Fine-tuning FLOPs: ``6 N D`` for full, ``(4N + 6 N_t) D`` for LoRA/PEFT."""
     n = positive("active parameters", active_params)
     d = positive("tokens", tokens, " Give the fine-tuning tokens (examples x tokens x epochs).")

@@ -83,9 +83,7 @@ def forecast_total(
         ConfigError: negative or non-finite energies, too few steady steps, or more steps
         completed than ``total_steps``.
     """
-    energies = [
-        finite(f"step_energies_j[{i}]", e, minimum=0.0) for i, e in enumerate(step_energies_j)
-    ]
+    energies = [finite(f"step_energies_j[{i}]", e, minimum=0.0) for i, e in enumerate(step_energies_j)]
     done = len(energies)
     total = int(finite("total_steps", total_steps, minimum=1.0))
     warm = int(finite("warmup_steps", warmup_steps, minimum=0.0))

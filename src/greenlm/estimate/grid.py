@@ -66,10 +66,7 @@ def alternate_intensities(code: str, region_type: str) -> tuple[float, ...]:
         provider, _, region = code.partition(":")
         rows = read_csv("cloud_regions.csv") + read_csv("cloud_regions_odbl.csv", optional=True)
         for r in rows:
-            if (
-                r["provider"].lower() == provider.lower()
-                and r["region_id"].lower() == region.lower()
-            ):
+            if r["provider"].lower() == provider.lower() and r["region_id"].lower() == region.lower():
                 vals += [
                     _f(r.get("alt_electricitymaps_2024_gco2e_per_kwh")),
                     _f(r.get("alt_ember_country_gco2e_per_kwh")),
@@ -79,9 +76,7 @@ def alternate_intensities(code: str, region_type: str) -> tuple[float, ...]:
         rows = read_csv("grid_intensity_subnational.csv") + read_csv(
             "grid_intensity_subnational_odbl.csv", optional=True
         )
-        vals += [
-            _f(r["carbon_intensity_gco2e_per_kwh"]) for r in rows if r["region_code"].upper() == key
-        ]
+        vals += [_f(r["carbon_intensity_gco2e_per_kwh"]) for r in rows if r["region_code"].upper() == key]
     return tuple(v for v in vals if v is not None and v >= 0)
 
 

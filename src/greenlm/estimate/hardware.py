@@ -95,9 +95,7 @@ class Hardware:
         """Peak dense throughput per chip in FLOP/s at ``precision``."""
         key = precision.lower()
         if key not in PRECISIONS:
-            raise ConfigError(
-                f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}."
-            )
+            raise ConfigError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
         tflops = self.peak_tflops.get(PRECISIONS[key])
         if tflops is None:
             known = sorted({p for p, c in PRECISIONS.items() if c in self.peak_tflops})
@@ -171,11 +169,7 @@ def all_hardware() -> tuple[Hardware, ...]:
 
 def _core(tokens: list[str]) -> list[str]:
     """Tokens that identify a model (contain a digit, and are not a memory size)."""
-    return [
-        t
-        for t in tokens
-        if re.search(r"\d", t) and not re.fullmatch(r"\d+gb|hbm\w*|gddr\w*|lpddr\w*", t)
-    ]
+    return [t for t in tokens if re.search(r"\d", t) and not re.fullmatch(r"\d+gb|hbm\w*|gddr\w*|lpddr\w*", t)]
 
 
 def find_hardware(name: str | Hardware) -> Hardware:

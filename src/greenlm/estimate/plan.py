@@ -125,21 +125,15 @@ class Plan(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Plan:
-        if not (
-            self.training or self.finetuning or self.inference or self.storage or self.transfer
-        ):
-            raise ValueError(
-                "the plan has no phase: add training, finetuning, inference, storage or transfer"
-            )
+        if not (self.training or self.finetuning or self.inference or self.storage or self.transfer):
+            raise ValueError("the plan has no phase: add training, finetuning, inference, storage or transfer")
         for label, phase in (
             ("training", self.training),
             ("inference", self.inference),
             *((f"finetuning[{i}]", p) for i, p in enumerate(self.finetuning)),
         ):
             if phase is not None and not (phase.hardware or self.hardware):
-                raise ValueError(
-                    f"{label} has no hardware: set 'hardware' at the top level or in the phase"
-                )
+                raise ValueError(f"{label} has no hardware: set 'hardware' at the top level or in the phase")
         return self
 
 
@@ -164,8 +158,7 @@ def parse_plan(data: Any, where: str = "(inline)") -> Plan:
     """Validate a plan given as a mapping; raises ConfigError naming each bad field."""
     if not isinstance(data, dict):
         raise ConfigError(
-            f"Invalid plan {where}: expected a mapping of keys (name, model, "
-            f"training, ...), got {type(data).__name__}."
+            f"Invalid plan {where}: expected a mapping of keys (name, model, training, ...), got {type(data).__name__}."
         )
     try:
         return Plan.model_validate(data)
@@ -182,8 +175,7 @@ def load_plan(path: str | Path) -> Plan:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(
-            f"Cannot read plan {p}: {e.strerror or e}. Give the path of a YAML "
-            "plan (see examples/plan.yaml)."
+            f"Cannot read plan {p}: {e.strerror or e}. Give the path of a YAML plan (see examples/plan.yaml)."
         ) from None
     try:
         data = yaml.safe_load(text)

@@ -45,9 +45,7 @@ def default_mfu(hw: Hardware, active_params: float) -> Default:
     if f == 1.0:
         return base
     r = base.range
-    return Default(
-        Range(r.value * f, r.low * f, r.high), f"{base.source}; {defaults.MFU_SMALL_MODEL_SOURCE}"
-    )
+    return Default(Range(r.value * f, r.low * f, r.high), f"{base.source}; {defaults.MFU_SMALL_MODEL_SOURCE}")
 
 
 def check_mfu(mfu: object) -> float:
@@ -78,11 +76,7 @@ def resolve_time_inputs(
 
     Raises ConfigError for conflicting inputs (``--hours`` with ``--mfu`` ...).
     """
-    given = [
-        name
-        for name, v in (("chip_hours", chip_hours), ("hours", hours), ("mfu", mfu))
-        if v is not None
-    ]
+    given = [name for name, v in (("chip_hours", chip_hours), ("hours", hours), ("mfu", mfu)) if v is not None]
     if len(given) > 1:
         flags = " and ".join(f"--{g.replace('_', '-')}" for g in given)
         raise ConfigError(

@@ -54,11 +54,19 @@ def _calibration_for(hw: Hardware, spec: JobSpec) -> tuple[_cal.HardwareCalibrat
 
     table = _cal.load(Path(spec.calibration_path) if spec.calibration_path else None)
     hit = table.get(hw.name)
+    if hit is None:  # a variant with the same compute and TDP (A100 40GB vs 80GB) shares it
+        for name, cal in sorted(table.items()):
+            try:
+                other = find_hardware(name)
+            except ConfigError:
+                continue
+            if other.tdp_w == hw.tdp_w and other.peak_tflops == hw.peak_tflops:
+                hit = cal
+                break
     if hit is None:
         known = ", ".join(sorted(table)) or "none"
         return None, (
-            f"--calibrated: no calibration for {hw.name} (calibrated: {known}); "
-            "the documented defaults were used"
+            f"--calibrated: no calibration for {hw.name} (calibrated: {known}); the documented defaults were used"
         )
     return hit, ""
 
@@ -77,9 +85,7 @@ def run_job(
     """Turn FLOPs into time, energy, carbon and cost for ``spec``; shared by train/finetune."""
     hw = find_hardware(spec.hardware)
     chips = timing.check_chips(spec.chips) if spec.chips is not None else None
-    mode, value = timing.resolve_time_inputs(
-        chip_hours=spec.chip_hours, hours=spec.hours, mfu=spec.mfu, chips=chips
-    )
+    mode, value = timing.resolve_time_inputs(chip_hours=spec.chip_hours, hours=spec.hours, mfu=spec.mfu, chips=chips)
     cal, cal_warning = _calibration_for(hw, spec)
     if cal_warning:
         warnings.append(cal_warning)
@@ -101,9 +107,7 @@ def run_job(
     else:
         assert flops is not None
         peak = hw.peak_flops(spec.precision)
-        inputs["peak_flops_per_chip"] = Input(
-            peak, f"{hw.name} dense {spec.precision} peak: {hw.spec_source}"
-        )
+        inputs["peak_flops_per_chip"] = Input(peak, f"{hw.name} dense {spec.precision} peak: {hw.spec_source}")
         if mode == "mfu":
             assert value is not None
             mfu_r = Range.exact(value)
@@ -126,18 +130,12 @@ def run_job(
             mfu_used = None
         if mfu_used is not None and mfu_used > 1:
             warnings.append(
-                f"The given time implies an MFU of {mfu_used:.2f} (> 1): check "
-                "params, tokens, chips and hours."
+                f"The given time implies an MFU of {mfu_used:.2f} (> 1): check params, tokens, chips and hours."
             )
     else:
         mfu_used = inputs["mfu"].value
 
-    if (
-        cal is not None
-        and cal.power_fraction is not None
-        and spec.power_w is None
-        and spec.power_basis == "model"
-    ):
+    if cal is not None and cal.power_fraction is not None and spec.power_w is None and spec.power_basis == "model":
         power = resolve_power(
             hw,
             workload=workload,
@@ -150,9 +148,7 @@ def run_job(
     inputs["power_w_per_chip"] = ranged(power.power_w, power.source)
     inputs["power_basis"] = Input(
         power.basis,
-        "user value"
-        if spec.power_basis != "model" or spec.power_w is not None
-        else "default: greenlm power model",
+        "user value" if spec.power_basis != "model" or spec.power_w is not None else "default: greenlm power model",
     )
 
     f = factors or resolve_factors(
@@ -225,9 +221,7 @@ def assemble(
     )
 
 
-def _params(
-    params: float, active_params: float | None, inputs: dict[str, Input], warnings: list[str]
-) -> float:
+def _params(params: float, active_params: float | None, inputs: dict[str, Input], warnings: list[str]) -> float:
     n = _flops.positive("params", params, " Give the parameter count, e.g. 7e9.")
     inputs["params"] = Input(n, "user value")
     if active_params is None:
@@ -353,9 +347,7 @@ def finetune(
     if m not in ("full", "lora"):
         raise ConfigError(f"Unknown fine-tuning method {method!r}; use 'full' or 'lora'.")
     n = _params(params, active_params, inputs, warnings)
-    d = _flops.positive(
-        "tokens", tokens, " Give the fine-tuning tokens (examples x tokens per example x epochs)."
-    )
+    d = _flops.positive("tokens", tokens, " Give the fine-tuning tokens (examples x tokens per example x epochs).")
     inputs["tokens"] = Input(d, "user value")
     inputs["method"] = Input(m, "user value")
     nt = 0.0
@@ -368,9 +360,7 @@ def finetune(
             targets = _flops.normalise_targets(target_modules or defaults.LORA_TARGETS)
             shape = _flops.Shape.resolve(float(params), layers, hidden_size, ffn_size)
             nt = _flops.lora_trainable_params(shape, rank, targets)
-            inputs["lora_rank"] = Input(
-                rank, "user value" if lora_rank is not None else defaults.LORA_RANK_SOURCE
-            )
+            inputs["lora_rank"] = Input(rank, "user value" if lora_rank is not None else defaults.LORA_RANK_SOURCE)
             inputs["target_modules"] = Input(
                 list(targets), "user value" if target_modules else defaults.LORA_TARGETS_SOURCE
             )
@@ -391,8 +381,7 @@ def finetune(
     total = _flops.finetune_flops(n, d, method=m, trainable_params=nt)
     inputs["flops_formula"] = Input(
         "6*N*D" if m == "full" else "(4*N + 6*N_trainable)*D",
-        "full: Kaplan et al. 2020; LoRA: forward + activation "
-        "gradients of frozen weights, full cost of adapters",
+        "full: Kaplan et al. 2020; LoRA: forward + activation gradients of frozen weights, full cost of adapters",
     )
     spec = JobSpec(
         hardware=hardware,

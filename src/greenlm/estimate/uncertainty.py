@@ -58,12 +58,8 @@ def combine(terms: Iterable[tuple[Range, float]]) -> Range:
             continue
         if r.low <= 0:
             raise ConfigError(f"Cannot propagate a range that reaches zero or below: {r}.")
-        up = abs(exponent) * math.log(
-            (r.high if exponent > 0 else r.value) / (r.value if exponent > 0 else r.low)
-        )
-        down = abs(exponent) * math.log(
-            (r.value if exponent > 0 else r.high) / (r.low if exponent > 0 else r.value)
-        )
+        up = abs(exponent) * math.log((r.high if exponent > 0 else r.value) / (r.value if exponent > 0 else r.low))
+        down = abs(exponent) * math.log((r.value if exponent > 0 else r.high) / (r.low if exponent > 0 else r.value))
         up2 += up * up
         down2 += down * down
     return Range(central, central * math.exp(-math.sqrt(down2)), central * math.exp(math.sqrt(up2)))
@@ -71,6 +67,4 @@ def combine(terms: Iterable[tuple[Range, float]]) -> Range:
 
 def add(*ranges: Range) -> Range:
     """Add parts, each bound summed (the parts are taken to move together: conservative)."""
-    return Range(
-        sum(r.value for r in ranges), sum(r.low for r in ranges), sum(r.high for r in ranges)
-    )
+    return Range(sum(r.value for r in ranges), sum(r.low for r in ranges), sum(r.high for r in ranges))

@@ -234,8 +234,7 @@ def render_markdown(report: Report, thresholds: dict[tuple[str, str], float], so
         "Rows are published footprints with their inputs (see the data README); each mode "
         "gives the estimator only some of them (module `greenlm.estimate.validation`):",
         "",
-        "* **A**: chip-hours + the publication's power per chip, PUE, intensity "
-        "(reproduces the published arithmetic);",
+        "* **A**: chip-hours + the publication's power per chip, PUE, intensity (reproduces the published arithmetic);",
         "* **B**: chip-hours + greenlm's power model; rows with *measured* power only;",
         "* **C**: params, tokens, hardware (+ chips); MFU from the default model; power from "
         "greenlm's model (or TDP where the publication costed TDP); PUE and intensity from the "
@@ -256,16 +255,33 @@ def render_markdown(report: Report, thresholds: dict[tuple[str, str], float], so
         te, tc = thresholds.get((m, "energy")), thresholds.get((m, "co2"))
         fe, fc = FIRST_MEASUREMENT_PCT.get((m, "energy")), FIRST_MEASUREMENT_PCT.get((m, "co2"))
         out.append(
-            f"| {m} | {_fmt(e)}% | {ne} | {_fmt(c)}% | {nc} | {_fmt(fe)}% / {_fmt(fc)}% | "
-            f"{_fmt(te)}% / {_fmt(tc)}% |"
+            f"| {m} | {_fmt(e)}% | {ne} | {_fmt(c)}% | {nc} | {_fmt(fe)}% / {_fmt(fc)}% | {_fmt(te)}% / {_fmt(tc)}% |"
         )
+    out += [
+        "",
+        "## Reading the results",
+        "",
+        "* Mode A is arithmetic: the residual (under ~1%) is rounding in the published days, chip-hours and totals.",
+        "* Mode B rows are Patterson et al. (2021) measurements of *system* power per "
+        "accelerator. greenlm's power model over-predicts TPU v3 (TDP 450 W is a design limit "
+        "far above the measured 245-310 W) and is close for V100 and TPU v2. The power "
+        "fractions were not tuned to these rows (docs/estimate.md gives their sources).",
+        "* Mode C combines the MFU default with the power basis. The published chip-hours "
+        "imply these whole-run MFUs (6ND / peak / chip-hours): GPT-3 on V100 ~20% (default "
+        "25%), BLOOM on A100 ~32% (default 40%; restarts and downtime are in the hours), "
+        "LLaMA-7B ~43% and LLaMA-13B ~51%, StarCoder ~26%. StarCoder's small energy error is "
+        "a cancellation: too few hours at the default MFU, times modeled power (420 W) above "
+        "its assumed 280 W. Few rows publish tokens, so mode C rests on 4-5 rows: treat its "
+        "MAPE as indicative.",
+        "* Rows without the inputs a mode needs are listed as skipped with the reason; P100 "
+        "rows are skipped because the accelerator table has no P100.",
+    ]
     for m in MODES:
         out += [
             "",
             f"## Mode {m}",
             "",
-            "| row | model | energy est. (MWh) | published | error | CO2 est. (t) | "
-            "published | error |",
+            "| row | model | energy est. (MWh) | published | error | CO2 est. (t) | published | error |",
             "|---|---|---|---|---|---|---|---|",
         ]
         skipped = []

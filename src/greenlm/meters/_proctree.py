@@ -8,6 +8,7 @@ before its parent reaps it (its time vanishing, then reappearing in the parent's
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
@@ -27,10 +28,24 @@ class ProcessTree:
     def _descendants(self) -> list[psutil.Process]:
         now = time.monotonic()
         if now - self._refreshed >= self.refresh_s:
-            try:
-                self._children = self.root.children(recursive=True)
-            except psutil.Error:
-                self._children = []
+            pids = _descendant_pids(self.root.pid)
+            if pids is None:  # no /proc/<pid>/task/*/children: walk the process table
+                try:
+                    self._children = self.root.children(recursive=True)
+                except psutil.Error:
+                    self._children = []
+            else:
+                cache = {p.pid: p for p in self._children}
+                kids = []
+                for pid in pids:
+                    proc = cache.get(pid)
+                    if proc is None:
+                        try:
+                            proc = psutil.Process(pid)
+                        except psutil.Error:
+                            continue
+                    kids.append(proc)
+                self._children = kids
             self._refreshed = now
         return self._children
 
@@ -74,6 +89,38 @@ class ProcessTree:
             return self.root.is_running() and self.root.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
+
+
+def _descendant_pids(pid: int) -> list[int] | None:
+    """Descendants from ``/proc/<pid>/task/<tid>/children`` (Linux >= 3.5): no table walk.
+
+    ``None`` when the kernel does not provide the files (then psutil walks ``/proc``).
+    """
+    out: list[int] = []
+    stack = [pid]
+    first = True
+    while stack:
+        p = stack.pop()
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            if first:
+                return None
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children", encoding="ascii") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                if first:
+                    return None
+                continue
+            except (OSError, ValueError):
+                continue
+            out += kids
+            stack += kids
+        first = False
+    return out
 
 
 def machine_busy_s() -> float:

@@ -30,7 +30,7 @@ def weakest(provenances: list[str]) -> str:
     """The least trustworthy provenance among ``provenances`` (``counter`` if empty)."""
     worst = 0
     for p in provenances:
-        worst = max(worst, PROVENANCE_ORDER.index(p))  # type: ignore[arg-type]
+        worst = max(worst, PROVENANCE_ORDER.index(p))  # type: ignore[arg-type,unused-ignore]
     return PROVENANCE_ORDER[worst]
 
 

@@ -45,7 +45,7 @@ def detect(
     gpus: bool = True,
 ) -> Detection:
     """Build the meters for this machine."""
-    from greenlm.meters import cpu_model, nvml, rapl, ram_model
+    from greenlm.meters import cpu_model, nvml, ram_model, rapl
     from greenlm.meters._proctree import ProcessTree
 
     det = Detection()
@@ -58,7 +58,9 @@ def detect(
             det.report.append(MeterStatus("NVML", True, True, f"{len(gm)} GPU(s), {'/'.join(kinds)}"))
             for m in gm:
                 if m.provenance == "sampled":
-                    det.warnings.append(f"{m.name}: no NVML energy counter (pre-Volta GPU); power is sampled and integrated")
+                    det.warnings.append(
+                        f"{m.name}: no NVML energy counter (pre-Volta GPU); power is sampled and integrated"
+                    )
         except MeterUnavailableError as e:
             det.report.append(MeterStatus("NVML", False, False, e.reason))
     # CPU and RAM

@@ -55,8 +55,9 @@ def _is_linear(m: Any) -> bool:
 
 def attention_blocks(model: nn.Module) -> list[Attention]:
     blocks: list[Attention] = []
+    m: Any
     for m in model.modules():
-        sub = getattr(m, "self", None)
+        sub: Any = getattr(m, "self", None)
         out = getattr(m, "output", None)
         if (
             sub is not None
@@ -132,7 +133,7 @@ def slice_linear(lin: nn.Linear, rows: torch.Tensor | None = None,
 
 
 def tied_weight_ids(model: nn.Module) -> set[int]:
-    """ids of weights shared with an input embedding (a tied LM head must not be changed)."""
+    """Ids of weights shared with an input embedding (a tied LM head must not be changed)."""
     ids: set[int] = set()
     get_in = getattr(model, "get_input_embeddings", None)
     emb = get_in() if callable(get_in) else None

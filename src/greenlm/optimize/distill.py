@@ -47,7 +47,7 @@ def make_student(teacher: Any, layers: int) -> tuple[Any, list[int]]:
     for new_idx, layer in enumerate(new_stack):
         for m in layer.modules():
             if hasattr(m, "layer_idx"):
-                m.layer_idx = new_idx  # KV-cache slot of decoder layers
+                setattr(m, "layer_idx", new_idx)  # noqa: B010 - KV-cache slot of the layer
     setattr(parent, attr, new_stack)
     cfg = student.config
     cfg.num_hidden_layers = len(keep)

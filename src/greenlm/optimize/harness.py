@@ -163,18 +163,10 @@ def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequenc
     latencies_ms: list[float] = []
     windows: list[Window] = []
     for _ in range(repeats):
-        tokens = 0
         lat: list[float] = []
-
-        def loop() -> None:
-            nonlocal tokens
-            for b in batches:
-                t0 = time.perf_counter()
-                tokens += run(model, b)
-                _sync(device)
-                lat.append((time.perf_counter() - t0) * 1e3)
-
-        w = measure(loop)
+        generated: list[int] = []
+        w = measure(_timed_pass(model, run, batches, device, lat, generated))
+        tokens = sum(generated)
         windows.append(w)
         latencies_ms.extend(lat)
         durations.append(sum(lat) / 1e3)
@@ -209,6 +201,20 @@ def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequenc
         repeats=repeats,
         spread=spread,
     )
+
+
+def _timed_pass(model: Any, run: Callable[[Any, Any], int], batches: Sequence[Any],
+                device: str, lat_ms: list[float], generated: list[int]) -> Callable[[], None]:
+    """One pass over ``batches``, appending each call's latency and generated tokens."""
+
+    def loop() -> None:
+        for b in batches:
+            t0 = time.perf_counter()
+            generated.append(run(model, b))
+            _sync(device)
+            lat_ms.append((time.perf_counter() - t0) * 1e3)
+
+    return loop
 
 
 _TRUST = {"counter": 0, "sampled": 1, "modeled": 2}

@@ -92,22 +92,23 @@ def plot_pareto(variants: Sequence[VariantResult], path: Path, *, per_token: boo
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [v for v in variants if _usable(v, per_token) and v.quality and
-           v.quality.value is not None]
+    pts = [v for v in variants if _usable(v, per_token) and v.quality is not None
+           and v.quality.value is not None]
+    xy = {v.name: (float(v.energy(per_token) or 0.0),
+                   float(v.quality.value if v.quality and v.quality.value is not None else 0.0))
+          for v in pts}
     front = set(pareto_front(variants, per_token))
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for v in pts:
-        x = v.energy(per_token)
-        y = v.quality.value if v.quality else None
+        x, y = xy[v.name]
         on_front = v.name in front
         ax.scatter([x], [y], s=60 if on_front else 30,
                    marker="*" if v.name == recommended else "o",
                    color="tab:green" if on_front else "tab:gray", zorder=3)
-        ax.annotate(v.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)  # type: ignore[arg-type]
+        ax.annotate(v.name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     fr = sorted((v for v in pts if v.name in front), key=lambda v: v.energy(per_token) or 0.0)
     if len(fr) > 1:
-        ax.plot([v.energy(per_token) for v in fr],
-                [v.quality.value if v.quality else None for v in fr],
+        ax.plot([xy[v.name][0] for v in fr], [xy[v.name][1] for v in fr],
                 color="tab:green", lw=1, zorder=2, label="Pareto front")
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("energy per generated token (J)" if per_token

@@ -54,7 +54,7 @@ def magnitude(model: Any, sparsity: float) -> Transformed:
 
 
 def _n_remove(units: int, fraction: float) -> int:
-    return min(units - 1, int(math.floor(units * fraction + 0.5)))
+    return min(units - 1, math.floor(units * fraction + 0.5))
 
 
 def heads(model: Any, fraction: float) -> Transformed:
@@ -97,8 +97,8 @@ def heads(model: Any, fraction: float) -> Transformed:
         kept_heads = (n_units - drop) * group
         removed_heads += b.n_heads - kept_heads
         if b.family == "bert":
-            b.module.num_attention_heads = kept_heads
-            b.module.all_head_size = kept_heads * hd
+            setattr(b.module, "num_attention_heads", kept_heads)  # noqa: B010
+            setattr(b.module, "all_head_size", kept_heads * hd)  # noqa: B010
     if removed_heads == 0:
         raise NotApplicableError(
             f"removing {fraction:g} of the heads rounds to zero heads per layer"

@@ -54,10 +54,10 @@ def dynamic_int8(model: Any) -> Transformed:
     q.eval()
     return Transformed(
         q,
-        f"dynamic int8 quantization of {n_linear} Linear layers (torch.ao, per-channel "
+        f"dynamic int8 quantization of {n_linear + n_tied} Linear layers (torch.ao, per-channel "
         "weight scales, activations quantized per batch); embeddings and norms stay fp32"
         + (" (a tied LM head gets its own int8 copy)" if n_tied else ""),
-        {"layers_quantized": n_linear},
+        {"layers_quantized": n_linear + n_tied},
     )
 
 

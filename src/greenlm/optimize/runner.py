@@ -298,7 +298,7 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
             tick(f"{label}: evaluating")
             ev = task.evaluate(variant_model)
             m = measure_variant(variant_model, task.run, batches, items, measure,
-                                repeats=config.repeats, on_repeat=lambda lb=label: tick(lb))
+                                repeats=config.repeats, on_repeat=_bind(tick, label))
             tick(label)
         except NotApplicableError as e:
             results.append(VariantResult(spec.name, spec.technique, spec.params,
@@ -353,6 +353,10 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
 
         write_report(report, Path(config.report_dir))
     return report
+
+
+def _bind(fn: Callable[[str], None], label: str) -> Callable[[], None]:
+    return lambda: fn(label)
 
 
 def machine_description(device: str) -> str:

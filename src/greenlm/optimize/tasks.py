@@ -384,7 +384,6 @@ class CausalLMTask(Task):
         self._ref_logprobs = [self._logprobs(baseline, ids).half().cpu() for ids in self._ids]
 
     def evaluate(self, model: Any) -> Evaluation:
-        import torch
 
         nll = 0.0
         kl = 0.0

@@ -270,8 +270,8 @@ def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
     """The optimize ``--json`` object as a table, a Pareto chart and the recommendation."""
     variants = list(data.get("variants") or [])
     baseline = data.get("baseline")
-    per_token = any(plots.finite(v.get("energy_j_per_token")) is not None for v in variants) and all(
-        plots.finite(v.get("energy_j_per_1k")) is None for v in variants)
+    per_token = data.get("task") == "causal-lm" and any(
+        plots.finite(v.get("energy_j_per_token")) is not None for v in variants)
     key = "energy_j_per_token" if per_token else "energy_j_per_1k"
     base = next((v for v in variants if v.get("name") == baseline), None)
     base_e = plots.finite(base.get(key)) if base else None
@@ -331,50 +331,124 @@ def estimate_view(est: Mapping[str, Any], prefix: str = "est-") -> dict[str, Any
     if cost is not None:
         figs.append({"key": "cost", "label": "Electricity cost", "raw": cost,
                      "text": fmt_money(cost, str(est.get("currency") or "")), "band": ""})
-    inputs = []
-    for k, v in (est.get("inputs") or {}).items():
-        if isinstance(v, Mapping):
-            inputs.append({"name": k, "value": _short(v.get("value")), "source": _short(v.get("source", ""))})
-        else:
-            inputs.append({"name": k, "value": _short(v), "source": ""})
-    return {"figures": [f for f in figs if f["raw"] is not None], "inputs": inputs,
+    return {"figures": [f for f in figs if f["raw"] is not None], "inputs": input_rows(est),
             "kind": est.get("kind") or est.get("mode") or "", "raw": est,
+            "intensity_note": intensity_note(est["location"]) if isinstance(est.get("location"), Mapping) else "",
             "warnings": list(est.get("warnings") or [])}
 
 
+def input_rows(est: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """An estimate's ``inputs``: every value used, with its source and range."""
+    rows = []
+    for k, v in (est.get("inputs") or {}).items():
+        if isinstance(v, Mapping):
+            rng = f" ({_short(v['low'])} - {_short(v['high'])})" if "low" in v and "high" in v else ""
+            rows.append({"name": k, "value": _short(v.get("value")) + rng,
+                         "source": _short(v.get("source", ""), 600)})
+        else:
+            rows.append({"name": k, "value": _short(v), "source": ""})
+    return rows
+
+
+def _side(o: Mapping[str, Any], side: str, key: str) -> float | None:
+    d = o.get(side)
+    return plots.finite(d.get(key)) if isinstance(d, Mapping) else None
+
+
+def _intensity_source(code: Any) -> str:
+    """Where the shipped intensity for ``code`` comes from ('' when unknown)."""
+    if not code:
+        return ""
+    try:
+        from greenlm.carbon.intensity import resolve_location
+
+        g = resolve_location(str(code))
+    except Exception:
+        return ""
+    return f"{g.source}, {g.year}" if g.year else g.source
+
+
 def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> dict[str, Any]:
-    """``estimate compare`` output: options ranked by CO2e, as a banded bar chart."""
-    options = list(cmp.get("options") or [])
+    """``estimate compare`` output: options ranked, total CO2e with its band as a chart."""
+    options = [dict(o) for o in (cmp.get("options") or []) if isinstance(o, Mapping)]
     labels, vals, lows, highs = [], [], [], []
     for o in options:
-        v = plots.finite(o.get("co2e_t"))
-        if v is None:
+        op, emb = plots.finite(o.get("co2e_t")), plots.finite(o.get("embodied_co2e_t")) or 0.0
+        if op is None:
             continue
-        labels.append(str(o.get("label") or o.get("location") or o.get("name") or "?"))
-        vals.append(v)
-        lo = o.get("low") if isinstance(o.get("low"), Mapping) else {}
-        hi = o.get("high") if isinstance(o.get("high"), Mapping) else {}
-        lows.append(plots.finite(lo.get("co2e_t", o.get("co2e_low_t"))))
-        highs.append(plots.finite(hi.get("co2e_t", o.get("co2e_high_t"))))
-    chart = plots.banded_bars(labels, vals, lows, highs, "t CO2e", "CO2e by location",
-                              "Operational CO2e of the same plan at each location (grid intensity "
-                              "from the shipped data, with its band); grey: low-high.", chart_id,
-                              "location / hardware")
-    return {"options": options, "charts": [chart]}
+        labels.append(str(o.get("label") or o.get("location") or "?"))
+        vals.append(op + emb)
+        lo, hi = _side(o, "low", "co2e_t"), _side(o, "high", "co2e_t")
+        lows.append(None if lo is None else lo + (_side(o, "low", "embodied_co2e_t") or 0.0))
+        highs.append(None if hi is None else hi + (_side(o, "high", "embodied_co2e_t") or 0.0))
+        o["intensity_text"] = _num(o.get("intensity_g_per_kwh"), " g/kWh")
+        o["intensity_source"] = o.get("intensity_source") or _intensity_source(o.get("location"))
+        o["energy_text"] = _num(o.get("energy_mwh"), " MWh")
+        o["co2e_text"] = _num(o.get("co2e_t"), " t")
+        o["embodied_text"] = _num(o.get("embodied_co2e_t"), " t")
+        o["total_text"] = _num(o.get("total_co2e_t"), " t")
+        o["cost_text"] = fmt_money(plots.finite(o.get("cost")), str(o.get("currency") or ""))
+    chart = plots.banded_bars(labels, vals, lows, highs, "t CO2e", "Total CO2e by option",
+                              "Operational + embodied CO2e of the same plan for each option, "
+                              "grid intensity from the shipped data; grey: low-high band.",
+                              chart_id, "location / hardware")
+    return {"options": options, "ranked_by": list(cmp.get("ranked_by") or []), "charts": [chart]}
 
 
-def lifecycle_view(lc: Mapping[str, Any]) -> dict[str, Any]:
+def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A lifecycle estimate: parts in physical units, stacked charts, and the weighted score."""
     parts = [dict(p) for p in (lc.get("parts") or []) if isinstance(p, Mapping)]
     for p in parts:
-        p.setdefault("label", p.get("name"))
+        p["label"] = str(p.get("name") or p.get("kind") or "?")
+        p["chip_hours_text"] = _num(p.get("chip_hours"), "")
+        p["energy_text"] = _num(p.get("energy_mwh"), "") + _band(p, "energy_mwh")
+        p["co2e_text"] = _num(p.get("co2e_t"), "") + _band(p, "co2e_t")
+        p["embodied_text"] = _num(p.get("embodied_co2e_t"), "") + _band(p, "embodied_co2e_t")
+        p["cost_text"] = fmt_money(plots.finite(p.get("cost")), str(lc.get("currency") or ""))
+    co2 = {"labels": ["operational CO2e", "embodied CO2e"], "datasets": [
+        {"label": p["label"], "stack": "total", "backgroundColor": plots.colour(i),
+         "data": [plots.finite(p.get("co2e_t")) or 0.0, plots.finite(p.get("embodied_co2e_t")) or 0.0]}
+        for i, p in enumerate(parts)]}
+    co2_spec = plots._base("bar", co2, "t CO2e", "", stacked=True, horizontal=True)
     charts = [
-        plots.stacked_parts(parts, "co2e_t", "t CO2e", "CO2e by part",
-                            "Operational and embodied CO2e of each lifecycle part (t).", "lc-co2e"),
-        plots.stacked_parts(parts, "energy_mwh", "MWh", "Energy by part",
-                            "Facility energy of each lifecycle part (MWh).", "lc-energy"),
+        plots.Chart(f"{prefix}lc-co2e", "CO2e by part (t)", "Operational (facility energy x grid intensity) "
+                    "and embodied (hardware manufacturing, amortised by use) CO2e, each bar "
+                    "split into the lifecycle parts.", co2_spec, empty=not parts),
+        plots.stacked_parts(parts, "energy_mwh", "MWh", "Facility energy by part",
+                            "Facility energy (IT x PUE; network energy end to end) of each "
+                            "lifecycle part, in MWh.", f"{prefix}lc-energy"),
     ]
-    score = lc.get("score") if isinstance(lc.get("score"), Mapping) else None
-    weights = dict(lc.get("weights") or (score or {}).get("weights") or {})
-    return {"parts": parts, "charts": charts, "score": score, "weights": weights,
-            "totals": {k: v for k, v in lc.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+    sc = lc.get("score") if isinstance(lc.get("score"), Mapping) else None
+    score = None
+    if sc is not None:
+        rows = []
+        for name, c in (sc.get("components") or {}).items():
+            if not isinstance(c, Mapping):
+                continue
+            rows.append({"name": f"{name} ({c.get('quantity', '')})",
+                         "weight": _num(c.get("weight"), ""),
+                         "quantity": _num(c.get("amount"), ""),
+                         "reference": f"{_num(c.get('reference'), '')}: {c.get('reference_source', '')}",
+                         "contribution": _num((plots.finite(c.get("weight")) or 0)
+                                              * (plots.finite(c.get("normalised")) or 0), "")})
+        score = {"value": plots.finite(sc.get("value")), "text": _num(sc.get("value"), ""),
+                 "rows": rows, "weights": dict(sc.get("weights") or {}),
+                 "note": "score = sum of weight x quantity / reference; weights normalised to sum to 1."}
+    totals = [
+        {"key": k, "label": label, "raw": plots.finite(lc.get(k)),
+         "text": _num(lc.get(k), unit), "band": _band(lc, k)}
+        for k, label, unit in (("chip_hours", "Accelerator time", " chip-hours"),
+                               ("energy_mwh", "Facility energy", " MWh"),
+                               ("co2e_t", "CO2e operational", " t"),
+                               ("embodied_co2e_t", "CO2e embodied", " t"),
+                               ("total_co2e_t", "CO2e total", " t"))
+        if plots.finite(lc.get(k)) is not None
+    ]
+    return {"name": lc.get("name"), "parts": parts, "charts": charts, "score": score,
+            "totals": totals, "warnings": list(lc.get("warnings") or []), "inputs": input_rows(lc),
+            "intensity_note": intensity_note(lc["location"]) if isinstance(lc.get("location"), Mapping) else ""}
+
+
+def _band(d: Mapping[str, Any], key: str) -> str:
+    lo, hi = _side(d, "low", key), _side(d, "high", key)
+    return f" ({lo:.3g}-{hi:.3g})" if lo is not None and hi is not None else ""

@@ -18,6 +18,7 @@ import bisect
 import contextlib
 import datetime as dt
 import functools
+import itertools
 import logging
 import os
 import signal
@@ -202,7 +203,8 @@ class EnergyTracker:
 
     def stop(self) -> RunResult:
         """Close the window and return its result (inner calls of nested use return the
-        result so far without closing)."""
+        result so far without closing).
+        """
         return self._close("completed", None)
 
     def __enter__(self) -> EnergyTracker:
@@ -260,10 +262,9 @@ class EnergyTracker:
         st = getattr(local, "stack", None)
         if st is None:
             st = local.stack = []
-        return st  # type: ignore[no-any-return]
+        return st  # type: ignore[no-any-return,unused-ignore]
 
     def _open(self) -> None:
-        c = self.config
         self._result = None
         self._run_id = uuid.uuid4().hex
         self._warnings: list[str] = list(self.carbon.warnings())
@@ -442,31 +443,30 @@ class EnergyTracker:
         return e0 + (e1 - e0) * (t - t0) / (t1 - t0) if t1 > t0 else e1
 
     def _update_forecast(self) -> None:
+        """Predict the whole run's energy from the steps so far (needs ``total_steps``)."""
         if self.total_steps is None:
             return
         times = list(self._step_times)
-        if len(times) <= self.warmup_steps + 1:
+        if len(times) < self.warmup_steps + 2 or len(times) > self.total_steps:
             return
+        from greenlm.estimate.forecast import forecast_total
+
+        start = [self._t0, *times[:-1]]
+        energies = [max(0.0, self._energy_at(b) - self._energy_at(a)) for a, b in zip(start, times)]
+        durations = [b - a for a, b in zip(start, times)]
         try:
-            from greenlm.estimate.forecast import forecast_total  # optional module
-        except ImportError:
-            forecast_total = _linear_forecast
-        start = [self._t0 + 0.0] + times[:-1]
-        energies = [self._energy_at(b) - self._energy_at(a) for a, b in zip(start, times)]
-        try:
-            fc = forecast_total(energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps)
+            fc = forecast_total(energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                                step_times_s=durations)
         except Exception as e:
             log.debug("forecast failed: %s", e)
             return
-        d = fc if isinstance(fc, dict) else fc.to_dict()
-        fp = account(float(d["energy_j"]), self.carbon)
-        ratio = fp.co2e_g / float(d["energy_j"]) if d["energy_j"] else 0.0
-        d = {**d, "co2e_g": fp.co2e_g, "co2e_low_g": float(d.get("low_j", 0)) * ratio,
-             "co2e_high_g": float(d.get("high_j", 0)) * ratio, "steps_done": len(times),
-             "total_steps": self.total_steps}
+        g_per_j = account(1.0, self.carbon).co2e_g
+        d: dict[str, Any] = {**fc.to_dict(), "co2e_g": fc.energy_j * g_per_j, "co2e_low_g": fc.low_j * g_per_j,
+                             "co2e_high_g": fc.high_j * g_per_j, "steps_done": len(times),
+                             "total_steps": self.total_steps}
         self.forecast = d
-        log.info("greenlm forecast: %.0f J (%.3g-%.3g J), %.1f gCO2e for %d steps",
-                 d["energy_j"], d.get("low_j", 0), d.get("high_j", 0), d["co2e_g"], self.total_steps)
+        log.info("greenlm forecast: %.0f J (%.3g-%.3g J), %.3g gCO2e for %d steps",
+                 fc.energy_j, fc.low_j, fc.high_j, d["co2e_g"], self.total_steps)
 
     def _close(self, status: str, error: str | None) -> RunResult:
         with self._lock:
@@ -522,7 +522,8 @@ class EnergyTracker:
         low = sum(c.low_j for c in comps)
         high = sum(c.high_j for c in comps)
         fp = account(energy, self.carbon)
-        g_per_j = fp.co2e_g / energy if energy > 0 else self.carbon.pue.value * self.carbon.location.intensity_g_per_kwh / 3.6e6
+        g_per_j = (fp.co2e_g / energy if energy > 0
+                   else self.carbon.pue.value * self.carbon.location.intensity_g_per_kwh / 3.6e6)
         return RunResult(
             run_id=self._run_id, project=self.config.project, status=status,
             started_at=self._wall0.isoformat(),
@@ -579,7 +580,7 @@ class EnergyTracker:
         if idx[-1] != n - 1:
             idx.append(n - 1)
         pts = []
-        for a, b in zip(idx, idx[1:]):
+        for a, b in itertools.pairwise(idx):
             dt_s = self._times[b] - self._times[a]
             if dt_s <= 0:
                 continue
@@ -667,17 +668,6 @@ class _Frozen(Meter):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "failed": True}
-
-
-def _linear_forecast(step_energies_j: Sequence[float], total_steps: int, warmup_steps: int) -> dict[str, float]:
-    """Fallback forecast: mean step energy after warm-up, band from the min and max step."""
-    done = list(step_energies_j)
-    body = done[warmup_steps:] or done
-    mean = sum(body) / len(body)
-    rest = total_steps - len(done)
-    spent = sum(done)
-    return {"energy_j": spent + mean * rest, "low_j": spent + min(body) * rest,
-            "high_j": spent + max(body) * rest, "method": "linear extrapolation after warm-up"}
 
 
 def _safe(warnings: list[str], what: str, fn: Callable[..., Any] | None, *args: Any) -> None:

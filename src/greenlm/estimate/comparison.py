@@ -14,7 +14,7 @@ from typing import Any
 
 from greenlm.errors import ConfigError
 from greenlm.estimate.hardware import find_hardware
-from greenlm.estimate.lifecycle import LifecycleEstimate, lifecycle
+from greenlm.estimate.lifecycle_model import LifecycleEstimate, lifecycle
 from greenlm.estimate.plan import Plan
 
 
@@ -28,8 +28,10 @@ class Option:
 
     def to_dict(self, rank: int) -> dict[str, Any]:
         d = self.estimate.to_dict()
+        label = " / ".join(x for x in (self.location, self.hardware) if x) or "(plan)"
         return {
             "rank": rank,
+            "label": label,
             "location": self.location,
             "hardware": self.hardware,
             "location_name": d["location"].get("name"),
@@ -90,14 +92,11 @@ def compare(
     hws = _split(hardware)
     if locs == [None] and hws == [None]:
         raise ConfigError(
-            "Nothing to compare: give --locations (e.g. FRA,USA,aws:us-east-1) "
-            "and/or --hardware (e.g. A100,H100)."
+            "Nothing to compare: give --locations (e.g. FRA,USA,aws:us-east-1) and/or --hardware (e.g. A100,H100)."
         )
     for h in hws:  # fail fast with close matches before running anything
         if h is not None:
             find_hardware(h)
-    opts = [
-        Option(loc, hw, lifecycle(plan, location=loc, hardware=hw)) for loc in locs for hw in hws
-    ]
+    opts = [Option(loc, hw, lifecycle(plan, location=loc, hardware=hw)) for loc in locs for hw in hws]
     opts.sort(key=lambda o: (o.estimate.total_co2e_t, o.estimate.total.cost.value))
     return Comparison(tuple(opts))

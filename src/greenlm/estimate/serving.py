@@ -72,9 +72,7 @@ def inference(
     if b != int(b):
         raise ConfigError(f"batch size must be a whole number, got {b:g}.")
     if int(weights_bits) not in WEIGHT_BITS or weights_bits != int(weights_bits):
-        raise ConfigError(
-            f"weights bits must be one of {', '.join(map(str, WEIGHT_BITS))}, got {weights_bits!r}."
-        )
+        raise ConfigError(f"weights bits must be one of {', '.join(map(str, WEIGHT_BITS))}, got {weights_bits!r}.")
     bits = int(weights_bits)
     weight_bytes = n_total * bits / 8.0
     if hw.memory_bw_gbps is None:
@@ -85,9 +83,7 @@ def inference(
             raise ConfigError(f"{hw.name} has no memory size in the table; pass --chips.")
         need = weight_bytes * defaults.MEMORY_HEADROOM.value / (hw.memory_gb * 1e9)
         c = float(max(1, math.ceil(need)))
-        inputs["chips"] = Input(
-            c, "fewest chips whose memory holds the weights: " + defaults.MEMORY_HEADROOM.source
-        )
+        inputs["chips"] = Input(c, "fewest chips whose memory holds the weights: " + defaults.MEMORY_HEADROOM.source)
     else:
         from greenlm.estimate.timing import check_chips
 

@@ -19,9 +19,9 @@ from typing import Any
 from greenlm.errors import ConfigError
 from greenlm.estimate import defaults
 from greenlm.estimate.grid import Factors, resolve_factors
-from greenlm.estimate.inference import inference
 from greenlm.estimate.plan import Plan
 from greenlm.estimate.result import G_PER_T, J_PER_MWH, Estimate, Input, ranged
+from greenlm.estimate.serving import inference
 from greenlm.estimate.training import finetune, train
 from greenlm.estimate.uncertainty import Range, add, combine
 
@@ -98,18 +98,13 @@ def parse_weights(text: str | Mapping[str, float] | None) -> dict[str, float]:
         for item in text.split(","):
             key, sep, val = item.partition("=")
             if not sep:
-                raise ConfigError(
-                    f"Bad weight {item!r}: write key=value, e.g. compute=0.2,energy=0.3,carbon=0.5."
-                )
+                raise ConfigError(f"Bad weight {item!r}: write key=value, e.g. compute=0.2,energy=0.3,carbon=0.5.")
             raw[key.strip().lower()] = val.strip()
     else:
         raw = {str(k).lower(): v for k, v in text.items()}
     unknown = sorted(set(raw) - set(defaults.SCORE_WEIGHTS))
     if unknown:
-        raise ConfigError(
-            f"Unknown score weight(s) {', '.join(unknown)}; use "
-            f"{', '.join(defaults.SCORE_WEIGHTS)}."
-        )
+        raise ConfigError(f"Unknown score weight(s) {', '.join(unknown)}; use {', '.join(defaults.SCORE_WEIGHTS)}.")
     from greenlm._validate import finite
 
     vals = {k: finite(f"weight {k}", v, minimum=0.0) for k, v in raw.items()}
@@ -220,11 +215,7 @@ def _common(plan: Plan, phase: Any, hardware: str | None, location: str | None) 
         "location": location if loc_override else (phase.location or plan.location),
         "intensity_kg_per_kwh": None
         if loc_override
-        else (
-            phase.intensity_kg_per_kwh
-            if phase.intensity_kg_per_kwh is not None
-            else plan.intensity_kg_per_kwh
-        ),
+        else (phase.intensity_kg_per_kwh if phase.intensity_kg_per_kwh is not None else plan.intensity_kg_per_kwh),
         "pue": phase.pue if phase.pue is not None else plan.pue,
         "price_per_kwh": plan.price_per_kwh,
         "currency": plan.currency,
@@ -248,15 +239,10 @@ def _storage_part(plan: Plan, f: Factors) -> tuple[Part, dict[str, Input]]:
     inputs = {
         "storage_tb": Input(
             tb,
-            "model_gb + data_gb"
-            + ("" if s.model_gb is not None else "; model_gb = params x 2 bytes"),
+            "model_gb + data_gb" + ("" if s.model_gb is not None else "; model_gb = params x 2 bytes"),
         ),
-        "storage_w_per_tb": ranged(
-            w, "user value" if s.w_per_tb else defaults.STORAGE_W_PER_TB.source
-        ),
-        "storage_replicas": ranged(
-            reps, "user value" if s.replicas else defaults.STORAGE_REPLICAS.source
-        ),
+        "storage_w_per_tb": ranged(w, "user value" if s.w_per_tb else defaults.STORAGE_W_PER_TB.source),
+        "storage_replicas": ranged(reps, "user value" if s.replicas else defaults.STORAGE_REPLICAS.source),
     }
     zero = Range.exact(0.0)
     return Part(
@@ -279,11 +265,7 @@ def _transfer_part(plan: Plan, f: Factors) -> tuple[Part, dict[str, Input]]:
     e_j = k.scaled(t.gb * 3.6e6)  # network energy is end-to-end: no PUE applied
     co2 = combine([(e_j, 1), (f.intensity_g_per_kwh, 1)]).scaled(1 / 3.6e6)
     zero = Range.exact(0.0)
-    inputs = {
-        "network_kwh_per_gb": ranged(
-            k, "user value" if t.kwh_per_gb else defaults.NETWORK_KWH_PER_GB.source
-        )
-    }
+    inputs = {"network_kwh_per_gb": ranged(k, "user value" if t.kwh_per_gb else defaults.NETWORK_KWH_PER_GB.source)}
     return Part(
         "transfer",
         "transfer",
@@ -369,9 +351,7 @@ def lifecycle(
     )
     warnings.extend(f.warnings)
     inputs: dict[str, Input] = {
-        "weights": Input(
-            w, "user value" if (weights or plan.weights) else defaults.SCORE_WEIGHTS_SOURCE
-        ),
+        "weights": Input(w, "user value" if (weights or plan.weights) else defaults.SCORE_WEIGHTS_SOURCE),
     }
     if plan.storage is not None:
         part, extra = _storage_part(plan, f)
@@ -387,6 +367,4 @@ def lifecycle(
     for x in warnings:
         if x not in seen:
             seen.append(x)
-    return LifecycleEstimate(
-        plan.name, tuple(parts), w, f.currency, f.location.to_dict(), tuple(seen), inputs
-    )
+    return LifecycleEstimate(plan.name, tuple(parts), w, f.currency, f.location.to_dict(), tuple(seen), inputs)
