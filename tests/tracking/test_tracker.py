@@ -269,3 +269,25 @@ def test_result_json_round_trips_with_the_documented_keys():
     assert set(d["components"][0]) >= {"name", "kind", "energy_j", "provenance", "low_j", "high_j"}
     assert set(d["phases"][0]) >= {"name", "parent", "energy_j", "duration_s", "steps"}
     assert greenlm.RunResult.from_dict(d).to_dict() == d
+
+
+def test_a_forked_child_never_closes_the_parents_run(store_url):
+    import os
+    import sys
+
+    from greenlm.store import open_store
+
+    t = EnergyTracker(location="FRA", interval_s=0.02, store=store_url, meters=[replay(10.0)])
+    t.start()
+    time.sleep(0.1)
+    pid = os.fork()
+    if pid == 0:  # child: a normal interpreter exit runs atexit handlers
+        try:
+            sys.stdout.flush()
+        finally:
+            sys.exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.05)
+    assert open_store(store_url).get_run(t.run_id)["status"] == "running"
+    t.stop()
+    assert open_store(store_url).get_run(t.run_id)["status"] == "completed"

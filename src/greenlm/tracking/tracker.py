@@ -277,6 +277,7 @@ class EnergyTracker:
         _sync_cuda(self._sync_cuda)
         self._slots = [_Slot(m, provenances=[m.provenance]) for m in self._build_meters()]
         self._meter_info = [m.describe() for m in (s.meter for s in self._slots)]
+        self._owner_pid = os.getpid()  # a forked child must never close the parent's run
         self._t0 = time.monotonic()
         self._wall0 = dt.datetime.now(dt.timezone.utc)
         for s in list(self._slots):
@@ -624,9 +625,10 @@ class EnergyTracker:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         prev = self._prev_term
-        with contextlib.suppress(Exception):
-            self._depth = 1
-            self._close("interrupted", "SIGTERM")
+        if os.getpid() == self._owner_pid:
+            with contextlib.suppress(Exception):
+                self._depth = 1
+                self._close("interrupted", "SIGTERM")
         if callable(prev):
             prev(signum, frame)
         elif prev == signal.SIG_DFL:
@@ -706,6 +708,8 @@ _OPEN: weakref.WeakSet[EnergyTracker] = weakref.WeakSet()
 @atexit.register
 def _close_open_windows() -> None:
     for t in list(_OPEN):
+        if getattr(t, "_owner_pid", None) != os.getpid():
+            continue  # inherited through fork: the parent owns that run
         with contextlib.suppress(Exception):
             t._depth = 1
             t._close("interrupted", "interpreter exited with the window open")
