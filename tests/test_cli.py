@@ -128,3 +128,26 @@ def test_unreadable_config_file_exits_2(tmp_path):
 def test_locations_search():
     out = greenlm("locations", "virginia", check=0).stdout
     assert "aws:us-east-1" in out and "US-VA" in out
+
+
+def test_child_killed_by_a_signal_exits_128_plus_signal():
+    p = greenlm("track", "--", sys.executable, "-c", "import os,signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert p.returncode == 128 + 9
+    assert "status=failed" in p.stderr
+
+
+def test_sigint_is_forwarded_and_the_run_is_marked_interrupted(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ}
+    p = subprocess.Popen([sys.executable, "-m", "greenlm", "track", "--json", "--interval", "0.1", "--location",
+                          "FRA", "--", sys.executable, "-c",
+                          "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    raise SystemExit(130)"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    d = json.loads(out)
+    assert d["status"] == "interrupted" and "signal" in d["error"]
