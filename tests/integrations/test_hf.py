@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from greenlm.meters.fake import ReplayMeter  # noqa: E402
-from greenlm.store.runs import open_store  # noqa: E402
+from greenlm.meters.fake import ReplayMeter
+from greenlm.store.runs import open_store
 
-from ._tiny import TokenDataset, tiny_gpt2  # noqa: E402
+from ._tiny import TokenDataset, tiny_gpt2
 
 
 def _trainer(tmp_path: Path, callback, **kw):

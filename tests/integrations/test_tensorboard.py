@@ -10,7 +10,7 @@ import pytest
 from greenlm.tracking.tracker import EnergyTracker
 
 pytest.importorskip("torch.utils.tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator,
 )
 

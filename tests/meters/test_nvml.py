@@ -77,3 +77,21 @@ def test_detect_reports_gpus_and_records_sampling_fallback(gpus, tmp_path):
     assert any("gpu:2" in w and "sampled" in w for w in det.warnings)
     nv = next(r for r in det.report if r.backend == "NVML")
     assert nv.used and "3 GPU" in nv.detail
+
+
+def test_counter_failure_mid_run_degrades_to_power_sampling(gpus):
+    import time
+
+    from greenlm import EnergyTracker
+
+    meters = nvml.nvml_meters()[:1]
+    t = EnergyTracker(meters=meters, store=False, location="FRA", interval_s=0.02)
+    with t:
+        fake.advance(1.0)
+        time.sleep(0.1)
+        gpus[0].has_counter = False  # the driver stops answering the energy query
+        time.sleep(0.2)
+    c = t.result.component("gpu:0")
+    assert c.provenance == "sampled"  # the weakest method used in the run
+    assert c.energy_j >= 300.0  # the counted part is kept, sampled power adds to it
+    assert sum("continued with sampled" in w for w in t.result.warnings) == 1

@@ -108,3 +108,20 @@ def test_detect_prefers_rapl_over_the_model(tree: Path):
     assert sorted(m.name for m in det.meters) == ["cpu:package-0", "cpu:package-1", "ram:dram-0"]
     used = {r.backend: r.used for r in det.report}
     assert used["RAPL"] and not used["CPU model"] and not used["RAM model"]
+
+
+def test_rapl_becoming_unreadable_mid_run_falls_back_to_the_model(tree: Path, unreadable):
+    import time
+
+    from greenlm import EnergyTracker
+
+    meters = [m for m in rapl.rapl_meters(tree) if m.name == "cpu:package-0"]
+    t = EnergyTracker(meters=meters, store=False, location="FRA", interval_s=0.02)
+    with t:
+        set_energy(tree / "intel-rapl:0", 1_000_000 + 5_000_000)
+        time.sleep(0.1)
+        os.chmod(tree / "intel-rapl:0" / "energy_uj", 0)
+        time.sleep(0.1)
+    c = t.result.component("cpu:package-0")
+    assert c.provenance == "modeled" and c.energy_j >= 5.0
+    assert any("continued with modeled" in w for w in t.result.warnings)

@@ -34,7 +34,7 @@ def test_distillation_lowers_the_loss_and_counts_its_energy(bert, tokenizer, fak
     assert t.facts["distill_energy_j"] == pytest.approx(fake_meter.windows[0].energy_j)
     assert t.model.config.num_hidden_layers == 2
     assert not t.model.training
-    assert all(not p.requires_grad for p in bert.parameters()) is False  # teacher not frozen
+    assert any(p.requires_grad for p in bert.parameters())  # the teacher is left as it was
 
 
 def test_payback():

@@ -6,9 +6,9 @@ from greenlm.optimize.results import VariantResult
 from greenlm.optimize.tasks import Score
 
 
-def v(name, energy, drop, quality=None, skipped=None):
+def v(name, energy, drop, skipped=None):
     return VariantResult(name, name, {}, energy_j_per_1k=energy, quality_drop=drop,
-                         quality=Score("accuracy", quality if quality is not None else 1 - drop),
+                         quality=Score("accuracy", 1 - drop if drop is not None else None),
                          skipped_reason=skipped)
 
 

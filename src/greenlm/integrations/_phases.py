@@ -69,7 +69,8 @@ class PhaseDriver:
 
     def end(self, name: str) -> RunResult | None:
         """Leave phase ``name`` (and any left open inside it); close an owned window when the
-        outermost phase ends, returning its result."""
+        outermost phase ends, returning its result.
+        """
         if not self.is_open(name):
             return None
         while self._open:

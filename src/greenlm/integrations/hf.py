@@ -36,12 +36,12 @@ from greenlm.integrations._extras import require
 from greenlm.integrations._phases import PhaseDriver, default_tracker
 from greenlm.tracking.result import RunResult
 
-_tf = require("transformers", feature="greenlm.integrations.hf", extra="hf", package="transformers")
+_tf: Any = require("transformers", feature="greenlm.integrations.hf", extra="hf", package="transformers")
 
 PREFIX = "greenlm_"
 
 
-class GreenlmCallback(_tf.TrainerCallback):  # type: ignore[misc]
+class GreenlmCallback(_tf.TrainerCallback):
     """Track the energy of a ``transformers.Trainer`` and log it with the Trainer's metrics.
 
     ``tracker``: an :class:`~greenlm.EnergyTracker` (or DistributedTracker) to use; otherwise
@@ -136,7 +136,8 @@ class GreenlmCallback(_tf.TrainerCallback):  # type: ignore[misc]
     def _phase_figures(self, name: str, result: RunResult | None, t1: float,
                        since: float | None = None) -> dict[str, float]:
         """Energy and CO2e of phase ``name``: from the closed run when this callback closed
-        it, else measured so far (up to the tracker's latest sample)."""
+        it, else measured so far (up to the tracker's latest sample).
+        """
         if result is not None:
             ph = result.phase(name)
             e, co2 = ph.energy_j, ph.co2e_g

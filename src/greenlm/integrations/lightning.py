@@ -4,7 +4,8 @@
 Each top-level ``fit`` / ``validate`` / ``test`` / ``predict`` call is one stored run (unless
 the callback is given a ``tracker`` whose window you opened yourself), with phases
 ``fit``, ``fit/validate`` (the sanity check), ``fit/train``, ``fit/train/validate``
-(validation during training), and ``validate``, ``test``, ``predict`` for the stand-alone calls. Every training batch is a tracker step.
+(validation during training), and ``validate``, ``test``, ``predict`` for the stand-alone
+calls. Every training batch is a tracker step.
 
 Every ``log_every_n_steps`` training steps, and at the end of each phase, the callback sends
 ``greenlm/energy_j``, ``greenlm/co2e_g`` (cumulative for the run, up to the tracker's latest
@@ -22,11 +23,11 @@ from greenlm.integrations._extras import require
 from greenlm.integrations._phases import PhaseDriver, default_tracker
 from greenlm.tracking.result import RunResult
 
-_pl = require("pytorch_lightning", feature="greenlm.integrations.lightning", extra="lightning",
+_pl: Any = require("pytorch_lightning", feature="greenlm.integrations.lightning", extra="lightning",
               package="pytorch-lightning")
 
 
-class GreenlmLightningCallback(_pl.Callback):  # type: ignore[misc]
+class GreenlmLightningCallback(_pl.Callback):
     """Track the energy of a Lightning ``Trainer`` and send it to the Trainer's loggers.
 
     ``tracker``: an :class:`~greenlm.EnergyTracker` (or DistributedTracker) to use; otherwise

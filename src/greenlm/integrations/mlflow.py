@@ -81,7 +81,8 @@ def run_tags(result: RunResult) -> dict[str, str]:
 def log_run(result: RunResult, *, run_id: str | None = None, client: Any = None,
             step: int | None = None) -> str:
     """Log ``result`` into MLflow run ``run_id`` (default: the active run, else a new run
-    in the current experiment, ended afterwards). Returns the MLflow run id."""
+    in the current experiment, ended afterwards). Returns the MLflow run id.
+    """
     mlflow = _mlflow()
     client = client or mlflow.MlflowClient()
     owned = False

@@ -107,6 +107,12 @@ class NvmlEnergyMeter(Meter):
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "model": self.model, "nvml_index": self.index, "scope": "device"}
 
+    def fallback(self) -> Meter:
+        """If the counter stops answering: sample this GPU's power instead."""
+        m = NvmlPowerMeter(self._nvml, self.index, self._h, int(self.name.split(":")[1]))
+        m.read_power_w()  # raise now if power readings fail too
+        return m
+
 
 class NvmlPowerMeter(IntegratingMeter):
     """A GPU's power readings (mW), integrated: for GPUs without the energy counter."""

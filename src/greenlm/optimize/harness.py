@@ -81,6 +81,13 @@ class Measurement:
     provenance_detail: str
     repeats: int
     spread: dict[str, float] = field(default_factory=dict)
+    # raw material, so that two measurements of the same model can be pooled
+    window_j_per_1k: list[float] = field(default_factory=list, repr=False)
+    window_j_per_token: list[float] = field(default_factory=list, repr=False)
+    window_busy_s: list[float] = field(default_factory=list, repr=False)
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    n_items: int = 0
+    window_bounds_j_per_1k: list[tuple[float, float]] = field(default_factory=list, repr=False)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -175,31 +182,65 @@ def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequenc
             per_token.append(w.energy_j / tokens)
         if on_repeat is not None:
             on_repeat()
-    provenance = _weakest([w.provenance for w in windows])
+    bounds = [((w.energy_low_j or 0.0) / n_items * 1000.0,
+               (w.energy_high_j or 0.0) / n_items * 1000.0)
+              for w in windows if w.energy_low_j is not None and w.energy_high_j is not None]
+    return _summarise(
+        per_1k, per_token, durations, latencies_ms, n_items, bounds,
+        peak_memory_mb=peak_mb, peak_memory_source=peak_source,
+        size_mb=_arch.size_bytes(model) / 1e6, parameter_count=_arch.parameter_count(model),
+        provenance=_weakest([w.provenance for w in windows]),
+        provenance_detail=windows[0].detail if windows else "",
+    )
+
+
+def _summarise(per_1k: list[float], per_token: list[float], durations: list[float],
+               latencies_ms: list[float], n_items: int, bounds: list[tuple[float, float]],
+               **fixed: Any) -> Measurement:
     spread = {
         "energy_j_per_1k_min": min(per_1k),
         "energy_j_per_1k_max": max(per_1k),
         "latency_iqr_ms": percentile(latencies_ms, 75) - percentile(latencies_ms, 25),
     }
-    if windows and all(w.energy_low_j is not None for w in windows):
-        lows = [(w.energy_low_j or 0.0) / n_items * 1000.0 for w in windows]
-        highs = [(w.energy_high_j or 0.0) / n_items * 1000.0 for w in windows]
-        spread["energy_j_per_1k_model_low"] = statistics.median(lows)
-        spread["energy_j_per_1k_model_high"] = statistics.median(highs)
+    if bounds and len(bounds) == len(per_1k):
+        spread["energy_j_per_1k_model_low"] = statistics.median(b[0] for b in bounds)
+        spread["energy_j_per_1k_model_high"] = statistics.median(b[1] for b in bounds)
     return Measurement(
         energy_j_per_1k=statistics.median(per_1k),
         energy_j_per_token=statistics.median(per_token) if per_token else None,
         latency_p50_ms=percentile(latencies_ms, 50),
         latency_p95_ms=percentile(latencies_ms, 95),
         throughput_per_s=n_items / statistics.median(durations) if durations else 0.0,
-        peak_memory_mb=peak_mb,
-        peak_memory_source=peak_source,
-        size_mb=_arch.size_bytes(model) / 1e6,
-        parameter_count=_arch.parameter_count(model),
-        provenance=provenance,
-        provenance_detail=windows[0].detail if windows else "",
-        repeats=repeats,
+        repeats=len(per_1k),
         spread=spread,
+        window_j_per_1k=per_1k,
+        window_j_per_token=per_token,
+        window_busy_s=durations,
+        latencies_ms=latencies_ms,
+        n_items=n_items,
+        window_bounds_j_per_1k=bounds,
+        **fixed,
+    )
+
+
+def pool(first: Measurement, second: Measurement) -> Measurement:
+    """One measurement from two of the same model (baseline before and after the variants).
+
+    Medians and percentiles are recomputed over all windows; the spread then shows any
+    drift of the machine's load between the two.
+    """
+    return _summarise(
+        first.window_j_per_1k + second.window_j_per_1k,
+        first.window_j_per_token + second.window_j_per_token,
+        first.window_busy_s + second.window_busy_s,
+        first.latencies_ms + second.latencies_ms,
+        first.n_items,
+        first.window_bounds_j_per_1k + second.window_bounds_j_per_1k,
+        peak_memory_mb=max(first.peak_memory_mb, second.peak_memory_mb),
+        peak_memory_source=first.peak_memory_source,
+        size_mb=first.size_mb, parameter_count=first.parameter_count,
+        provenance=_weakest([first.provenance, second.provenance]),
+        provenance_detail=first.provenance_detail,
     )
 
 

@@ -45,7 +45,9 @@ def dynamic_int8(model: Any) -> Transformed:
     n_tied = sum(isinstance(m, nn.Linear) for m in model.modules()) - n_linear
     if n_linear == 0:
         raise NotApplicableError("the model has no nn.Linear layer to quantize")
-    float_model = clone(model).float()
+    float_model = clone(model)
+    if any(p.dtype != torch.float32 for p in float_model.parameters()):
+        float_model = float_model.float()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)

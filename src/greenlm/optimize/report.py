@@ -1,9 +1,11 @@
-"""Writing an optimize report: JSON, CSV, the Pareto plot, an HTML section, a terminal table."""
+"""Writing an optimize report: JSON, CSV, the Pareto plot, a terminal table.
+
+The HTML report (``greenlm report --optimize DIR``) reads ``optimize.json`` from here.
+"""
 
 from __future__ import annotations
 
 import csv
-import html
 import json
 import math
 from pathlib import Path
@@ -143,23 +145,3 @@ def render(report: OptimizeReport, console: Any) -> None:
     console.print(recommendation_text(report))
     for w in report.warnings:
         console.print(f"[yellow]note:[/yellow] {w}")
-
-
-def html_section(report: OptimizeReport, png_name: str | None = "pareto.png") -> str:
-    """An HTML fragment (table, recommendation, plot) for greenlm's HTML report."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers(report))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-        for row in summary_rows(report)
-    )
-    img = f'<img src="{esc(png_name)}" alt="energy against quality">' if png_name else ""
-    notes = "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>"
-                    for k, v in report.provenance_notes.items())
-    return (
-        f'<section class="greenlm-optimize"><h2>Optimization: {esc(report.model)} '
-        f"({esc(report.task)})</h2><table><thead><tr>{head}</tr></thead><tbody>{body}"
-        f"</tbody></table><p>{esc(recommendation_text(report))}</p>{img}"
-        f"<details><summary>How each number was obtained</summary><ul>{notes}</ul></details>"
-        "</section>"
-    )

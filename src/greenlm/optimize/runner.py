@@ -8,11 +8,12 @@ distillation teacher and the fidelity reference).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from greenlm.errors import ConfigError
 from greenlm.optimize import assets
 from greenlm.optimize.base import Transformed
 from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError
-from greenlm.optimize.harness import Measure, Measurement, measure_variant, tracker_measure
+from greenlm.optimize.harness import (
+    Measure,
+    Measurement,
+    measure_variant,
+    pool,
+    tracker_measure,
+)
 from greenlm.optimize.results import OptimizeReport, VariantResult
 from greenlm.optimize.spec import DEFAULT_TECHNIQUES, TechniqueSpec, parse_techniques
 from greenlm.optimize.tasks import TASKS, Task, build_task
@@ -49,8 +56,8 @@ class OptimizeConfig:
     device: str = "cpu"
     location: str | None = None
     seed: int = 0
+    threads: int | None = None
     report_dir: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> list[TechniqueSpec]:
         """Check every setting; returns the parsed techniques. Raises ConfigError."""
@@ -71,6 +78,8 @@ class OptimizeConfig:
                 f"--max-quality-drop must be a fraction >= 0 (0.01 = 1 %), got "
                 f"{self.max_quality_drop!r}."
             )
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads!r}.")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device!r}.")
         return parse_techniques(self.techniques) if self.techniques.strip() else []
@@ -239,6 +248,22 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
     ``loaded`` is an already loaded ``(tokenizer, model)`` (then ``config.model`` is only a
     label and ``config.task`` must be set); ``measure`` replaces the energy tracker.
     """
+    import torch
+
+    config.validate()
+    threads_before = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _optimize(config, measure, progress, loaded)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _optimize(config: OptimizeConfig, measure: Measure | None, progress: ProgressFn | None,
+              loaded: tuple[Any, Any] | None) -> OptimizeReport:
+    import torch
+
     from greenlm.carbon import CarbonConfig
     from greenlm.optimize.distill import payback_inferences
     from greenlm.optimize.pareto import recommend
@@ -267,7 +292,7 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
     measure = measure or tracker_measure(
         config.location, metadata={"tool": "greenlm optimize", "model": config.model,
                                    "task": task_name})
-    total = (len(specs) + 1) * (config.repeats + 2)
+    total = (len(specs) + 1) * (config.repeats + 2) + (config.repeats if specs else 0)
     done = 0
 
     def tick(desc: str, n: int = 1) -> None:
@@ -321,10 +346,32 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
         results.append(_result(spec.name, spec.technique, spec.params, t.description, m, ev,
                                task.quality_drop(base_q, ev.quality.value), facts))
         del variant_model, t
+    warnings = list(carbon.warnings())
+    if specs and config.repeats >= 2:
+        # measure the baseline again after the variants: pooled, so a change of machine load
+        # during the run does not favour whatever was measured while it was quiet
+        tick("baseline again", 0)
+        base_after = measure_variant(model, task.run, batches, items, measure,
+                                     repeats=config.repeats)
+        drift = base_after.energy_j_per_1k / base_m.energy_j_per_1k - 1.0
+        if abs(drift) > 0.10:
+            warnings.append(
+                f"The baseline measured {drift:+.0%} energy after the variants than before "
+                "them: the machine's load changed during the run, so ratios carry that "
+                "uncertainty (the baseline figure pools both).")
+        pooled = pool(base_m, base_after)
+        results[0] = _result("baseline", "none", {}, results[0].description, pooled,
+                             base_eval, 0.0, {"energy_drift_after_variants": drift})
+        for i, r in enumerate(results):
+            if "distill_energy_j" in r.facts and r.energy_j_per_1k is not None:
+                facts = dict(r.facts)
+                facts["payback_inferences"] = payback_inferences(
+                    facts["distill_energy_j"], pooled.energy_j_per_1k, r.energy_j_per_1k)
+                results[i] = dataclasses.replace(r, facts=facts)
+        base_m = pooled
     per_token = task.generative
     rec = recommend(results, "baseline", config.max_quality_drop, per_token=per_token,
                     carbon=carbon)
-    warnings = list(carbon.warnings())
     if base_m.provenance == "modeled":
         warnings.append("Energy is modeled from CPU utilisation (no hardware energy counter); "
                         "savings track the CPU-time saved.")
@@ -341,6 +388,7 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
             "max_new_tokens": config.max_new_tokens if per_token else None,
             "techniques": [s.name for s in specs], "seed": config.seed,
             "location": carbon.location.code, "machine": machine_description(device),
+            "torch_threads": torch.get_num_threads(),
             "eval_items": len(task.eval_texts), "train_items": len(task.train_texts),
         },
         provenance_notes=provenance_notes(base_m.provenance, base_m.provenance_detail,

@@ -344,6 +344,12 @@ class CausalLMTask(Task):
         if getattr(self.tokenizer, "pad_token", None) is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._ref_logprobs: list[Any] = []
+        self._ref_top1: list[Any] = []
+
+    def encode(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Token ids and attention mask only: decoders take no token-type ids."""
+        enc = super().encode(texts)
+        return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
     def measure_batches(self) -> list[dict[str, Any]]:
         """Prompts = the first ``prompt_tokens`` tokens of held-out documents (left-padded)."""
@@ -381,7 +387,12 @@ class CausalLMTask(Task):
     def prepare(self, baseline: Any) -> None:
         # baseline log-probabilities, kept in fp16 on CPU for the KL of every variant
         self._ids = self._eval_ids()
-        self._ref_logprobs = [self._logprobs(baseline, ids).half().cpu() for ids in self._ids]
+        self._ref_logprobs = []
+        self._ref_top1 = []
+        for ids in self._ids:
+            lp = self._logprobs(baseline, ids).cpu()
+            self._ref_top1.append(lp.argmax(-1))  # from fp32: fp16 rounding would make ties
+            self._ref_logprobs.append(lp.half())
 
     def evaluate(self, model: Any) -> Evaluation:
 
@@ -389,13 +400,13 @@ class CausalLMTask(Task):
         kl = 0.0
         agree = 0.0
         n = 0
-        for ids, ref in zip(self._ids, self._ref_logprobs, strict=True):
+        for ids, ref, top1 in zip(self._ids, self._ref_logprobs, self._ref_top1, strict=True):
             lp = self._logprobs(model, ids).cpu()
             target = ids[0, 1:].cpu()
             nll += float(-lp.gather(1, target[:, None]).sum())
             ref32 = ref.float()
             kl += float((ref32.exp() * (ref32 - lp)).sum())
-            agree += float((lp.argmax(-1) == ref32.argmax(-1)).float().sum())
+            agree += float((lp.argmax(-1) == top1).float().sum())
             n += target.numel()
         if n == 0:
             return Evaluation(Score("perplexity", None), Score("kl_to_baseline", None))

@@ -20,9 +20,11 @@ OPTIMIZE_FILES = ("optimize.json", "results.json")
 def register(sub: Any) -> None:
     """Add ``greenlm report`` to the top-level sub-parsers."""
     p = sub.add_parser(
-        "report", help="write a self-contained HTML report (runs, optimize results, estimates)",
+        "report",
+        help="write a self-contained HTML report (runs, optimize results, estimates)",
         description="Write one HTML file with the charts embedded: it opens offline and can be "
-        "shared as is. Give run ids (or prefixes), --project, --optimize and/or --estimate.")
+        "shared as is. Give run ids (or prefixes), --project, --optimize and/or --estimate.",
+    )
     p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to include (id or unique prefix)")
     p.add_argument("--project", help="include the newest runs of this project")
     p.add_argument("--limit", type=int, default=20, help="with --project: how many runs (default 20)")
@@ -47,11 +49,15 @@ def load_optimize(path: str | Path) -> dict[str, Any]:
             except (OSError, ValueError) as e:
                 raise ConfigError(f"Cannot read optimize results {c}: {e}") from e
             if not isinstance(data, dict) or "variants" not in data:
-                raise ConfigError(f"{c} is not an optimize results file (no 'variants'): "
-                                  "write one with `greenlm optimize --report DIR`.")
+                raise ConfigError(
+                    f"{c} is not an optimize results file (no 'variants'): "
+                    "write one with `greenlm optimize --report DIR`."
+                )
             return data
-    raise ConfigError(f"No optimize results in {p}: expected {' or '.join(OPTIMIZE_FILES)} "
-                      "(written by `greenlm optimize --report DIR`).")
+    raise ConfigError(
+        f"No optimize results in {p}: expected {' or '.join(OPTIMIZE_FILES)} "
+        "(written by `greenlm optimize --report DIR`)."
+    )
 
 
 def estimate_plan(path: str, locations: str | None = None, weights: str | None = None) -> list[dict[str, Any]]:
@@ -74,8 +80,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from greenlm.store import open_store
 
     if not (args.run_ids or args.project or args.optimize or args.estimate):
-        raise ConfigError("Nothing to report: give RUN_ID..., --project, --optimize DIR or "
-                          "--estimate plan.yaml (e.g. `greenlm report 3b0c81ec -o report.html`).")
+        raise ConfigError(
+            "Nothing to report: give RUN_ID..., --project, --optimize DIR or "
+            "--estimate plan.yaml (e.g. `greenlm report 3b0c81ec -o report.html`)."
+        )
     runs: list[dict[str, Any]] = []
     samples: dict[str, list[dict[str, Any]]] = {}
     if args.run_ids or args.project:

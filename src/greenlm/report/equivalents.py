@@ -44,17 +44,18 @@ class Equivalent:
     source: str
 
     def to_dict(self) -> dict[str, object]:
-        return {"key": self.key, "label": self.label, "value": self.value, "basis": self.basis,
-                "source": self.source}
+        return {"key": self.key, "label": self.label, "value": self.value, "basis": self.basis, "source": self.source}
 
 
 SOURCES = {
-    "car_km": ("US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle (2023): "
-               "8,887 g CO2 per gallon, ~400 g CO2 per mile = 248.5 g CO2/km, tailpipe"),
-    "phone_charges": ("4,000 mAh x 3.85 V = 15.4 Wh battery, ~80 % charging efficiency: "
-                      "0.019 kWh per full charge"),
-    "kettle_boils": ("1 L of water from 15 to 100 °C: 4.186 kJ/(kg K) x 85 K = 356 kJ, "
-                     "~90 % kettle efficiency: 0.110 kWh per boil"),
+    "car_km": (
+        "US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle (2023): "
+        "8,887 g CO2 per gallon, ~400 g CO2 per mile = 248.5 g CO2/km, tailpipe"
+    ),
+    "phone_charges": ("4,000 mAh x 3.85 V = 15.4 Wh battery, ~80 % charging efficiency: 0.019 kWh per full charge"),
+    "kettle_boils": (
+        "1 L of water from 15 to 100 °C: 4.186 kJ/(kg K) x 85 K = 356 kJ, ~90 % kettle efficiency: 0.110 kWh per boil"
+    ),
 }
 
 
@@ -63,12 +64,9 @@ def equivalents(facility_energy_j: float | None, co2e_g: float | None) -> list[E
     kwh = max(float(facility_energy_j or 0.0), 0.0) / J_PER_KWH
     g = max(float(co2e_g or 0.0), 0.0)
     return [
-        Equivalent("car_km", "km driven by an average gasoline car", g / CAR_CO2_G_PER_KM, "co2e",
-                   SOURCES["car_km"]),
-        Equivalent("phone_charges", "smartphone charges", kwh / PHONE_CHARGE_KWH, "energy",
-                   SOURCES["phone_charges"]),
-        Equivalent("kettle_boils", "kettle boils (1 litre)", kwh / KETTLE_BOIL_KWH, "energy",
-                   SOURCES["kettle_boils"]),
+        Equivalent("car_km", "km driven by an average gasoline car", g / CAR_CO2_G_PER_KM, "co2e", SOURCES["car_km"]),
+        Equivalent("phone_charges", "smartphone charges", kwh / PHONE_CHARGE_KWH, "energy", SOURCES["phone_charges"]),
+        Equivalent("kettle_boils", "kettle boils (1 litre)", kwh / KETTLE_BOIL_KWH, "energy", SOURCES["kettle_boils"]),
     ]
 
 

@@ -41,8 +41,13 @@ def _clean(x: Any) -> Any:
 def script_json(obj: Any) -> str:
     """JSON safe inside ``<script type="application/json">`` (no NaN, no ``</script>``)."""
     s = json.dumps(_clean(obj), allow_nan=False, default=str, separators=(",", ":"))
-    return (s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    return (
+        s.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def charts_json(charts: Sequence[Chart]) -> Any:
@@ -50,8 +55,7 @@ def charts_json(charts: Sequence[Chart]) -> Any:
     from markupsafe import Markup
 
     payload = {c.id: c.spec for c in charts if not c.empty}
-    return Markup('<script type="application/json" id="greenlm-charts">'
-                  + script_json(payload) + "</script>")
+    return Markup('<script type="application/json" id="greenlm-charts">' + script_json(payload) + "</script>")
 
 
 @cache
@@ -84,8 +88,9 @@ def environment(extra_dirs: Sequence[Path] = ()) -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(provenance_help=views.PROVENANCE_HELP, url_prefix="",
-                       charts_json=charts_json, inline_script=inline_script)
+    env.globals.update(
+        provenance_help=views.PROVENANCE_HELP, url_prefix="", charts_json=charts_json, inline_script=inline_script
+    )
     return env
 
 
@@ -98,19 +103,20 @@ def _version() -> str:
         return "?"
 
 
-def render_report(runs: Sequence[Mapping[str, Any]] = (),
-                  samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                  optimize: Mapping[str, Any] | None = None,
-                  estimates: Sequence[Mapping[str, Any]] = (),
-                  title: str | None = None) -> str:
+def render_report(
+    runs: Sequence[Mapping[str, Any]] = (),
+    samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    optimize: Mapping[str, Any] | None = None,
+    estimates: Sequence[Mapping[str, Any]] = (),
+    title: str | None = None,
+) -> str:
     """The report page as one HTML string (runs and their comparison, optimize, estimates).
 
     ``estimates`` are estimate JSON objects: a train/finetune/inference estimate, a lifecycle
     estimate (with ``parts``) or an ``estimate compare`` result (with ``options``).
     """
     samples = samples or {}
-    run_views = [views.run_view(r, samples.get(str(r["run_id"]), ()), prefix=f"r{i}-")
-                 for i, r in enumerate(runs)]
+    run_views = [views.run_view(r, samples.get(str(r["run_id"]), ()), prefix=f"r{i}-") for i, r in enumerate(runs)]
     charts: list[Chart] = [c for v in run_views for c in v["charts"]]
     compare = views.compare_view(runs) if len(runs) > 1 else None
     if compare:
@@ -123,17 +129,28 @@ def render_report(runs: Sequence[Mapping[str, Any]] = (),
         charts += [c for part in ev.values() if isinstance(part, dict) for c in part.get("charts", [])]
     if title is None:
         if runs:
-            title = ("greenlm report: " + ", ".join(sorted({str(r.get('project')) for r in runs})))
+            title = "greenlm report: " + ", ".join(sorted({str(r.get("project")) for r in runs}))
         elif opt:
             title = f"greenlm optimize report: {opt['model']}"
         else:
-            title = "greenlm estimate report" + (f": {estimates[0].get('name')}"
-                                                 if estimates and estimates[0].get("name") else "")
-    return environment().get_template("report.html").render(
-        title=title, runs=run_views, compare=compare, optimize=opt, estimates=est, charts=charts,
-        totals=views.runs_totals(runs) if runs else None,
-        generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        version=_version(), inline_asset_css=_css(),
+            title = "greenlm estimate report" + (
+                f": {estimates[0].get('name')}" if estimates and estimates[0].get("name") else ""
+            )
+    return (
+        environment()
+        .get_template("report.html")
+        .render(
+            title=title,
+            runs=run_views,
+            compare=compare,
+            optimize=opt,
+            estimates=est,
+            charts=charts,
+            totals=views.runs_totals(runs) if runs else None,
+            generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            version=_version(),
+            inline_asset_css=_css(),
+        )
     )
 
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: Colours by component kind and for series without a kind (colour-blind friendly set).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
-           "#000000")
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 KIND_COLOURS = {"gpu": "#0072B2", "cpu": "#E69F00", "ram": "#009E73"}
 J_PER_KWH = 3.6e6
+#: The uncertainty band: a thin dark bar drawn over the value's bar (low..high), like an error bar.
+BAND_STYLE = {"backgroundColor": "rgba(40,40,40,0.55)", "grouped": False, "barPercentage": 0.18, "order": 0}
+VALUE_STYLE = {"grouped": False, "barPercentage": 0.7, "order": 1}
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,17 @@ def _axis(title: str, **kw: Any) -> dict[str, Any]:
     return {"title": {"display": True, "text": title}, **kw}
 
 
-def _base(kind: str, data: dict[str, Any], x_title: str, y_title: str, *,
-          stacked: bool = False, horizontal: bool = False, legend: bool = True,
-          x_type: str | None = None) -> dict[str, Any]:
+def _base(
+    kind: str,
+    data: dict[str, Any],
+    x_title: str,
+    y_title: str,
+    *,
+    stacked: bool = False,
+    horizontal: bool = False,
+    legend: bool = True,
+    x_type: str | None = None,
+) -> dict[str, Any]:
     x = _axis(x_title, stacked=stacked)
     if x_type:
         x["type"] = x_type
@@ -100,14 +110,18 @@ def downsample(points: Sequence[tuple[float, float]], max_points: int) -> list[t
     out = []
     per = n / max_points
     for b in range(max_points):
-        chunk = points[int(b * per): max(int((b + 1) * per), int(b * per) + 1)]
+        chunk = points[int(b * per) : max(int((b + 1) * per), int(b * per) + 1)]
         out.append((sum(p[0] for p in chunk) / len(chunk), sum(p[1] for p in chunk) / len(chunk)))
     return out
 
 
-def power_timeline(samples: Sequence[Mapping[str, Any]], kinds: Mapping[str, str] | None = None,
-                   chart_id: str = "power", max_points: int = 600,
-                   provenance: Mapping[str, str] | None = None) -> Chart:
+def power_timeline(
+    samples: Sequence[Mapping[str, Any]],
+    kinds: Mapping[str, str] | None = None,
+    chart_id: str = "power",
+    max_points: int = 600,
+    provenance: Mapping[str, str] | None = None,
+) -> Chart:
     """Power over time per component, from stored samples (``t_s``, ``component``, ``power_w``)."""
     series: dict[str, list[tuple[float, float]]] = {}
     for s in samples:
@@ -119,17 +133,24 @@ def power_timeline(samples: Sequence[Mapping[str, Any]], kinds: Mapping[str, str
     datasets = []
     for i, (name, pts) in enumerate(sorted(series.items())):
         c = colour(i, kinds.get(name))
-        datasets.append({
-            "label": f"{name} ({(provenance or {}).get(name, 'measured')})" if provenance else name,
-            "data": [{"x": round(t, 4), "y": round(p, 4)} for t, p in downsample(pts, max_points)],
-            "borderColor": c, "backgroundColor": c, "pointRadius": 0, "borderWidth": 1.5,
-            "tension": 0, "stepped": False,
-        })
-    spec = _base("line", {"datasets": datasets}, "time since start (s)", "power (W)",
-                 x_type="linear")
-    caption = ("Average power of each component between samples (W), from the stored samples; "
-               "provenance in brackets: counter = hardware energy counter, sampled = power "
-               "readings integrated, modeled = estimated from utilisation.")
+        datasets.append(
+            {
+                "label": f"{name} ({(provenance or {}).get(name, 'measured')})" if provenance else name,
+                "data": [{"x": round(t, 4), "y": round(p, 4)} for t, p in downsample(pts, max_points)],
+                "borderColor": c,
+                "backgroundColor": c,
+                "pointRadius": 0,
+                "borderWidth": 1.5,
+                "tension": 0,
+                "stepped": False,
+            }
+        )
+    spec = _base("line", {"datasets": datasets}, "time since start (s)", "power (W)", x_type="linear")
+    caption = (
+        "Average power of each component between samples (W), from the stored samples; "
+        "provenance in brackets: counter = hardware energy counter, sampled = power "
+        "readings integrated, modeled = estimated from utilisation."
+    )
     return Chart(chart_id, "Power over time", caption, spec, empty=not datasets)
 
 
@@ -138,15 +159,28 @@ def energy_by_component(components: Sequence[Mapping[str, Any]], chart_id: str =
     comps = [c for c in components if finite(c.get("energy_j")) is not None]
     unit, div = energy_scale(max([float(c["energy_j"]) for c in comps] + [0.0]))
     labels = [f"{c['name']} ({c.get('provenance') or '?'})" for c in comps]
-    value = {"label": f"energy ({unit})", "data": [float(c["energy_j"]) / div for c in comps],
-             "backgroundColor": [colour(i, c.get("kind")) for i, c in enumerate(comps)]}
-    band = {"label": f"band low-high ({unit})",
-            "data": [[(finite(c.get("low_j")) or float(c["energy_j"])) / div,
-                      (finite(c.get("high_j")) or float(c["energy_j"])) / div] for c in comps],
-            "backgroundColor": "rgba(120,120,120,0.35)"}
+    value = {
+        "label": f"energy ({unit})",
+        "data": [float(c["energy_j"]) / div for c in comps],
+        "backgroundColor": [colour(i, c.get("kind")) for i, c in enumerate(comps)],
+        **VALUE_STYLE,
+    }
+    band = {
+        "label": f"band low-high ({unit})",
+        "data": [
+            [
+                (finite(c.get("low_j")) or float(c["energy_j"])) / div,
+                (finite(c.get("high_j")) or float(c["energy_j"])) / div,
+            ]
+            for c in comps
+        ],
+        **BAND_STYLE,
+    }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "component", f"IT energy ({unit})")
-    caption = ("IT energy by component, before PUE; grey bars show each component's uncertainty "
-               "band (narrow for counters, wide for modeled components).")
+    caption = (
+        "IT energy by component, before PUE; dark thin bars show each component's uncertainty "
+        "band (narrow for counters, wide for modeled components)."
+    )
     return Chart(chart_id, "Energy by component", caption, spec, empty=not comps)
 
 
@@ -154,13 +188,22 @@ def energy_by_phase(phases: Sequence[Mapping[str, Any]], chart_id: str = "phases
     """IT energy of each phase (nested phases by path)."""
     ph = [p for p in phases if finite(p.get("energy_j")) is not None]
     unit, div = energy_scale(max([float(p["energy_j"]) for p in ph] + [0.0]))
-    data = {"labels": [str(p.get("path") or p.get("name")) for p in ph],
-            "datasets": [{"label": f"energy ({unit})", "data": [float(p["energy_j"]) / div for p in ph],
-                          "backgroundColor": [colour(i) for i in range(len(ph))]}]}
+    data = {
+        "labels": [str(p.get("path") or p.get("name")) for p in ph],
+        "datasets": [
+            {
+                "label": f"energy ({unit})",
+                "data": [float(p["energy_j"]) / div for p in ph],
+                "backgroundColor": [colour(i) for i in range(len(ph))],
+            }
+        ],
+    }
     spec = _base("bar", data, f"IT energy ({unit})", "phase", horizontal=True, legend=False)
     spec["options"]["scales"]["x"]["beginAtZero"] = True
-    caption = ("IT energy attributed to each phase (interpolated between samples at the phase "
-               "boundaries); nested phases are part of their parent's energy.")
+    caption = (
+        "IT energy attributed to each phase (interpolated between samples at the phase "
+        "boundaries); nested phases are part of their parent's energy."
+    )
     return Chart(chart_id, "Energy by phase", caption, spec, empty=not ph)
 
 
@@ -182,13 +225,15 @@ def compare_components(runs: Sequence[Mapping[str, Any]], chart_id: str = "compa
         for r in runs:
             e = next((float(c["energy_j"]) for c in r.get("components") or [] if c["name"] == n), 0.0)
             vals.append(e / div)
-        datasets.append({"label": n, "data": vals, "backgroundColor": colour(i, kinds.get(n)),
-                         "stack": "energy"})
-    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run", f"IT energy ({unit})",
-                 stacked=True)
-    return Chart(chart_id, "IT energy by component", "IT energy of each run split by component, "
-                 "before PUE; see the table for each figure's provenance and band.", spec,
-                 empty=not datasets)
+        datasets.append({"label": n, "data": vals, "backgroundColor": colour(i, kinds.get(n)), "stack": "energy"})
+    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run", f"IT energy ({unit})", stacked=True)
+    return Chart(
+        chart_id,
+        "IT energy by component",
+        "IT energy of each run split by component, before PUE; see the table for each figure's provenance and band.",
+        spec,
+        empty=not datasets,
+    )
 
 
 def compare_co2e(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-co2e") -> Chart:
@@ -196,15 +241,28 @@ def compare_co2e(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-co2
     top = max([float(r.get("co2e_high_g") or r.get("co2e_g") or 0) for r in runs] + [0.0])
     unit, div = co2e_scale(top)
     labels = [run_label(r) for r in runs]
-    value = {"label": unit, "data": [float(r.get("co2e_g") or 0) / div for r in runs],
-             "backgroundColor": "#009E73"}
-    band = {"label": f"band low-high ({unit})",
-            "data": [[(finite(r.get("co2e_low_g")) or float(r.get("co2e_g") or 0)) / div,
-                      (finite(r.get("co2e_high_g")) or float(r.get("co2e_g") or 0)) / div] for r in runs],
-            "backgroundColor": "rgba(120,120,120,0.35)"}
+    value = {
+        "label": unit,
+        "data": [float(r.get("co2e_g") or 0) / div for r in runs],
+        "backgroundColor": "#009E73",
+        **VALUE_STYLE,
+    }
+    band = {
+        "label": f"band low-high ({unit})",
+        "data": [
+            [
+                (finite(r.get("co2e_low_g")) or float(r.get("co2e_g") or 0)) / div,
+                (finite(r.get("co2e_high_g")) or float(r.get("co2e_g") or 0)) / div,
+            ]
+            for r in runs
+        ],
+        **BAND_STYLE,
+    }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "run", unit)
-    caption = ("Operational CO2e = facility energy x grid intensity of each run's location "
-               "(intensity and source in the table).")
+    caption = (
+        "Operational CO2e = facility energy x grid intensity of each run's location "
+        "(intensity and source in the table); thin dark bars: the low-high band."
+    )
     return Chart(chart_id, "CO2e per run", caption, spec, empty=not runs)
 
 
@@ -218,13 +276,23 @@ def runs_overview(runs: Sequence[Mapping[str, Any]], chart_id: str = "overview",
     top = max([float(r.get("co2e_g") or 0) for r in rs] + [0.0])
     unit, div = co2e_scale(top)
     labels = [run_label(r) for r in rs]
-    datasets = [{"label": p, "backgroundColor": colour(i), "stack": "p",
-                 "data": [float(r.get("co2e_g") or 0) / div if r["project"] == p else 0 for r in rs]}
-                for i, p in enumerate(projects)]
-    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run (oldest to newest)", unit,
-                 stacked=True)
-    return Chart(chart_id, "CO2e of the listed runs", "Operational CO2e of each run shown in the "
-                 f"table (newest {limit} at most), by project.", spec, empty=not rs)
+    datasets = [
+        {
+            "label": p,
+            "backgroundColor": colour(i),
+            "stack": "p",
+            "data": [float(r.get("co2e_g") or 0) / div if r["project"] == p else 0 for r in rs],
+        }
+        for i, p in enumerate(projects)
+    ]
+    spec = _base("bar", {"labels": labels, "datasets": datasets}, "run (oldest to newest)", unit, stacked=True)
+    return Chart(
+        chart_id,
+        "CO2e of the listed runs",
+        f"Operational CO2e of each run shown in the table (newest {limit} at most), by project.",
+        spec,
+        empty=not rs,
+    )
 
 
 def run_label(r: Mapping[str, Any]) -> str:
@@ -232,8 +300,12 @@ def run_label(r: Mapping[str, Any]) -> str:
     return f"{r.get('project', '?')} {str(r.get('run_id', ''))[:8]}"
 
 
-def pareto(variants: Sequence[Mapping[str, Any]], baseline: str | None,
-           energy_key: str = "energy_j_per_1k", chart_id: str = "pareto") -> Chart:
+def pareto(
+    variants: Sequence[Mapping[str, Any]],
+    baseline: str | None,
+    energy_key: str = "energy_j_per_1k",
+    chart_id: str = "pareto",
+) -> Chart:
     """Energy against quality of optimize variants, with the Pareto front joined."""
     pts = []
     for v in variants:
@@ -242,32 +314,57 @@ def pareto(variants: Sequence[Mapping[str, Any]], baseline: str | None,
         if e is None or q is None or v.get("skipped_reason"):
             continue
         pts.append((e, q, str(v.get("name"))))
-    metric = next((str(v["quality"].get("metric")) for v in variants
-                   if isinstance(v.get("quality"), Mapping) and v["quality"].get("metric")), "quality")
+    metric = next(
+        (
+            str(v["quality"].get("metric"))
+            for v in variants
+            if isinstance(v.get("quality"), Mapping) and v["quality"].get("metric")
+        ),
+        "quality",
+    )
     higher_better = "perplexity" not in metric.lower() and "loss" not in metric.lower()
     front = pareto_front(pts, higher_better)
     unit = "J per 1,000 inferences" if energy_key == "energy_j_per_1k" else "J per token"
     datasets: list[dict[str, Any]] = []
     for i, (e, q, name) in enumerate(pts):
-        datasets.append({"label": name + (" (baseline)" if name == baseline else ""),
-                         "data": [{"x": e, "y": q}], "backgroundColor": colour(i),
-                         "pointRadius": 7 if name == baseline else 5,
-                         "pointStyle": "rectRot" if name == baseline else "circle"})
+        datasets.append(
+            {
+                "label": name + (" (baseline)" if name == baseline else ""),
+                "data": [{"x": e, "y": q}],
+                "backgroundColor": colour(i),
+                "pointRadius": 7 if name == baseline else 5,
+                "pointStyle": "rectRot" if name == baseline else "circle",
+            }
+        )
     if front:
-        datasets.append({"label": "Pareto front", "type": "line", "showLine": True,
-                         "data": [{"x": e, "y": q} for e, q, _ in front],
-                         "borderColor": "#555", "borderDash": [4, 4], "pointRadius": 0, "fill": False})
+        datasets.append(
+            {
+                "label": "Pareto front",
+                "type": "line",
+                "showLine": True,
+                "data": [{"x": e, "y": q} for e, q, _ in front],
+                "borderColor": "#555",
+                "borderDash": [4, 4],
+                "pointRadius": 0,
+                "fill": False,
+            }
+        )
     spec = _base("scatter", {"datasets": datasets}, f"energy ({unit})", metric, x_type="linear")
     spec["options"]["scales"]["y"]["beginAtZero"] = False
     spec["options"]["scales"]["x"]["beginAtZero"] = True
     better = "higher" if higher_better else "lower"
-    return Chart(chart_id, "Energy vs quality", f"Each point is a variant ({metric}: {better} is "
-                 "better); the dashed line joins the variants no other variant beats on both "
-                 "energy and quality.", spec, empty=not pts)
+    return Chart(
+        chart_id,
+        "Energy vs quality",
+        f"Each point is a variant ({metric}: {better} is "
+        "better); the dashed line joins the variants no other variant beats on both "
+        "energy and quality.",
+        spec,
+        empty=not pts,
+    )
 
 
-def pareto_front(pts: Sequence[tuple[float, float, str]], higher_better: bool = True
-                 ) -> list[tuple[float, float, str]]:
+def pareto_front(pts: Sequence[tuple[float, float, str]], higher_better: bool = True) -> list[tuple[float, float, str]]:
     """Points not dominated on (lower energy, better quality), by increasing energy."""
     out: list[tuple[float, float, str]] = []
     best: float | None = None
@@ -278,29 +375,47 @@ def pareto_front(pts: Sequence[tuple[float, float, str]], higher_better: bool = 
     return out
 
 
-def banded_bars(labels: Sequence[str], values: Sequence[float], lows: Sequence[float | None],
-                highs: Sequence[float | None], unit: str, title: str, caption: str, chart_id: str,
-                x_title: str) -> Chart:
-    """Bars with a grey floating band (low..high) beside each (location/hardware comparisons)."""
-    value = {"label": unit, "data": [float(v) for v in values], "backgroundColor": "#0072B2"}
-    band = {"label": f"band low-high ({unit})",
-            "data": [[float(lo if lo is not None else v), float(hi if hi is not None else v)]
-                     for v, lo, hi in zip(values, lows, highs)],
-            "backgroundColor": "rgba(120,120,120,0.35)"}
+def banded_bars(
+    labels: Sequence[str],
+    values: Sequence[float],
+    lows: Sequence[float | None],
+    highs: Sequence[float | None],
+    unit: str,
+    title: str,
+    caption: str,
+    chart_id: str,
+    x_title: str,
+) -> Chart:
+    """Bars with their band (low..high) drawn over each as a thin dark bar (location/hardware comparisons)."""
+    value = {"label": unit, "data": [float(v) for v in values], "backgroundColor": "#0072B2", **VALUE_STYLE}
+    band = {
+        "label": f"band low-high ({unit})",
+        "data": [
+            [float(lo if lo is not None else v), float(hi if hi is not None else v)]
+            for v, lo, hi in zip(values, lows, highs)
+        ],
+        **BAND_STYLE,
+    }
     spec = _base("bar", {"labels": list(labels), "datasets": [value, band]}, x_title, unit)
     return Chart(chart_id, title, caption, spec, empty=not labels)
 
 
-def stacked_parts(parts: Sequence[Mapping[str, Any]], key: str, unit: str, title: str,
-                  caption: str, chart_id: str, scale: float = 1.0) -> Chart:
+def stacked_parts(
+    parts: Sequence[Mapping[str, Any]], key: str, unit: str, title: str, caption: str, chart_id: str, scale: float = 1.0
+) -> Chart:
     """One horizontal stacked bar: each part of a footprint as a segment."""
     datasets = []
     for i, p in enumerate(parts):
         v = finite(p.get(key))
         if v is None:
             continue
-        datasets.append({"label": str(p.get("label") or p.get("name")), "data": [v * scale],
-                         "backgroundColor": colour(i), "stack": "total"})
-    spec = _base("bar", {"labels": [title], "datasets": datasets}, unit, "", stacked=True,
-                 horizontal=True)
+        datasets.append(
+            {
+                "label": str(p.get("label") or p.get("name")),
+                "data": [v * scale],
+                "backgroundColor": colour(i),
+                "stack": "total",
+            }
+        )
+    spec = _base("bar", {"labels": [title], "datasets": datasets}, unit, "", stacked=True, horizontal=True)
     return Chart(chart_id, title, caption, spec, empty=not datasets)

@@ -65,8 +65,9 @@ def location_view(loc: Mapping[str, Any]) -> dict[str, Any]:
         "code": loc.get("code") or "-",
         "name": loc.get("name") or "",
         "intensity_g_per_kwh": loc.get("intensity_g_per_kwh"),
-        "intensity_text": (f"{float(loc['intensity_g_per_kwh']):.4g} g CO2e/kWh"
-                           if loc.get("intensity_g_per_kwh") is not None else "-"),
+        "intensity_text": (
+            f"{float(loc['intensity_g_per_kwh']):.4g} g CO2e/kWh" if loc.get("intensity_g_per_kwh") is not None else "-"
+        ),
         "source": loc.get("source") or "unknown source",
         "year": loc.get("year"),
         "basis": loc.get("basis") or "",
@@ -75,11 +76,12 @@ def location_view(loc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def intensity_note(loc: Mapping[str, Any]) -> str:
+def intensity_note(loc: Mapping[str, Any], short: bool = False) -> str:
     """One line: intensity, location, year, source (flags a defaulted world average)."""
     lv = location_view(loc)
     year = f" {lv['year']}" if lv["year"] else ""
-    note = f"{lv['intensity_text']} for {lv['code']}{year} ({lv['source']})"
+    src = lv["source"].split(" (")[0][:100] if short else lv["source"]
+    note = f"{lv['intensity_text']} for {lv['code']}{year} ({src})"
     if lv["defaulted"]:
         note += " - DEFAULTED to the world average: no location was given"
     return note
@@ -90,29 +92,56 @@ def figures(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     prov = run.get("provenance") or "partial (run not finished)"
     loc = run.get("location") or {}
     out = [
-        {"key": "duration", "label": "Duration", "raw": run.get("duration_s"),
-         "text": fmt_duration_s(run.get("duration_s")), "band": "",
-         "provenance": "measured", "source": "wall clock of the tracking window"},
-        {"key": "energy", "label": "IT energy", "raw": run.get("energy_j"),
-         "text": fmt_energy_j(run.get("energy_j")),
-         "band": band_text(run.get("energy_low_j"), run.get("energy_high_j"), fmt_energy_j),
-         "provenance": prov,
-         "source": PROVENANCE_HELP.get(str(run.get("provenance")), "sum of the components below")},
-        {"key": "facility", "label": "Facility energy", "raw": run.get("facility_energy_j"),
-         "text": fmt_kwh(run.get("facility_energy_j")), "band": "",
-         "provenance": "modeled",
-         "source": f"IT energy x PUE {run.get('pue')} ({run.get('pue_source') or 'no source recorded'})"},
-        {"key": "co2e", "label": "CO2e (operational)", "raw": run.get("co2e_g"),
-         "text": fmt_co2e_g(run.get("co2e_g")),
-         "band": band_text(run.get("co2e_low_g"), run.get("co2e_high_g"), fmt_co2e_g),
-         "provenance": "modeled", "source": "facility energy x " + intensity_note(loc)},
+        {
+            "key": "duration",
+            "label": "Duration",
+            "raw": run.get("duration_s"),
+            "text": fmt_duration_s(run.get("duration_s")),
+            "band": "",
+            "provenance": "measured",
+            "source": "wall clock of the tracking window",
+        },
+        {
+            "key": "energy",
+            "label": "IT energy",
+            "raw": run.get("energy_j"),
+            "text": fmt_energy_j(run.get("energy_j")),
+            "band": band_text(run.get("energy_low_j"), run.get("energy_high_j"), fmt_energy_j),
+            "provenance": prov,
+            "source": PROVENANCE_HELP.get(str(run.get("provenance")), "sum of the components below"),
+        },
+        {
+            "key": "facility",
+            "label": "Facility energy",
+            "raw": run.get("facility_energy_j"),
+            "text": fmt_kwh(run.get("facility_energy_j")),
+            "band": "",
+            "provenance": "modeled",
+            "source": f"IT energy x PUE {run.get('pue')} ({run.get('pue_source') or 'no source recorded'})",
+        },
+        {
+            "key": "co2e",
+            "label": "CO2e (operational)",
+            "raw": run.get("co2e_g"),
+            "text": fmt_co2e_g(run.get("co2e_g")),
+            "band": band_text(run.get("co2e_low_g"), run.get("co2e_high_g"), fmt_co2e_g),
+            "provenance": "modeled",
+            "source": "facility energy x " + intensity_note(loc, short=True),
+        },
     ]
     if run.get("cost") is not None:
-        out.append({"key": "cost", "label": "Electricity cost", "raw": run.get("cost"),
-                    "text": fmt_money(run.get("cost"), run.get("currency")), "band": "",
-                    "provenance": "modeled",
-                    "source": f"{run.get('price_per_kwh', '?')} {run.get('currency') or ''}/kWh "
-                              f"({run.get('price_source') or 'no source recorded'})"})
+        out.append(
+            {
+                "key": "cost",
+                "label": "Electricity cost",
+                "raw": run.get("cost"),
+                "text": fmt_money(run.get("cost"), run.get("currency")),
+                "band": "",
+                "provenance": "modeled",
+                "source": f"{run.get('price_per_kwh', '?')} {run.get('currency') or ''}/kWh "
+                f"({run.get('price_source') or 'no source recorded'})",
+            }
+        )
     return out
 
 
@@ -122,13 +151,19 @@ def component_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for c in run.get("components") or []:
         e = float(c.get("energy_j") or 0.0)
-        rows.append({
-            "name": c["name"], "kind": c.get("kind") or "", "energy_j": e,
-            "energy_text": fmt_energy_j(e), "share": f"{100 * e / total:.1f} %" if total else "-",
-            "provenance": c.get("provenance") or "-",
-            "band": band_text(c.get("low_j"), c.get("high_j"), fmt_energy_j),
-            "scope": c.get("scope") or "", "detail": c.get("detail") or "",
-        })
+        rows.append(
+            {
+                "name": c["name"],
+                "kind": c.get("kind") or "",
+                "energy_j": e,
+                "energy_text": fmt_energy_j(e),
+                "share": f"{100 * e / total:.1f} %" if total else "-",
+                "provenance": c.get("provenance") or "-",
+                "band": band_text(c.get("low_j"), c.get("high_j"), fmt_energy_j),
+                "scope": c.get("scope") or "",
+                "detail": c.get("detail") or "",
+            }
+        )
     return rows
 
 
@@ -138,17 +173,21 @@ def phase_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
     for p in run.get("phases") or []:
         steps = int(p.get("steps") or 0)
         e = float(p.get("energy_j") or 0.0)
-        rows.append({
-            "path": p.get("path") or p.get("name"), "energy_j": e, "energy_text": fmt_energy_j(e),
-            "duration_text": fmt_duration_s(p.get("duration_s")), "steps": steps,
-            "per_step": fmt_energy_j(e / steps) if steps else "-",
-            "co2e_text": fmt_co2e_g(p.get("co2e_g")) if p.get("co2e_g") is not None else "-",
-        })
+        rows.append(
+            {
+                "path": p.get("path") or p.get("name"),
+                "energy_j": e,
+                "energy_text": fmt_energy_j(e),
+                "duration_text": fmt_duration_s(p.get("duration_s")),
+                "steps": steps,
+                "per_step": fmt_energy_j(e / steps) if steps else "-",
+                "co2e_text": fmt_co2e_g(p.get("co2e_g")) if p.get("co2e_g") is not None else "-",
+            }
+        )
     return rows
 
 
-def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (),
-             prefix: str = "") -> dict[str, Any]:
+def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (), prefix: str = "") -> dict[str, Any]:
     """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page."""
     kinds = {c["name"]: c.get("kind") or "" for c in run.get("components") or []}
     provs = {c["name"]: c.get("provenance") or "?" for c in run.get("components") or []}
@@ -174,15 +213,20 @@ def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (),
         "phases": phase_rows(run),
         "location": location_view(run.get("location") or {}),
         "intensity_note": intensity_note(run.get("location") or {}),
-        "pue": run.get("pue"), "pue_source": run.get("pue_source") or "",
+        "pue": run.get("pue"),
+        "pue_source": run.get("pue_source") or "",
         "equivalents": [{**e.to_dict(), "text": fmt_count(e.value)} for e in eq],
         "warnings": list(run.get("warnings") or []),
         "metadata": sorted((str(k), _short(v)) for k, v in (run.get("metadata") or {}).items()),
-        "forecast": ({"text": f"{fmt_energy_j(forecast.get('energy_j'))} for "
-                              f"{forecast.get('total_steps')} steps",
-                      "band": band_text(forecast.get("low_j"), forecast.get("high_j"), fmt_energy_j),
-                      "method": str(forecast.get("method") or "")}
-                     if isinstance(forecast, Mapping) else None),
+        "forecast": (
+            {
+                "text": f"{fmt_energy_j(forecast.get('energy_j'))} for {forecast.get('total_steps')} steps",
+                "band": band_text(forecast.get("low_j"), forecast.get("high_j"), fmt_energy_j),
+                "method": str(forecast.get("method") or ""),
+            }
+            if isinstance(forecast, Mapping)
+            else None
+        ),
         "error": run.get("error"),
         "n_samples": len(samples),
         "charts": charts,
@@ -206,11 +250,13 @@ def compare_view(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     row("Started (UTC)", [str(r.get("started_at") or "")[:19] for r in runs])
     row("Duration", [fmt_duration_s(r.get("duration_s")) for r in runs], [r.get("duration_s") for r in runs])
     row("IT energy", [fmt_energy_j(r.get("energy_j")) for r in runs], [r.get("energy_j") for r in runs])
-    row("IT energy band", [band_text(r.get("energy_low_j"), r.get("energy_high_j"), fmt_energy_j) or "-"
-                           for r in runs])
+    row("IT energy band", [band_text(r.get("energy_low_j"), r.get("energy_high_j"), fmt_energy_j) or "-" for r in runs])
     row("Provenance", [str(r.get("provenance") or "-") for r in runs])
-    row("Facility energy", [fmt_kwh(r.get("facility_energy_j")) for r in runs],
-        [r.get("facility_energy_j") for r in runs])
+    row(
+        "Facility energy",
+        [fmt_kwh(r.get("facility_energy_j")) for r in runs],
+        [r.get("facility_energy_j") for r in runs],
+    )
     row("PUE", [f"{r.get('pue')} ({r.get('pue_source') or '-'})" for r in runs])
     row("CO2e", [fmt_co2e_g(r.get("co2e_g")) for r in runs], [r.get("co2e_g") for r in runs])
     row("CO2e band", [band_text(r.get("co2e_low_g"), r.get("co2e_high_g"), fmt_co2e_g) or "-" for r in runs])
@@ -244,24 +290,39 @@ def runs_totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     d = sum(float(r.get("duration_s") or 0) for r in runs)
     currencies = {r.get("currency") for r in runs if r.get("cost") is not None}
     cost = sum(float(r.get("cost") or 0) for r in runs) if len(currencies) == 1 else None
-    return {"count": len(runs), "energy_j": e, "energy_text": fmt_energy_j(e), "facility_energy_j": f,
-            "facility_text": fmt_kwh(f), "co2e_g": g, "co2e_text": fmt_co2e_g(g),
-            "duration_text": fmt_duration_s(d),
-            "cost_text": fmt_money(cost, next(iter(currencies))) if cost is not None else "-",
-            "equivalents": [{**q.to_dict(), "text": fmt_count(q.value)} for q in equivalents(f, g)]}
+    return {
+        "count": len(runs),
+        "energy_j": e,
+        "energy_text": fmt_energy_j(e),
+        "facility_energy_j": f,
+        "facility_text": fmt_kwh(f),
+        "co2e_g": g,
+        "co2e_text": fmt_co2e_g(g),
+        "duration_text": fmt_duration_s(d),
+        "cost_text": fmt_money(cost, next(iter(currencies))) if cost is not None else "-",
+        "equivalents": [{**q.to_dict(), "text": fmt_count(q.value)} for q in equivalents(f, g)],
+    }
 
 
 def run_row(r: Mapping[str, Any]) -> dict[str, Any]:
     """One line of the runs table."""
     loc = r.get("location") or {}
     return {
-        "run_id": r["run_id"], "short_id": str(r["run_id"])[:12], "project": r.get("project"),
-        "status": r.get("status"), "started": str(r.get("started_at") or "")[:19].replace("T", " "),
-        "duration_text": fmt_duration_s(r.get("duration_s")), "energy_j": r.get("energy_j"),
-        "energy_text": fmt_energy_j(r.get("energy_j")), "co2e_g": r.get("co2e_g"),
-        "co2e_text": fmt_co2e_g(r.get("co2e_g")), "location": loc.get("code") or "-",
-        "defaulted": bool(loc.get("defaulted")), "provenance": r.get("provenance") or "-",
-        "cost_text": fmt_money(r.get("cost"), r.get("currency")), "host": r.get("host") or "",
+        "run_id": r["run_id"],
+        "short_id": str(r["run_id"])[:12],
+        "project": r.get("project"),
+        "status": r.get("status"),
+        "started": str(r.get("started_at") or "")[:19].replace("T", " "),
+        "duration_text": fmt_duration_s(r.get("duration_s")),
+        "energy_j": r.get("energy_j"),
+        "energy_text": fmt_energy_j(r.get("energy_j")),
+        "co2e_g": r.get("co2e_g"),
+        "co2e_text": fmt_co2e_g(r.get("co2e_g")),
+        "location": loc.get("code") or "-",
+        "defaulted": bool(loc.get("defaulted")),
+        "provenance": r.get("provenance") or "-",
+        "cost_text": fmt_money(r.get("cost"), r.get("currency")),
+        "host": r.get("host") or "",
     }
 
 
@@ -271,7 +332,8 @@ def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
     variants = list(data.get("variants") or [])
     baseline = data.get("baseline")
     per_token = data.get("task") == "causal-lm" and any(
-        plots.finite(v.get("energy_j_per_token")) is not None for v in variants)
+        plots.finite(v.get("energy_j_per_token")) is not None for v in variants
+    )
     key = "energy_j_per_token" if per_token else "energy_j_per_1k"
     base = next((v for v in variants if v.get("name") == baseline), None)
     base_e = plots.finite(base.get(key)) if base else None
@@ -280,26 +342,37 @@ def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
         e = plots.finite(v.get(key))
         q = v.get("quality") if isinstance(v.get("quality"), Mapping) else {}
         f = v.get("fidelity") if isinstance(v.get("fidelity"), Mapping) else {}
-        rows.append({
-            "name": v.get("name"), "technique": v.get("technique"),
-            "energy_1k": _num(v.get("energy_j_per_1k"), " J"),
-            "energy_token": _num(v.get("energy_j_per_token"), " J"),
-            "ratio": f"{base_e / e:.2f}x" if base_e and e else "-",
-            "latency": f"{_num(v.get('latency_p50_ms'), '')} / {_num(v.get('latency_p95_ms'), '')} ms",
-            "throughput": _num(v.get("throughput_per_s"), "/s"),
-            "memory": _num(v.get("peak_memory_mb"), " MB"), "size": _num(v.get("size_mb"), " MB"),
-            "quality": f"{q.get('metric', '')} {_num(q.get('value'), '')}" if q else "-",
-            "fidelity": f"{f.get('metric', '')} {_num(f.get('value'), '')}" if f else "-",
-            "quality_drop": _num(v.get("quality_drop"), ""),
-            "provenance": v.get("provenance") or "-", "repeats": v.get("repeats"),
-            "skipped": v.get("skipped_reason"), "is_baseline": v.get("name") == baseline,
-        })
+        rows.append(
+            {
+                "name": v.get("name"),
+                "technique": v.get("technique"),
+                "energy_1k": _num(v.get("energy_j_per_1k"), " J"),
+                "energy_token": _num(v.get("energy_j_per_token"), " J"),
+                "ratio": f"{base_e / e:.2f}x" if base_e and e else "-",
+                "latency": f"{_num(v.get('latency_p50_ms'), '')} / {_num(v.get('latency_p95_ms'), '')} ms",
+                "throughput": _num(v.get("throughput_per_s"), "/s"),
+                "memory": _num(v.get("peak_memory_mb"), " MB"),
+                "size": _num(v.get("size_mb"), " MB"),
+                "quality": f"{q.get('metric', '')} {_num(q.get('value'), '')}" if q else "-",
+                "fidelity": f"{f.get('metric', '')} {_num(f.get('value'), '')}" if f else "-",
+                "quality_drop": _num(v.get("quality_drop"), ""),
+                "provenance": v.get("provenance") or "-",
+                "repeats": v.get("repeats"),
+                "skipped": v.get("skipped_reason"),
+                "is_baseline": v.get("name") == baseline,
+            }
+        )
     rec = data.get("recommendation") if isinstance(data.get("recommendation"), Mapping) else None
     return {
-        "model": data.get("model"), "task": data.get("task"), "baseline": baseline,
-        "device": data.get("device"), "max_quality_drop": data.get("max_quality_drop"),
-        "rows": rows, "recommendation": dict(rec) if rec else None,
-        "notes": dict(data.get("provenance_notes") or {}), "warnings": list(data.get("warnings") or []),
+        "model": data.get("model"),
+        "task": data.get("task"),
+        "baseline": baseline,
+        "device": data.get("device"),
+        "max_quality_drop": data.get("max_quality_drop"),
+        "rows": rows,
+        "recommendation": dict(rec) if rec else None,
+        "notes": dict(data.get("provenance_notes") or {}),
+        "warnings": list(data.get("warnings") or []),
         "energy_key": key,
         "charts": [plots.pareto(variants, baseline, energy_key=key)],
     }
@@ -315,26 +388,47 @@ def _num(x: Any, unit: str) -> str:
 # --------------------------------------------------------------------------- estimate
 def estimate_view(est: Mapping[str, Any], prefix: str = "est-") -> dict[str, Any]:
     """An estimate ``--json`` object (train/finetune/inference) as figures with bands."""
-    low = est.get("low") if isinstance(est.get("low"), Mapping) else {}
-    high = est.get("high") if isinstance(est.get("high"), Mapping) else {}
+    low: Mapping[str, Any] = est["low"] if isinstance(est.get("low"), Mapping) else {}
+    high: Mapping[str, Any] = est["high"] if isinstance(est.get("high"), Mapping) else {}
 
     def fig(key: str, label: str, unit: str) -> dict[str, Any]:
         v = plots.finite(est.get(key))
         lo, hi = plots.finite(low.get(key)), plots.finite(high.get(key))
-        return {"key": key, "label": label, "raw": v, "text": _num(v, f" {unit}"),
-                "band": f"{_num(lo, '')} - {_num(hi, f' {unit}')}" if lo is not None and hi is not None else ""}
+        return {
+            "key": key,
+            "label": label,
+            "raw": v,
+            "text": _num(v, f" {unit}"),
+            "band": f"{_num(lo, '')} - {_num(hi, f' {unit}')}" if lo is not None and hi is not None else "",
+        }
 
-    figs = [fig("flops", "Compute", "FLOP"), fig("chip_hours", "Accelerator time", "chip-hours"),
-            fig("it_energy_mwh", "IT energy", "MWh"), fig("energy_mwh", "Facility energy", "MWh"),
-            fig("co2e_t", "CO2e (operational)", "t"), fig("embodied_co2e_t", "CO2e (embodied)", "t")]
+    figs = [
+        fig("flops", "Compute", "FLOP"),
+        fig("chip_hours", "Accelerator time", "chip-hours"),
+        fig("it_energy_mwh", "IT energy", "MWh"),
+        fig("energy_mwh", "Facility energy", "MWh"),
+        fig("co2e_t", "CO2e (operational)", "t"),
+        fig("embodied_co2e_t", "CO2e (embodied)", "t"),
+    ]
     cost = plots.finite(est.get("cost"))
     if cost is not None:
-        figs.append({"key": "cost", "label": "Electricity cost", "raw": cost,
-                     "text": fmt_money(cost, str(est.get("currency") or "")), "band": ""})
-    return {"figures": [f for f in figs if f["raw"] is not None], "inputs": input_rows(est),
-            "kind": est.get("kind") or est.get("mode") or "", "raw": est,
-            "intensity_note": intensity_note(est["location"]) if isinstance(est.get("location"), Mapping) else "",
-            "warnings": list(est.get("warnings") or [])}
+        figs.append(
+            {
+                "key": "cost",
+                "label": "Electricity cost",
+                "raw": cost,
+                "text": fmt_money(cost, str(est.get("currency") or "")),
+                "band": "",
+            }
+        )
+    return {
+        "figures": [f for f in figs if f["raw"] is not None],
+        "inputs": input_rows(est),
+        "kind": est.get("kind") or est.get("mode") or "",
+        "raw": est,
+        "intensity_note": intensity_note(est["location"]) if isinstance(est.get("location"), Mapping) else "",
+        "warnings": list(est.get("warnings") or []),
+    }
 
 
 def input_rows(est: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -343,8 +437,7 @@ def input_rows(est: Mapping[str, Any]) -> list[dict[str, Any]]:
     for k, v in (est.get("inputs") or {}).items():
         if isinstance(v, Mapping):
             rng = f" ({_short(v['low'])} - {_short(v['high'])})" if "low" in v and "high" in v else ""
-            rows.append({"name": k, "value": _short(v.get("value")) + rng,
-                         "source": _short(v.get("source", ""), 600)})
+            rows.append({"name": k, "value": _short(v.get("value")) + rng, "source": _short(v.get("source", ""), 600)})
         else:
             rows.append({"name": k, "value": _short(v), "source": ""})
     return rows
@@ -388,10 +481,18 @@ def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> 
         o["embodied_text"] = _num(o.get("embodied_co2e_t"), " t")
         o["total_text"] = _num(o.get("total_co2e_t"), " t")
         o["cost_text"] = fmt_money(plots.finite(o.get("cost")), str(o.get("currency") or ""))
-    chart = plots.banded_bars(labels, vals, lows, highs, "t CO2e", "Total CO2e by option",
-                              "Operational + embodied CO2e of the same plan for each option, "
-                              "grid intensity from the shipped data; grey: low-high band.",
-                              chart_id, "location / hardware")
+    chart = plots.banded_bars(
+        labels,
+        vals,
+        lows,
+        highs,
+        "t CO2e",
+        "Total CO2e by option",
+        "Operational + embodied CO2e of the same plan for each option, "
+        "grid intensity from the shipped data; thin dark bars: low-high band.",
+        chart_id,
+        "location / hardware",
+    )
     return {"options": options, "ranked_by": list(cmp.get("ranked_by") or []), "charts": [chart]}
 
 
@@ -405,18 +506,37 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         p["co2e_text"] = _num(p.get("co2e_t"), "") + _band(p, "co2e_t")
         p["embodied_text"] = _num(p.get("embodied_co2e_t"), "") + _band(p, "embodied_co2e_t")
         p["cost_text"] = fmt_money(plots.finite(p.get("cost")), str(lc.get("currency") or ""))
-    co2 = {"labels": ["operational CO2e", "embodied CO2e"], "datasets": [
-        {"label": p["label"], "stack": "total", "backgroundColor": plots.colour(i),
-         "data": [plots.finite(p.get("co2e_t")) or 0.0, plots.finite(p.get("embodied_co2e_t")) or 0.0]}
-        for i, p in enumerate(parts)]}
+    co2 = {
+        "labels": ["operational CO2e", "embodied CO2e"],
+        "datasets": [
+            {
+                "label": p["label"],
+                "stack": "total",
+                "backgroundColor": plots.colour(i),
+                "data": [plots.finite(p.get("co2e_t")) or 0.0, plots.finite(p.get("embodied_co2e_t")) or 0.0],
+            }
+            for i, p in enumerate(parts)
+        ],
+    }
     co2_spec = plots._base("bar", co2, "t CO2e", "", stacked=True, horizontal=True)
     charts = [
-        plots.Chart(f"{prefix}lc-co2e", "CO2e by part (t)", "Operational (facility energy x grid intensity) "
-                    "and embodied (hardware manufacturing, amortised by use) CO2e, each bar "
-                    "split into the lifecycle parts.", co2_spec, empty=not parts),
-        plots.stacked_parts(parts, "energy_mwh", "MWh", "Facility energy by part",
-                            "Facility energy (IT x PUE; network energy end to end) of each "
-                            "lifecycle part, in MWh.", f"{prefix}lc-energy"),
+        plots.Chart(
+            f"{prefix}lc-co2e",
+            "CO2e by part (t)",
+            "Operational (facility energy x grid intensity) "
+            "and embodied (hardware manufacturing, amortised by use) CO2e, each bar "
+            "split into the lifecycle parts.",
+            co2_spec,
+            empty=not parts,
+        ),
+        plots.stacked_parts(
+            parts,
+            "energy_mwh",
+            "MWh",
+            "Facility energy by part",
+            "Facility energy (IT x PUE; network energy end to end) of each lifecycle part, in MWh.",
+            f"{prefix}lc-energy",
+        ),
     ]
     sc = lc.get("score") if isinstance(lc.get("score"), Mapping) else None
     score = None
@@ -425,28 +545,45 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         for name, c in (sc.get("components") or {}).items():
             if not isinstance(c, Mapping):
                 continue
-            rows.append({"name": f"{name} ({c.get('quantity', '')})",
-                         "weight": _num(c.get("weight"), ""),
-                         "quantity": _num(c.get("amount"), ""),
-                         "reference": f"{_num(c.get('reference'), '')}: {c.get('reference_source', '')}",
-                         "contribution": _num((plots.finite(c.get("weight")) or 0)
-                                              * (plots.finite(c.get("normalised")) or 0), "")})
-        score = {"value": plots.finite(sc.get("value")), "text": _num(sc.get("value"), ""),
-                 "rows": rows, "weights": dict(sc.get("weights") or {}),
-                 "note": "score = sum of weight x quantity / reference; weights normalised to sum to 1."}
+            rows.append(
+                {
+                    "name": f"{name} ({c.get('quantity', '')})",
+                    "weight": _num(c.get("weight"), ""),
+                    "quantity": _num(c.get("amount"), ""),
+                    "reference": f"{_num(c.get('reference'), '')}: {c.get('reference_source', '')}",
+                    "contribution": _num(
+                        (plots.finite(c.get("weight")) or 0) * (plots.finite(c.get("normalised")) or 0), ""
+                    ),
+                }
+            )
+        score = {
+            "value": plots.finite(sc.get("value")),
+            "text": _num(sc.get("value"), ""),
+            "rows": rows,
+            "weights": dict(sc.get("weights") or {}),
+            "note": "score = sum of weight x quantity / reference; weights normalised to sum to 1.",
+        }
     totals = [
-        {"key": k, "label": label, "raw": plots.finite(lc.get(k)),
-         "text": _num(lc.get(k), unit), "band": _band(lc, k)}
-        for k, label, unit in (("chip_hours", "Accelerator time", " chip-hours"),
-                               ("energy_mwh", "Facility energy", " MWh"),
-                               ("co2e_t", "CO2e operational", " t"),
-                               ("embodied_co2e_t", "CO2e embodied", " t"),
-                               ("total_co2e_t", "CO2e total", " t"))
+        {"key": k, "label": label, "raw": plots.finite(lc.get(k)), "text": _num(lc.get(k), unit), "band": _band(lc, k)}
+        for k, label, unit in (
+            ("chip_hours", "Accelerator time", " chip-hours"),
+            ("energy_mwh", "Facility energy", " MWh"),
+            ("co2e_t", "CO2e operational", " t"),
+            ("embodied_co2e_t", "CO2e embodied", " t"),
+            ("total_co2e_t", "CO2e total", " t"),
+        )
         if plots.finite(lc.get(k)) is not None
     ]
-    return {"name": lc.get("name"), "parts": parts, "charts": charts, "score": score,
-            "totals": totals, "warnings": list(lc.get("warnings") or []), "inputs": input_rows(lc),
-            "intensity_note": intensity_note(lc["location"]) if isinstance(lc.get("location"), Mapping) else ""}
+    return {
+        "name": lc.get("name"),
+        "parts": parts,
+        "charts": charts,
+        "score": score,
+        "totals": totals,
+        "warnings": list(lc.get("warnings") or []),
+        "inputs": input_rows(lc),
+        "intensity_note": intensity_note(lc["location"]) if isinstance(lc.get("location"), Mapping) else "",
+    }
 
 
 def _band(d: Mapping[str, Any], key: str) -> str:

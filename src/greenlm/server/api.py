@@ -17,8 +17,15 @@ from greenlm.server.models import Accepted, Health, RunIn, RunStartIn, SamplesIn
 
 router = APIRouter(prefix="/api/v1")
 
-RunIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-                                description="run id (or, for reads, a unique prefix of 4+ characters)")]
+RunIdPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        description="run id (or, for reads, a unique prefix of 4+ characters)",
+    ),
+]
 ErrorResponses: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing, invalid or revoked bearer token"},
     413: {"description": "request body too large"},
@@ -35,16 +42,28 @@ def health(request: Request) -> Health:
     """Liveness, version, store schema and whether reads need a token (no auth needed)."""
     from greenlm import __version__
 
-    return Health(status="ok", version=str(__version__),
-                  schema_version=_store(request).schema_version,
-                  read_auth=bool(request.app.state.settings.read_auth))
+    return Health(
+        status="ok",
+        version=str(__version__),
+        schema_version=_store(request).schema_version,
+        read_auth=bool(request.app.state.settings.read_auth),
+    )
 
 
-@router.post("/runs/{run_id}/start", response_model=Accepted, status_code=201, tags=["ingest"],
-             responses={200: {"model": Accepted, "description": "the run was already known"},
-                        404: {"description": "unused"}, **ErrorResponses})
-def post_start(run_id: RunIdPath, body: RunStartIn, response: Response, request: Request,
-               _token: str = Depends(require_writer)) -> Accepted:
+@router.post(
+    "/runs/{run_id}/start",
+    response_model=Accepted,
+    status_code=201,
+    tags=["ingest"],
+    responses={
+        200: {"model": Accepted, "description": "the run was already known"},
+        404: {"description": "unused"},
+        **ErrorResponses,
+    },
+)
+def post_start(
+    run_id: RunIdPath, body: RunStartIn, response: Response, request: Request, _token: str = Depends(require_writer)
+) -> Accepted:
     """Record that a run started (shown as running until its result arrives)."""
     _same_id(run_id, body.run_id)
     result = ingest.record_start(_store(request), body)
@@ -53,11 +72,20 @@ def post_start(run_id: RunIdPath, body: RunStartIn, response: Response, request:
     return Accepted(run_id=body.run_id, result=result)  # type: ignore[arg-type]
 
 
-@router.post("/runs/{run_id}/samples", response_model=Accepted, status_code=201, tags=["ingest"],
-             responses={200: {"model": Accepted, "description": "this batch was already stored"},
-                        404: {"description": "the run's start was never posted"}, **ErrorResponses})
-def post_samples(run_id: RunIdPath, body: SamplesIn, response: Response, request: Request,
-                 _token: str = Depends(require_writer)) -> Accepted:
+@router.post(
+    "/runs/{run_id}/samples",
+    response_model=Accepted,
+    status_code=201,
+    tags=["ingest"],
+    responses={
+        200: {"model": Accepted, "description": "this batch was already stored"},
+        404: {"description": "the run's start was never posted"},
+        **ErrorResponses,
+    },
+)
+def post_samples(
+    run_id: RunIdPath, body: SamplesIn, response: Response, request: Request, _token: str = Depends(require_writer)
+) -> Accepted:
     """Append one batch of samples of a running run (stored once per ``seq``)."""
     result, n = ingest.record_samples(_store(request), run_id, body)
     if result != "created":
@@ -65,11 +93,14 @@ def post_samples(run_id: RunIdPath, body: SamplesIn, response: Response, request
     return Accepted(run_id=run_id, result=result, samples_stored=n)  # type: ignore[arg-type]
 
 
-@router.post("/runs", response_model=Accepted, status_code=201, tags=["ingest"],
-             responses={200: {"model": Accepted, "description": "an earlier post of this run was replaced"},
-                        **ErrorResponses})
-def post_run(body: RunIn, response: Response, request: Request,
-             _token: str = Depends(require_writer)) -> Accepted:
+@router.post(
+    "/runs",
+    response_model=Accepted,
+    status_code=201,
+    tags=["ingest"],
+    responses={200: {"model": Accepted, "description": "an earlier post of this run was replaced"}, **ErrorResponses},
+)
+def post_run(body: RunIn, response: Response, request: Request, _token: str = Depends(require_writer)) -> Accepted:
     """Store a finished run (the tracker's result JSON); re-posting replaces it."""
     result, n = ingest.record_result(_store(request), body)
     if result != "created":
@@ -77,8 +108,12 @@ def post_run(body: RunIn, response: Response, request: Request,
     return Accepted(run_id=body.run_id, result=result, samples_stored=n)  # type: ignore[arg-type]
 
 
-@router.get("/runs", tags=["read"], dependencies=[Depends(require_reader)],
-            responses={401: ErrorResponses[401], 422: ErrorResponses[422]})
+@router.get(
+    "/runs",
+    tags=["read"],
+    dependencies=[Depends(require_reader)],
+    responses={401: ErrorResponses[401], 422: ErrorResponses[422]},
+)
 def list_runs(
     request: Request,
     project: Annotated[str | None, Query(max_length=256)] = None,
@@ -95,21 +130,34 @@ def list_runs(
     if location:
         runs = [r for r in runs if str((r.get("location") or {}).get("code") or "").lower() == location.lower()]
     runs = runs[:limit]
-    return {"count": len(runs), "runs": runs,
-            "totals": {"energy_j": sum(float(r.get("energy_j") or 0) for r in runs),
-                       "facility_energy_j": sum(float(r.get("facility_energy_j") or 0) for r in runs),
-                       "co2e_g": sum(float(r.get("co2e_g") or 0) for r in runs)}}
+    return {
+        "count": len(runs),
+        "runs": runs,
+        "totals": {
+            "energy_j": sum(float(r.get("energy_j") or 0) for r in runs),
+            "facility_energy_j": sum(float(r.get("facility_energy_j") or 0) for r in runs),
+            "co2e_g": sum(float(r.get("co2e_g") or 0) for r in runs),
+        },
+    }
 
 
-@router.get("/runs/{run_id}", tags=["read"], dependencies=[Depends(require_reader)],
-            responses={401: ErrorResponses[401], 404: {"description": "no such run"}})
+@router.get(
+    "/runs/{run_id}",
+    tags=["read"],
+    dependencies=[Depends(require_reader)],
+    responses={401: ErrorResponses[401], 404: {"description": "no such run"}},
+)
 def get_run(run_id: RunIdPath, request: Request) -> dict[str, Any]:
     """One run's result JSON (id or unique prefix)."""
     return dict(_store(request).get_run(run_id))
 
 
-@router.get("/runs/{run_id}/samples", tags=["read"], dependencies=[Depends(require_reader)],
-            responses={401: ErrorResponses[401], 404: {"description": "no such run"}})
+@router.get(
+    "/runs/{run_id}/samples",
+    tags=["read"],
+    dependencies=[Depends(require_reader)],
+    responses={401: ErrorResponses[401], 404: {"description": "no such run"}},
+)
 def get_samples(run_id: RunIdPath, request: Request) -> dict[str, Any]:
     """Every stored sample of a run (``t_s``, ``component``, ``energy_j``, ``power_w``)."""
     run = _store(request).get_run(run_id)

@@ -109,26 +109,34 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     def _msg(self) -> str:
-        return (f"request body larger than {self.max_bytes} bytes; send samples in batches "
-                "(POST /api/v1/runs/{run_id}/samples)")
+        return (
+            f"request body larger than {self.max_bytes} bytes; send samples in batches "
+            "(POST /api/v1/runs/{run_id}/samples)"
+        )
 
 
 async def _send_json(send: Send, status: int, obj: dict[str, Any]) -> None:
     import json
 
     body = json.dumps(obj).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 class SecurityHeaders:
     """ASGI middleware: a strict Content-Security-Policy and friends on every response."""
 
-    CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-           "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-           "form-action 'self'")
+    CSP = (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -141,10 +149,12 @@ class SecurityHeaders:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or [])
-                headers += [(b"content-security-policy", self.CSP.encode()),
-                            (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"same-origin"),
-                            (b"x-frame-options", b"DENY")]
+                headers += [
+                    (b"content-security-policy", self.CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY"),
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -162,10 +172,12 @@ def create_app(settings: ServerSettings | None = None, store: RunStore | None = 
     app = FastAPI(
         title="greenlm team server",
         version=str(__version__),
-        description=("Collects runs measured by greenlm trackers on many machines and serves "
-                     "them back. Ingest needs a bearer token (`greenlm server token create`); "
-                     "reads need one too when the server is not bound to loopback. Units are "
-                     "in the field names (`energy_j`, `co2e_g`, `duration_s`)."),
+        description=(
+            "Collects runs measured by greenlm trackers on many machines and serves "
+            "them back. Ingest needs a bearer token (`greenlm server token create`); "
+            "reads need one too when the server is not bound to loopback. Units are "
+            "in the field names (`energy_j`, `co2e_g`, `duration_s`)."
+        ),
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
@@ -199,8 +211,9 @@ def create_app(settings: ServerSettings | None = None, store: RunStore | None = 
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         if request.url.path.startswith("/api/"):
             return JSONResponse({"detail": errors}, status_code=422)
-        return pages.error_page(request, 422, "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errors))
+        return pages.error_page(
+            request, 422, "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errors)
+        )
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -2,10 +2,13 @@
 
 A client proves itself with ``Authorization: Bearer glm_...``. A browser on a team server
 signs in once at ``/login``; the token is then kept in an HttpOnly, SameSite=Strict cookie
-that is accepted for reads only (GET), so a cross-site form cannot post runs with it.
+that is accepted for reads only (pages, GET API), never for ingest, so a cross-site form
+cannot post runs with it.
 """
 
 from __future__ import annotations
+
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,18 +26,21 @@ def token_of(request: Request, creds: HTTPAuthorizationCredentials | None, *, co
     """The presented token: the bearer header, else (for reads) the sign-in cookie."""
     if creds is not None and creds.scheme.lower() == "bearer":
         return creds.credentials
-    if cookie and request.method in ("GET", "HEAD"):
+    if cookie:
         return request.cookies.get(COOKIE)
     return None
 
 
-def require_writer(request: Request,
-                   creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def require_writer(request: Request, creds: Credentials) -> str:
     """Ingest: a valid bearer token, always. Returns the token's id."""
     tok = token_of(request, creds, cookie=False)
     if tok is None:
-        raise _unauthorized("a bearer token is required to send runs: "
-                            "`greenlm server token create NAME` on the server makes one")
+        raise _unauthorized(
+            "a bearer token is required to send runs: `greenlm server token create NAME` on the server makes one"
+        )
     tid = request.app.state.tokens.verify(tok)
     if tid is None:
         raise _unauthorized("invalid or revoked token")
@@ -49,8 +55,7 @@ def reader_ok(request: Request, creds: HTTPAuthorizationCredentials | None = Non
     return tok is not None and request.app.state.tokens.verify(tok) is not None
 
 
-def require_reader(request: Request,
-                   creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+def require_reader(request: Request, creds: Credentials) -> None:
     """API reads: a valid token when the server is not bound to loopback."""
     if not reader_ok(request, creds):
         raise _unauthorized("this server is not on loopback: reads need a bearer token")

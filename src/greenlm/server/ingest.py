@@ -40,8 +40,13 @@ def _exists(store: RunStore, run_id: str) -> dict[str, Any] | None:
 def _get_exact(store: RunStore, run_id: str) -> dict[str, Any]:
     """The run with exactly this id (no prefix matching: ids from the network are exact)."""
     with store.engine.connect() as conn:
-        row = conn.execute(sa.select(S.runs.c.run_id, S.runs.c.status, S.runs.c.result_json)
-                           .where(S.runs.c.run_id == run_id)).mappings().first()
+        row = (
+            conn.execute(
+                sa.select(S.runs.c.run_id, S.runs.c.status, S.runs.c.result_json).where(S.runs.c.run_id == run_id)
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise RunNotFoundError(f"No run {run_id!r}.")
     return dict(row)
@@ -52,9 +57,15 @@ def record_start(store: RunStore, body: RunStartIn) -> str:
     if _exists(store, body.run_id) is not None:
         return "exists"
     start = RunStart(
-        run_id=body.run_id, project=body.project, started_at=body.started_at, pid=body.pid,
-        host=body.host, process_start_time=body.process_start_time,
-        location=body.location.model_dump(), pue=body.pue, metadata=dict(body.metadata),
+        run_id=body.run_id,
+        project=body.project,
+        started_at=body.started_at,
+        pid=body.pid,
+        host=body.host,
+        process_start_time=body.process_start_time,
+        location=body.location.model_dump(),
+        pue=body.pue,
+        metadata=dict(body.metadata),
         meters=[dict(m) for m in body.meters],
     )
     try:
@@ -72,8 +83,9 @@ def record_samples(store: RunStore, run_id: str, body: SamplesIn) -> tuple[str, 
     """Store one batch of samples (once per ``seq``); returns (result, samples stored)."""
     run = _exists(store, run_id)
     if run is None:
-        raise UnknownRunError(f"No run {run_id!r} on this server: post its start first "
-                              f"(POST /api/v1/runs/{run_id}/start).")
+        raise UnknownRunError(
+            f"No run {run_id!r} on this server: post its start first (POST /api/v1/runs/{run_id}/start)."
+        )
     try:
         with store.begin() as conn:
             conn.execute(batches.insert().values(run_id=run_id, seq=body.seq, received_at=time.time()))
@@ -83,12 +95,12 @@ def record_samples(store: RunStore, run_id: str, body: SamplesIn) -> tuple[str, 
         if run.get("result_json"):
             # The result came first (out-of-order delivery): keep its totals, add the samples.
             r = RunResult.from_dict(store.get_run(run_id))
-            progress = Progress(r.duration_s, r.energy_j, r.facility_energy_j, r.co2e_g,
-                                {c.name: c.energy_j for c in r.components})
+            progress = Progress(
+                r.duration_s, r.energy_j, r.facility_energy_j, r.co2e_g, {c.name: c.energy_j for c in r.components}
+            )
         else:
             p = body.progress
-            progress = Progress(p.duration_s, p.energy_j, p.facility_energy_j, p.co2e_g,
-                                dict(p.components))
+            progress = Progress(p.duration_s, p.energy_j, p.facility_energy_j, p.co2e_g, dict(p.components))
         store.add_samples(run_id, _rows(body.samples), progress)
     except Exception:
         with store.begin() as conn:  # release the claim: a retry may store the batch
@@ -102,13 +114,25 @@ def record_result(store: RunStore, body: RunIn) -> tuple[str, int]:
     existing = _exists(store, body.run_id)
     d = body.model_dump(exclude={"samples"})
     d["location"] = body.location.model_dump()
+    for band, central in (
+        ("energy_low_j", "energy_j"),
+        ("energy_high_j", "energy_j"),
+        ("co2e_low_g", "co2e_g"),
+        ("co2e_high_g", "co2e_g"),
+    ):
+        if d.get(band) is None:  # no band sent: the band is the figure itself
+            d[band] = d[central]
     store.save_result(RunResult.from_dict(d))
     stored = 0
     if body.samples and not _has_samples(store, body.run_id):
         r = RunResult.from_dict(d)
-        store.add_samples(body.run_id, _rows(body.samples),
-                          Progress(r.duration_s, r.energy_j, r.facility_energy_j, r.co2e_g,
-                                   {c.name: c.energy_j for c in r.components}))
+        store.add_samples(
+            body.run_id,
+            _rows(body.samples),
+            Progress(
+                r.duration_s, r.energy_j, r.facility_energy_j, r.co2e_g, {c.name: c.energy_j for c in r.components}
+            ),
+        )
         stored = len(body.samples)
     return ("created" if existing is None else "updated"), stored
 

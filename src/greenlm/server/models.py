@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_COMPONENTS = 1024
 MAX_PHASES = 10_000
@@ -25,8 +24,11 @@ MAX_METADATA_KEYS = 200
 RunId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=256)]
 Text = Annotated[str, Field(max_length=4096)]
-NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-Finite = Annotated[float, Field(allow_inf_nan=False)]
+#: Physical quantities: finite and below 1e30 (sums of them stay finite, and JSON-safe).
+NonNeg = Annotated[float, Field(ge=0.0, le=1e30, allow_inf_nan=False)]
+Finite = Annotated[float, Field(ge=-1e30, le=1e30, allow_inf_nan=False)]
+#: Integers stored in 32-bit SQL columns (PostgreSQL ``integer``).
+Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Status = Literal["running", "completed", "failed", "interrupted"]
 
 
@@ -37,6 +39,10 @@ def _no_nul(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("strings must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("strings must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, dict):
         for k, v in value.items():
             _no_nul(k, depth + 1)
@@ -80,8 +86,8 @@ class PhaseIn(_Body):
     parent: Annotated[str, Field(max_length=512)] | None = None
     energy_j: NonNeg
     duration_s: NonNeg
-    steps: Annotated[int, Field(ge=0, le=10**12)] = 0
-    entries: Annotated[int, Field(ge=0, le=10**12)] = 1
+    steps: Int32 = 0
+    entries: Int32 = 1
     co2e_g: NonNeg = 0.0
 
 
@@ -145,14 +151,26 @@ class RunIn(_Body):
     provenance: Literal["counter", "sampled", "modeled"] = "modeled"
     warnings: list[Text] = Field(default_factory=list, max_length=1000)
     timeline: list[TimelinePointIn] = Field(default_factory=list, max_length=MAX_TIMELINE)
-    metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(default_factory=dict,
-                                                                      max_length=MAX_METADATA_KEYS)
+    metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(
+        default_factory=dict, max_length=MAX_METADATA_KEYS
+    )
     host: Annotated[str, Field(max_length=256)] = ""
     error: Text | None = None
     forecast: dict[Annotated[str, Field(max_length=64)], Any] | None = Field(default=None, max_length=64)
-    meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(default_factory=list,
-                                                                         max_length=MAX_COMPONENTS)
+    meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(
+        default_factory=list, max_length=MAX_COMPONENTS
+    )
     samples: list[SampleIn] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_BATCH)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RunIn:
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError("component names must be unique within a run")
+        paths = [f"{p.parent}/{p.name}" if p.parent else p.name for p in self.phases]
+        if len(set(paths)) != len(paths):
+            raise ValueError("phase paths (parent/name) must be unique within a run")
+        return self
 
 
 class RunStartIn(_Body):
@@ -161,15 +179,17 @@ class RunStartIn(_Body):
     run_id: RunId
     project: Name
     started_at: Annotated[str, Field(min_length=10, max_length=40)]
-    pid: Annotated[int, Field(ge=0, le=2**31)] = 0
+    pid: Int32 = 0
     host: Annotated[str, Field(max_length=256)] = ""
     process_start_time: NonNeg = 0.0
     location: LocationIn
     pue: Annotated[float, Field(ge=1.0, le=10.0, allow_inf_nan=False)] = 1.0
-    metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(default_factory=dict,
-                                                                      max_length=MAX_METADATA_KEYS)
-    meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(default_factory=list,
-                                                                         max_length=MAX_COMPONENTS)
+    metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(
+        default_factory=dict, max_length=MAX_METADATA_KEYS
+    )
+    meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(
+        default_factory=list, max_length=MAX_COMPONENTS
+    )
 
 
 class ProgressIn(_Body):
@@ -180,13 +200,14 @@ class ProgressIn(_Body):
     facility_energy_j: NonNeg
     co2e_g: NonNeg
     components: dict[Annotated[str, Field(min_length=1, max_length=128)], NonNeg] = Field(
-        default_factory=dict, max_length=MAX_COMPONENTS)
+        default_factory=dict, max_length=MAX_COMPONENTS
+    )
 
 
 class SamplesIn(_Body):
     """A batch of samples of a running run; ``seq`` numbers the batches (re-posts are ignored)."""
 
-    seq: Annotated[int, Field(ge=0, le=10**9)]
+    seq: Int32
     samples: list[SampleIn] = Field(max_length=MAX_SAMPLES_PER_BATCH)
     progress: ProgressIn
 

@@ -76,16 +76,23 @@ class TokenStore:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         tid = secrets.token_hex(4)
         with self.store.begin() as conn:
-            conn.execute(tokens.insert().values(id=tid, name=name, token_hash=hash_token(token),
-                                                created_at=time.time()))
+            conn.execute(
+                tokens.insert().values(id=tid, name=name, token_hash=hash_token(token), created_at=time.time())
+            )
         return tid, token
 
     def list(self) -> list[dict[str, Any]]:
         """Every token's record (id, name, created, revoked, last used), oldest first."""
         with self.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(tokens.c.id, tokens.c.name, tokens.c.created_at,
-                                          tokens.c.revoked_at, tokens.c.last_used_at)
-                                .order_by(tokens.c.created_at)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(
+                        tokens.c.id, tokens.c.name, tokens.c.created_at, tokens.c.revoked_at, tokens.c.last_used_at
+                    ).order_by(tokens.c.created_at)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def revoke(self, id_or_name: str) -> int:
@@ -93,11 +100,11 @@ class TokenStore:
         now = time.time()
         with self.store.begin() as conn:
             active = tokens.c.revoked_at.is_(None)
-            n = conn.execute(tokens.update().where(tokens.c.id == id_or_name, active)
-                             .values(revoked_at=now)).rowcount
+            n = conn.execute(tokens.update().where(tokens.c.id == id_or_name, active).values(revoked_at=now)).rowcount
             if not n:
-                n = conn.execute(tokens.update().where(tokens.c.name == id_or_name, active)
-                                 .values(revoked_at=now)).rowcount
+                n = conn.execute(
+                    tokens.update().where(tokens.c.name == id_or_name, active).values(revoked_at=now)
+                ).rowcount
         if not n:
             known = ", ".join(f"{t['id']} ({t['name']})" for t in self.list() if t["revoked_at"] is None)
             raise TokenError(f"No active token with id or name {id_or_name!r}. Active: {known or 'none'}.")
@@ -109,8 +116,11 @@ class TokenStore:
             return None
         h = hash_token(token)
         with self.store.engine.connect() as conn:
-            row = conn.execute(sa.select(tokens.c.id, tokens.c.token_hash)
-                               .where(tokens.c.token_hash == h, tokens.c.revoked_at.is_(None))).first()
+            row = conn.execute(
+                sa.select(tokens.c.id, tokens.c.token_hash).where(
+                    tokens.c.token_hash == h, tokens.c.revoked_at.is_(None)
+                )
+            ).first()
         if row is None or not secrets.compare_digest(row[1], h):
             return None
         tid = str(row[0])

@@ -189,8 +189,12 @@ class RunStore:
     # ----------------------------------------------------------------- reads
     def list_runs(self, project: str | None = None, status: str | None = None,
                   search: str | None = None, limit: int | None = None,
-                  since: str | None = None) -> list[dict[str, Any]]:
-        """Runs, newest first, as result-JSON dicts (partial for running/killed runs)."""
+                  since: str | None = None, include_rank_rows: bool = False) -> list[dict[str, Any]]:
+        """Runs, newest first, as result-JSON dicts (partial for running/killed runs).
+
+        Per-rank rows of distributed runs (``metadata.distributed.role == "rank"``, kept so a
+        rank's energy survives its death) are hidden unless ``include_rank_rows``.
+        """
         q = sa.select(S.runs).order_by(S.runs.c.started_at.desc())
         if project:
             q = q.where(S.runs.c.project == project)
@@ -203,6 +207,8 @@ class RunStore:
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
             out = [self._as_dict(conn, dict(r)) for r in rows]
+        if not include_rank_rows:
+            out = [d for d in out if ((d.get("metadata") or {}).get("distributed") or {}).get("role") != "rank"]
         if status:
             out = [d for d in out if d["status"] == status]
         return out[:limit] if limit else out
@@ -234,7 +240,7 @@ class RunStore:
         if row.get("result_json"):
             d: dict[str, Any] = json.loads(row["result_json"])
             d.pop("timeline", None)
-            d["status"] = row["status"]
+            d["status"] = self.effective_status(row)
             return d
         return self._partial(conn, row)
 

@@ -1,0 +1,229 @@
+"""``greenlm dashboard`` and ``greenlm server ...`` (serve, token, push, openapi).
+
+Registered by ``greenlm.cli``; cheap to import (fastapi and uvicorn load only when a command
+runs, and a missing ``server`` extra is reported with the ``pip install`` to run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from greenlm.errors import ConfigError, MissingExtraError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+
+
+def register(sub: Any) -> None:
+    """Add ``greenlm dashboard`` and ``greenlm server`` to the top-level sub-parsers."""
+    p = sub.add_parser(
+        "dashboard",
+        help="browse runs, estimates and optimizations in a browser",
+        description="Serve the dashboard over the run store (loopback by default).",
+    )
+    _serve_args(p)
+    p.add_argument("--open", action="store_true", help="open the dashboard in a web browser")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("server", help="team server: serve, tokens, push buffered runs")
+    ss = p.add_subparsers(dest="server_command", metavar="ACTION", required=True)
+    q = ss.add_parser(
+        "serve",
+        help="serve the ingest API and the dashboard to a team",
+        description="Trackers report with EnergyTracker(server=URL, token=...) or "
+        "GREENLM_SERVER / GREENLM_TOKEN. Reads need a token unless --host is loopback.",
+    )
+    _serve_args(q)
+    q.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MB)")
+    q.set_defaults(func=cmd_serve, open=False)
+
+    q = ss.add_parser("token", help="create, list or revoke bearer tokens")
+    ts = q.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    t = ts.add_parser("create", help="make a token (printed once; only its hash is stored)")
+    t.add_argument("name", help="who or what uses it (a person, a cluster)")
+    t.add_argument("--store", help="store URL of the server")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_token_create)
+    t = ts.add_parser("revoke", help="revoke a token by id, or every token with a name")
+    t.add_argument("id_or_name")
+    t.add_argument("--store")
+    t.set_defaults(func=cmd_token_revoke)
+    t = ts.add_parser("list", help="tokens (ids, names, dates; never the tokens)")
+    t.add_argument("--store")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_token_list)
+
+    q = ss.add_parser("push", help="deliver runs buffered in the outbox ($GREENLM_HOME/outbox)")
+    q.add_argument("--server", help="server URL (default: $GREENLM_SERVER, else every server with runs waiting)")
+    q.add_argument("--token", help="bearer token (default: $GREENLM_TOKEN)")
+    q.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    q.set_defaults(func=cmd_push)
+
+    q = ss.add_parser("openapi", help="print the API's OpenAPI spec (docs/openapi.json)")
+    q.add_argument("-o", "--output", help="write to this file instead of stdout")
+    q.set_defaults(func=cmd_openapi)
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--store",
+        help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME); "
+        "postgresql+psycopg://user:pass@host/db for teams",
+    )
+    p.add_argument(
+        "--optimize",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="optimize results to show (a --report DIR or its optimize.json); repeatable",
+    )
+
+
+def _need_web() -> None:
+    for mod, pkg in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("jinja2", "jinja2")):
+        try:
+            __import__(mod)
+        except ImportError as e:
+            raise MissingExtraError("The dashboard and the team server", "server", pkg) from e
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the app with uvicorn until interrupted."""
+    _need_web()
+    import uvicorn
+
+    from greenlm.server.app import ServerSettings, create_app, is_loopback
+    from greenlm.server.pages import _redacted
+
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port must be 1-65535, got {args.port}")
+    max_mb = getattr(args, "max_body_mb", 32.0)
+    if not max_mb > 0:
+        raise ConfigError("--max-body-mb must be positive")
+    settings = ServerSettings.for_host(
+        args.host, store_url=args.store, max_body_bytes=int(max_mb * 1024 * 1024), optimize_paths=tuple(args.optimize)
+    )
+    app = create_app(settings)
+    host_for_url = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{host_for_url}:{args.port}/"
+    print(f"greenlm dashboard on {url} (store {_redacted(app.state.store.url)})", file=sys.stderr)
+    if not is_loopback(args.host):
+        n = sum(1 for t in app.state.tokens.list() if t["revoked_at"] is None)
+        print(
+            f"not on loopback: reading needs a token ({n} active; `greenlm server token create NAME`)", file=sys.stderr
+        )
+    if getattr(args, "open", False):
+        import threading
+        import webbrowser
+
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    logging.getLogger("greenlm").setLevel(logging.INFO)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
+    return 0
+
+
+def _tokens(store_url: str | None) -> Any:
+    from greenlm.server.tokens import TokenStore
+    from greenlm.store import open_store
+
+    return TokenStore(open_store(store_url))
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """Print a new token once."""
+    tid, token = _tokens(args.store).create(args.name)
+    if args.json:
+        print(json.dumps({"id": tid, "name": args.name, "token": token}))
+    else:
+        print(f"token {tid} for {args.name!r} (shown once; only its hash is stored):\n{token}")
+        print("use it with GREENLM_TOKEN=... or EnergyTracker(server=URL, token=...)", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    """Revoke by id or name."""
+    n = _tokens(args.store).revoke(args.id_or_name)
+    print(f"revoked {n} token{'s' if n != 1 else ''}")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    """List tokens (never the secrets)."""
+    import datetime as dt
+
+    rows = _tokens(args.store).list()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no tokens yet: `greenlm server token create NAME`")
+        return 0
+
+    def when(t: float | None) -> str:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if t else "-"
+
+    for r in rows:
+        state = f"revoked {when(r['revoked_at'])}" if r["revoked_at"] else "active"
+        print(
+            f"{r['id']}  {r['name']:<24} created {when(r['created_at'])}  last used {when(r['last_used_at'])}  {state}"
+        )
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Deliver the outbox; exit 1 if something is still waiting."""
+    try:
+        import httpx  # noqa: F401
+    except ImportError as e:
+        raise MissingExtraError("Sending runs to a server", "server", "httpx") from e
+    from greenlm.server.client import outbox_root, push
+
+    server = args.server or os.environ.get("GREENLM_SERVER") or None
+    token = args.token or os.environ.get("GREENLM_TOKEN") or None
+    if not args.timeout > 0:
+        raise ConfigError("--timeout must be positive")
+    reports = push(server, token, timeout_s=args.timeout)
+    if not reports:
+        print(f"nothing to push: the outbox {outbox_root()} is empty")
+        return 0
+    waiting = 0
+    for url, rep in reports.items():
+        line = f"{url}: delivered {rep.delivered} events ({rep.runs_done} runs complete)"
+        if rep.rejected:
+            line += f", {rep.rejected} rejected (kept under {outbox_root()}/*/rejected)"
+        if rep.pending:
+            line += f", {rep.pending} still waiting ({rep.error or 'not delivered'})"
+        waiting += rep.pending
+        print(line)
+    if waiting and not token:
+        print("hint: give --token or set GREENLM_TOKEN", file=sys.stderr)
+    return 1 if waiting else 0
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The app's OpenAPI document (in-memory store; the spec does not depend on data)."""
+    _need_web()
+    from greenlm.server.app import create_app
+    from greenlm.store.runs import RunStore
+
+    return dict(create_app(store=RunStore("sqlite://")).openapi())
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    """Print or write the OpenAPI spec."""
+    text = json.dumps(openapi_spec(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,27 @@
+"""The harness on the real all-MiniLM-L6-v2 with greenlm's own tracker."""
+
+import pytest
+
+from greenlm.optimize.runner import OptimizeConfig, optimize
+
+
+def test_minilm_end_to_end_with_the_real_tracker(tmp_path):
+    report = optimize(OptimizeConfig(
+        model="minilm", task="embedding", techniques="int8,bf16,prune:0.3,heads:0.25",
+        repeats=2, samples=16, batch_size=4, location="DEU", report_dir=tmp_path))
+    base = report.variant("baseline")
+    int8, bf16, pruned = (report.variant(n) for n in ("int8", "bf16", "prune:0.3"))
+    assert base.provenance in ("modeled", "sampled", "counter")
+    assert base.energy_j_per_1k > 0 and base.latency_p50_ms > 0
+    # quantized weights are smaller; unstructured sparsity is not (dense storage)
+    assert int8.size_mb < 0.75 * base.size_mb
+    assert bf16.size_mb < 0.55 * base.size_mb
+    assert pruned.size_mb == pytest.approx(base.size_mb, rel=0.01)
+    # bf16 embeddings stay faithful; int8 stays recognisably the same model
+    assert bf16.quality.value > 0.99
+    assert int8.quality.value > 0.9
+    assert report.variant("heads:0.25").parameter_count < base.parameter_count
+    rec = report.recommendation
+    assert report.variant(rec.variant).quality_drop <= 0.01
+    assert (tmp_path / "pareto.png").is_file() and (tmp_path / "optimize.csv").is_file()
+    assert report.settings["location"] == "DEU"

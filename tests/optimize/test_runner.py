@@ -1,0 +1,132 @@
+import json
+
+import pytest
+
+from greenlm.errors import ConfigError, GreenlmError
+from greenlm.optimize.errors import NotAModelError, UnknownTaskError, UnknownTechniqueError
+from greenlm.optimize.report import CSV_COLUMNS, to_json, write_report
+from greenlm.optimize.runner import OptimizeConfig, load_model, optimize
+
+VARIANT_KEYS = {"name", "technique", "params", "energy_j_per_1k", "energy_j_per_token",
+                "latency_p50_ms", "latency_p95_ms", "throughput_per_s", "peak_memory_mb",
+                "size_mb", "quality", "fidelity", "provenance", "repeats", "spread",
+                "skipped_reason"}
+
+
+@pytest.fixture
+def embedding_report(bert, tokenizer, fake_meter):
+    cfg = OptimizeConfig(model="tiny-bert", task="embedding",
+                         techniques="int8,bf16,prune:0.5,heads:0.5,bnb4,lowrank:energy=1",
+                         repeats=2, samples=6, batch_size=3, location="DEU")
+    return optimize(cfg, measure=fake_meter, loaded=(tokenizer, bert))
+
+
+def test_report_covers_baseline_and_every_variant(embedding_report):
+    r = embedding_report
+    assert [v.name for v in r.variants] == [
+        "baseline", "int8", "bf16", "prune:0.5", "heads:0.5", "bnb4", "lowrank:energy=1"]
+    base = r.variant("baseline")
+    assert base.quality.metric == "cosine_to_baseline"
+    assert base.quality.value == pytest.approx(1.0, abs=1e-5)
+    assert r.variant("bf16").quality.value > 0.99
+    assert r.variant("bf16").size_mb < 0.6 * base.size_mb
+    assert r.variant("heads:0.5").parameter_count < base.parameter_count
+    assert r.variant("prune:0.5").size_mb == pytest.approx(base.size_mb, rel=0.01)
+    # techniques that do not apply are reported, not raised
+    assert "CUDA" in r.variant("bnb4").skipped_reason
+    assert "pays only when" in r.variant("lowrank:energy=1").skipped_reason
+    assert r.variant("bnb4").energy_j_per_1k is None
+    for v in r.variants:
+        if not v.skipped:
+            assert v.energy_j_per_1k > 0 and v.provenance == "modeled"
+            # the baseline is measured before and after the variants, and pooled
+            assert v.repeats == (4 if v.name == "baseline" else 2)
+    assert "energy_drift_after_variants" in base.facts
+
+
+def test_recommendation_respects_the_quality_budget(embedding_report):
+    r = embedding_report
+    rec = r.recommendation
+    chosen = r.variant(rec.variant)
+    assert chosen.quality_drop <= r.max_quality_drop
+    cheaper = [v for v in r.variants if not v.skipped and v.energy_j_per_1k <
+               chosen.energy_j_per_1k]
+    assert all(v.quality_drop > r.max_quality_drop for v in cheaper)
+    assert rec.energy_ratio == pytest.approx(
+        r.variant("baseline").energy_j_per_1k / chosen.energy_j_per_1k)
+
+
+def test_json_is_stable_and_complete(embedding_report):
+    d = json.loads(to_json(embedding_report))
+    assert {"model", "task", "baseline", "variants", "recommendation"} <= set(d)
+    assert d["baseline"] == "baseline"
+    for v in d["variants"]:
+        assert set(v) >= VARIANT_KEYS
+    assert {"variant", "energy_ratio", "quality_drop", "co2e_g_saved_per_million"} <= set(
+        d["recommendation"])
+    assert "modeled" in d["provenance_notes"]["energy_j_per_1k"]
+
+
+def test_report_files(embedding_report, tmp_path):
+    paths = write_report(embedding_report, tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["task"] == "embedding"
+    header = paths["csv"].read_text().splitlines()[0].split(",")
+    assert header == list(CSV_COLUMNS)
+    assert len(paths["csv"].read_text().splitlines()) == 1 + len(embedding_report.variants)
+    assert paths["png"].stat().st_size > 1000
+
+
+def test_causal_lm_reports_energy_per_token_and_perplexity(llama, tokenizer, fake_meter):
+    docs = [f"the {w} sat on the mat and looked at the {w} again." * 3
+            for w in ("cat", "dog", "bird", "fish", "cow", "owl", "fox", "bee")]
+    data_cfg = OptimizeConfig(model="tiny-llama", task="causal-lm", techniques="bf16,ffn:0.5",
+                              repeats=1, samples=2, max_new_tokens=4, max_quality_drop=0.05)
+    import greenlm.optimize.runner as runner
+
+    orig = runner.load_data
+    runner.load_data = lambda task, data: (docs, None)
+    try:
+        r = optimize(data_cfg, measure=fake_meter, loaded=(tokenizer, llama))
+    finally:
+        runner.load_data = orig
+    base = r.variant("baseline")
+    assert base.quality.metric == "perplexity" and base.quality.value > 1
+    assert base.fidelity.metric == "kl_to_baseline"
+    assert base.fidelity.value == pytest.approx(0.0, abs=1e-4)
+    assert base.metrics["top1_agreement"] == pytest.approx(1.0)
+    assert base.energy_j_per_token == pytest.approx(base.energy_j_per_1k / 1000 / 4, rel=1e-6)
+    ffn = r.variant("ffn:0.5")
+    assert ffn.quality_drop == pytest.approx(ffn.quality.value / base.quality.value - 1)
+    assert r.recommendation.energy_metric == "energy_j_per_token"
+
+
+def test_bad_inputs_fail_before_any_work(tmp_path):
+    with pytest.raises(UnknownTechniqueError):
+        optimize(OptimizeConfig(techniques="int9"))
+    with pytest.raises(ConfigError, match="repeats"):
+        optimize(OptimizeConfig(repeats=0))
+    with pytest.raises(ConfigError, match="max-quality-drop"):
+        optimize(OptimizeConfig(max_quality_drop=-1))
+    with pytest.raises(UnknownTaskError):
+        optimize(OptimizeConfig(task="translation"))
+
+
+def test_a_path_that_is_not_a_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    for bad in (tmp_path, tmp_path / "notes.txt", tmp_path / "missing"):
+        with pytest.raises(NotAModelError, match=r"config\.json") as e:
+            load_model(str(bad), None)
+        assert isinstance(e.value, GreenlmError)
+
+
+def test_a_folder_with_a_broken_config(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(NotAModelError, match="could not load"):
+        load_model(str(tmp_path), None)
+
+
+def test_a_local_model_folder_is_loaded_and_its_task_inferred(llama, tokenizer, tmp_path):
+    llama.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    _tok, model, task = load_model(str(tmp_path), None)
+    assert task == "causal-lm" and hasattr(model, "generate")

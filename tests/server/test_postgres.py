@@ -1,0 +1,158 @@
+"""The PostgreSQL store path against a real server started here (initdb in a temp dir).
+
+Skips when the PostgreSQL binaries are absent, unless GREENLM_REQUIRE_POSTGRES is set (CI),
+in which case it fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.server.helpers import XSS, free_port, track_run
+
+pytestmark = pytest.mark.postgres
+
+
+def _bindir() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    dirs = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+    )
+    return Path(dirs[-1]) if dirs and (Path(dirs[-1]) / "initdb").exists() else None
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("GREENLM_REQUIRE_POSTGRES"):
+        pytest.fail(f"GREENLM_REQUIRE_POSTGRES is set but {reason}")
+    pytest.skip(f"{reason}: install Debian's postgresql package to run the PostgreSQL store tests")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on a free loopback port; yields its SQLAlchemy URL."""
+    pytest.importorskip("psycopg")
+    bindir = _bindir()
+    if bindir is None:
+        _missing("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    assert bindir is not None
+    as_user: list[str] = []
+    data_root = Path(tempfile.mkdtemp(prefix="greenlm-pg-"))
+    if os.geteuid() == 0:  # postgres refuses to run as root: run it as the postgres user
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            _missing("running as root and there is no 'postgres' user to run the server")
+        os.chown(data_root, pw.pw_uid, pw.pw_gid)
+        runuser = shutil.which("runuser")
+        as_user = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s", "/bin/sh", "-c"]
+    data = data_root / "data"
+    port = free_port()
+
+    def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        full = [*as_user, *cmd] if as_user[:1] != ["su"] else [*as_user, " ".join(cmd)]
+        return subprocess.run(full, check=check, capture_output=True, text=True, timeout=120)
+
+    try:
+        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "greenlm", "-E", "UTF8", "--no-sync")
+        run(
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(data_root / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -h 127.0.0.1 -k {data_root} -c fsync=off",
+            "start",
+        )
+    except subprocess.CalledProcessError as e:
+        log = (data_root / "server.log").read_text() if (data_root / "server.log").exists() else ""
+        shutil.rmtree(data_root, ignore_errors=True)
+        pytest.fail(f"could not start PostgreSQL: {e.stderr or e.stdout}\n{log}")
+    url = f"postgresql+psycopg://greenlm@127.0.0.1:{port}/postgres"
+    try:
+        yield url
+    finally:
+        from greenlm.store import clear_store_cache
+
+        clear_store_cache()
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(data_root, ignore_errors=True)
+
+
+def test_tracked_runs_in_postgres(postgres_url: str) -> None:
+    from greenlm.store import open_store
+
+    r1 = track_run(postgres_url, "pg-alpha", "FRA")
+    r2 = track_run(postgres_url, XSS, "DEU", fail=True)
+    st = open_store(postgres_url)
+    assert st.schema_version >= 1
+    got = st.get_run(r1.run_id)
+    assert got["energy_j"] == pytest.approx(r1.energy_j)
+    assert got["status"] == "completed" and st.get_run(r2.run_id)["status"] == "failed"
+    assert st.get_samples(r1.run_id)
+    assert [r["run_id"] for r in st.list_runs(project="pg-alpha")] == [r1.run_id]
+    assert {r["run_id"] for r in st.list_runs(search="pg-")} == {r1.run_id}
+
+
+def test_team_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from greenlm.server.app import ServerSettings, create_app
+
+    app = create_app(ServerSettings(store_url=postgres_url, read_auth=True))
+    tid, token = app.state.tokens.create("pg")
+    h = {"Authorization": f"Bearer {token}"}
+    c = TestClient(app)
+    r = track_run(f"sqlite:///{tmp_path / 'local.db'}", "pg-remote", "USA")
+    body: dict[str, Any] = r.to_dict(timeline=True)
+    assert c.post("/api/v1/runs", json=body, headers=h).status_code == 201
+    assert c.post("/api/v1/runs", json=body, headers=h).status_code == 200
+    start = {
+        "run_id": "pgstream1",
+        "project": "pg-stream",
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "location": {"code": "FRA", "intensity_g_per_kwh": 44.0},
+    }
+    assert c.post("/api/v1/runs/pgstream1/start", json=start, headers=h).status_code == 201
+    batch = {
+        "seq": 1,
+        "samples": [{"t_s": 0.5, "component": "cpu", "energy_j": 2.0, "power_w": 4.0}],
+        "progress": {
+            "duration_s": 0.5,
+            "energy_j": 2.0,
+            "facility_energy_j": 2.0,
+            "co2e_g": 0.1,
+            "components": {"cpu": 2.0},
+        },
+    }
+    assert c.post("/api/v1/runs/pgstream1/samples", json=batch, headers=h).status_code == 201
+    assert c.post("/api/v1/runs/pgstream1/samples", json=batch, headers=h).json()["result"] == "duplicate"
+    # PostgreSQL cannot store NUL characters: refused as invalid input, not a server error
+    assert c.post("/api/v1/runs", json={**body, "project": "a\x00b"}, headers=h).status_code == 422
+    assert c.get("/api/v1/runs").status_code == 401
+    listed = c.get("/api/v1/runs", headers=h).json()
+    assert {x["run_id"] for x in listed["runs"]} >= {r.run_id, "pgstream1"}
+    assert c.get("/api/v1/runs/pgstream1", headers=h).json()["status"] == "running"
+    c.post("/login", data={"token": token})
+    page = c.get("/")
+    assert page.status_code == 200 and r.run_id in page.text
+    assert c.get(f"/runs/{r.run_id}").status_code == 200
+    app.state.tokens.revoke(tid)
+    assert c.get("/api/v1/runs", headers=h).status_code == 401
