@@ -29,6 +29,8 @@ def test_reference_data_and_licences_ship_in_the_wheel(wheel):
         assert f"greenlm/carbon/data/{f}" in names, f
     assert "greenlm/py.typed" in names
     assert "greenlm/estimate/examples/plan.yaml" in names
+    assert "greenlm/server/static/vendor/chart.umd.min.js" in names  # dashboard works offline
+    assert "greenlm/report/templates/report.html" in names
     notice = wheel.read("greenlm/carbon/data/DATA_LICENSES.md").decode()
     assert "ODbL" in notice and "CC BY 4.0" in notice
 
