@@ -30,7 +30,12 @@ def _torchrun(nproc: int, port: int, *extra: str, nnodes: int = 1, node_rank: in
 
 
 def _wait(p: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
-    out, _ = p.communicate(timeout=timeout)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, _ = p.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout} s; its output:\n{out[-4000:]}")
     return p.returncode, out
 
 
@@ -66,12 +71,14 @@ def test_torchrun_two_ranks_store_one_run() -> None:
     (node,) = meta["nodes"]
     _check_no_double_counting(run, {node: 2})
     gpu = {c["rank"]: c for c in run["components"] if c["kind"] == "gpu"}
-    # replayed 100 W and 110 W over about the same window
-    assert gpu[1]["energy_j"] / gpu[0]["energy_j"] == pytest.approx(1.1, rel=0.1)
+    dur = {r["rank"]: r["duration_s"] for r in meta["ranks"]}
+    # replayed 100 W and 110 W: compare mean power (the ranks' windows differ under load)
+    power = {k: gpu[k]["energy_j"] / dur[k] for k in (0, 1)}
+    assert power[1] / power[0] == pytest.approx(1.1, rel=0.05)
     train = next(p for p in run["phases"] if p["path"] == "train")
     assert train["steps"] == 20
-    # the phase covers both ranks' devices: more than either GPU alone in that phase
-    assert train["energy_j"] > gpu[0]["energy_j"] * 0.8 + gpu[1]["energy_j"] * 0.8
+    # the phase covers both ranks' devices: more power than one 110 W GPU plus the CPU could give
+    assert train["energy_j"] / train["duration_s"] > 150.0
     assert any(m.get("replay") for m in run["meters"]), "stand-in GPUs are labelled"
 
 

@@ -130,3 +130,18 @@ def test_a_local_model_folder_is_loaded_and_its_task_inferred(llama, tokenizer, 
     tokenizer.save_pretrained(tmp_path)
     _tok, model, task = load_model(str(tmp_path), None)
     assert task == "causal-lm" and hasattr(model, "generate")
+
+
+def test_a_decoder_serves_as_a_feature_extractor_for_classification(llama, tokenizer,
+                                                                    fake_meter, monkeypatch):
+    import greenlm.optimize.runner as runner
+
+    texts = [f"{'great fun' if i % 2 else 'dull and slow'} film {i}" for i in range(20)]
+    monkeypatch.setattr(runner, "load_data", lambda task, data: (texts, [i % 2 for i in
+                                                                          range(20)]))
+    r = optimize(OptimizeConfig(model="tiny-llama", task="classification", techniques="bf16",
+                                repeats=1, samples=4), measure=fake_meter,
+                 loaded=(tokenizer, llama))
+    base = r.variant("baseline")
+    assert base.quality.metric == "accuracy" and 0 <= base.quality.value <= 1
+    assert base.fidelity.value == 1.0  # the baseline agrees with itself

@@ -23,6 +23,21 @@ _TID, TOKEN = APP.state.tokens.create("fuzz")
 schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", APP)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_asgi_portal():
+    """Shut schemathesis' ASGI lifespan and event-loop portal down while the interpreter is alive.
+
+    Left to its atexit hook, the portal's shutdown can deadlock at interpreter exit (seen here:
+    pytest finished every test, then hung in ``schemathesis.python.asgi._shutdown``).
+    """
+    yield
+    from schemathesis.python import asgi
+
+    shutdown = getattr(asgi, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_never_errors(case: Any) -> None:

@@ -405,6 +405,7 @@ class DistributedTracker:
             warnings += [f"rank {rank}: {w}" for w in d.get("warnings") or []]
             ranks_meta.append({"rank": rank, "node": node, "local_rank": info.get("local_rank"),
                                "status": p.get("status"), "energy_j": rank_e,
+                               "duration_s": d.get("duration_s"),
                                "rank_run_id": d.get("run_id")})
         energy = sum(c.energy_j for c in comps)
         low, high = sum(c.low_j for c in comps), sum(c.high_j for c in comps)

@@ -179,6 +179,11 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
 
 
 def _hidden(model: Any, batch: dict[str, Any]) -> Any:
+    """Last hidden state of a bare encoder, or of a model with a head (asked for it)."""
+    get_head = getattr(model, "get_output_embeddings", None)
+    has_lm_head = callable(get_head) and get_head() is not None
+    if has_lm_head or getattr(model, "classifier", None) is not None:
+        return model(**batch, output_hidden_states=True).hidden_states[-1]
     out = model(**batch)
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
@@ -235,8 +240,8 @@ class ClassificationTask(Task):
         self.head: Any = None  # fitted logistic regression for a bare encoder
 
     def _has_head(self, model: Any) -> bool:
-        out_logits = getattr(model, "classifier", None) or getattr(model, "score", None)
-        return out_logits is not None
+        return getattr(model, "classifier", None) is not None or \
+            getattr(model, "score", None) is not None
 
     def logits(self, model: Any, batch: dict[str, Any]) -> Any:
         if self.head is None:
@@ -411,7 +416,8 @@ class CausalLMTask(Task):
         if n == 0:
             return Evaluation(Score("perplexity", None), Score("kl_to_baseline", None))
         ppl = math.exp(nll / n) if nll / n < 700 else math.inf
-        return Evaluation(Score("perplexity", ppl), Score("kl_to_baseline", kl / n),
+        # the reference is stored in fp16: rounding can make a ~1e-6 negative KL
+        return Evaluation(Score("perplexity", ppl), Score("kl_to_baseline", max(0.0, kl / n)),
                           {"top1_agreement": agree / n, "eval_tokens": float(n)})
 
     def quality_drop(self, baseline: float | None, value: float | None) -> float | None:
