@@ -1,15 +1,20 @@
 """Tracker overhead on a CPU training loop: off vs greenlm (1 s, 10 Hz) vs CodeCarbon.
 
-Method: one small transformer trained on the CPU for ``--seconds`` per run; the four
-configurations are interleaved round by round (so drifts in machine load hit all of them
-alike), and the overhead of each is the median over rounds of ``time / time_off - 1``
-measured within the same round. Because a wall-clock ratio on a shared machine is noisy at
-the 0.1 % level, the sampler thread's own CPU time is also measured directly (Linux thread
-CPU clock) and reported as a share of the job's CPU time: the cost the tracker adds.
+Three measurements, all side by side in one run:
+
+1. Idle-job cost: the main thread sleeps inside the window, so every CPU second the process
+   burns is the tracker's own (greenlm at 1 s and 10 Hz, CodeCarbon at 1 s and 10 Hz).
+2. Paired blocks: the same training loop alternates untracked and tracked blocks of a few
+   seconds (ABBA order) in one process; the median of per-pair ratios cancels slow drifts
+   of machine speed. Each tracked block pays its own construct + start + stop.
+3. Whole runs of ``--seconds`` per configuration, interleaved round by round (rotating the
+   order), with the sampler thread's own CPU time read from its thread clock.
+
 Setup cost (construct + start + stop, median of 20) is measured with and without the store.
 
-Run: ``.venv/bin/python benchmarks/bench_tracker_overhead.py [--seconds 25] [--rounds 5]``
-Writes ``benchmarks/results/tracker_overhead.json`` and prints a Markdown table.
+Run: ``.venv/bin/python benchmarks/bench_tracker_overhead.py`` (about 15 minutes; options
+``--pairs``, ``--block-seconds``, ``--seconds``, ``--rounds``, ``--idle-only``). Writes
+``benchmarks/results/tracker_overhead.json`` and prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -111,6 +116,54 @@ def run(config: str, steps: int, store_url: str) -> dict[str, float]:
     raise ValueError(config)
 
 
+def paired_blocks(config: str, pairs: int, block_steps: int, store_url: str) -> dict[str, float]:
+    """Alternate untracked and tracked blocks of the same loop (ABBA order) in one process.
+
+    Slow drifts of machine speed (other tenants, frequency) hit both halves of a pair alike,
+    so the median of per-pair ratios resolves overheads far below the run-to-run noise of
+    whole runs. Each tracked block pays its own construct + start + stop.
+    """
+    step = make_job()
+    for _ in range(3):
+        step()
+
+    def block(tracked: bool) -> float:
+        t = time.perf_counter()
+        if not tracked:
+            for _ in range(block_steps):
+                step()
+        elif config.startswith("greenlm"):
+            from greenlm import EnergyTracker
+
+            tr = EnergyTracker(project="pairs", location="DEU", store=store_url,
+                               interval_s=1.0 if config == "greenlm_1s" else 0.1)
+            tr.start()
+            for _ in range(block_steps):
+                step()
+            tr.stop()
+        else:
+            from codecarbon import OfflineEmissionsTracker
+
+            cc = OfflineEmissionsTracker(country_iso_code="DEU", measure_power_secs=1, save_to_file=False,
+                                         log_level="error")
+            cc.start()
+            for _ in range(block_steps):
+                step()
+            cc.stop()
+        return time.perf_counter() - t
+
+    ratios = []
+    for i in range(pairs):
+        if i % 2 == 0:
+            off, on = block(False), block(True)
+        else:
+            on, off = block(True), block(False)
+        ratios.append(on / off - 1)
+    q = statistics.quantiles(ratios, n=4)
+    return {"median_overhead_pct": 100 * statistics.median(ratios), "q1_pct": 100 * q[0], "q3_pct": 100 * q[2],
+            "pairs": pairs}
+
+
 def setup_cost(store_url: str | None, n: int = 20) -> float:
     from greenlm import EnergyTracker
 
@@ -137,15 +190,66 @@ def codecarbon_setup_cost(n: int = 3) -> float:
     return statistics.median(times)
 
 
+def idle_cost(config: str, seconds: float, store_url: str) -> float:
+    """CPU seconds per wall second the tracker itself burns while the job sleeps.
+
+    With the main thread asleep, every CPU second the process uses is the tracker's: a
+    precise, side-by-side measure of its cost, free of the training loop's run-to-run noise.
+    """
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    if config.startswith("greenlm"):
+        from greenlm import EnergyTracker
+
+        tr = EnergyTracker(project="idle", location="DEU", interval_s=1.0 if config == "greenlm_1s" else 0.1,
+                           store=store_url)
+        tr.start()
+        time.sleep(seconds)
+        tr.stop()
+    else:
+        from codecarbon import OfflineEmissionsTracker
+
+        cc = OfflineEmissionsTracker(country_iso_code="DEU", measure_power_secs=1 if config == "codecarbon_1s"
+                                     else 0.1, save_to_file=False, log_level="error")
+        cc.start()
+        time.sleep(seconds)
+        cc.stop()
+    return (time.process_time() - cpu0) / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=25.0)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--idle-seconds", type=float, default=20.0)
+    ap.add_argument("--idle-only", action="store_true", help="only the idle-job cost (quick)")
+    ap.add_argument("--pairs", type=int, default=24, help="paired blocks per configuration")
+    ap.add_argument("--block-seconds", type=float, default=3.0)
     args = ap.parse_args()
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
     tmp = tempfile.mkdtemp(prefix="greenlm-bench-")
     os.environ["GREENLM_HOME"] = tmp
     store_url = f"sqlite:///{tmp}/runs.db"
+    idle_configs = ("greenlm_1s", "greenlm_10hz", "codecarbon_1s", "codecarbon_10hz")
+    for c in idle_configs:  # warm-up: one-time imports and store creation are not per-second costs
+        idle_cost(c, 1.5, store_url)
+    idle = {c: idle_cost(c, args.idle_seconds, store_url) for c in idle_configs}
+    print("\n| tracker, job asleep | tracker CPU time per wall second |\n|---|---|")
+    for k, v in idle.items():
+        print(f"| {k} | {100 * v:.3f} % of one core |")
+    if args.idle_only:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "tracker_idle_cost.json").write_text(json.dumps(
+            {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+             "idle_seconds": args.idle_seconds, "idle_cpu_fraction": idle}, indent=2))
+        return
+    block_steps = calibrate(args.block_seconds)
+    paired = {c: paired_blocks(c, args.pairs, block_steps, store_url)
+              for c in ("greenlm_1s", "greenlm_10hz", "codecarbon")}
+    print(f"\n| paired blocks ({args.pairs} pairs of ~{args.block_seconds:g} s) | overhead, median (quartiles) |")
+    print("|---|---|")
+    for k, v in paired.items():
+        print(f"| {k} | {v['median_overhead_pct']:+.2f} % ({v['q1_pct']:+.2f} .. {v['q3_pct']:+.2f}) |")
     steps = calibrate(args.seconds)
     configs = ["off", "greenlm_1s", "greenlm_10hz", "codecarbon"]
     rounds: list[dict[str, dict[str, float]]] = []
@@ -174,7 +278,8 @@ def main() -> None:
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "seconds_per_run": args.seconds, "steps_per_run": steps, "rounds": args.rounds,
-        "summary": summary, "setup": setup, "raw": rounds,
+        "summary": summary, "setup": setup, "idle_cpu_fraction": idle, "paired_blocks": paired,
+        "raw": rounds,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "tracker_overhead.json").write_text(json.dumps(out, indent=2))
