@@ -40,8 +40,10 @@ class Texts(BaseModel):
 
 
 RESULTS = Path(__file__).with_name("results") / "monitor.md"
-TEXTS = ["How much energy does one embedding request use?",
-         "Overlapping requests share the power measured while they overlap."]
+TEXTS = [
+    "How much energy does one embedding request use?",
+    "Overlapping requests share the power measured while they overlap.",
+]
 
 
 # ---------------------------------------------------------------------------- server side
@@ -89,8 +91,7 @@ def _serve(port: int, monitored: bool, interval_s: float) -> None:
     sampler_cpu = {"s": 0.0}
     if monitored:
         mon.start()
-        ids = [t.native_id for t in threading.enumerate()
-               if t.name == "greenlm-sampler" and t.native_id is not None]
+        ids = [t.native_id for t in threading.enumerate() if t.name == "greenlm-sampler" and t.native_id is not None]
 
         def poll() -> None:  # the thread's CPU time, read until it ends with the window
             while True:
@@ -102,9 +103,14 @@ def _serve(port: int, monitored: bool, interval_s: float) -> None:
         server.run()
     if monitored:
         stats["sampler_cpu_s"] = sampler_cpu["s"]
-        stats.update(settle_s=settle["s"], samples=settle["n"], requests=mon.requests,
-                     energy_j=mon.tracker.result.energy_j if not mon.running else None,
-                     requests_energy_j=mon.requests_energy_j, idle_energy_j=mon.idle_energy_j)
+        stats.update(
+            settle_s=settle["s"],
+            samples=settle["n"],
+            requests=mon.requests,
+            energy_j=mon.tracker.result.energy_j if not mon.running else None,
+            requests_energy_j=mon.requests_energy_j,
+            idle_energy_j=mon.idle_energy_j,
+        )
     print("STATS " + json.dumps(stats), flush=True)
 
 
@@ -161,6 +167,7 @@ async def _load(url: str, requests: int, concurrency: int) -> list[float]:
     lat: list[float] = []
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=httpx.Limits(max_connections=concurrency)) as c:
+
         async def one(i: int) -> None:
             async with sem:
                 t0 = time.perf_counter()
@@ -212,8 +219,7 @@ def _measure(monitored: bool, requests: int, concurrency: int, interval_s: float
         raise RuntimeError(f"server printed no stats:\n{out[-3000:]}")
     stats = json.loads(found[0])
     lat.sort()
-    return {"p50_s": statistics.median(lat), "p95_s": lat[int(0.95 * (len(lat) - 1))],
-            "rps": len(lat) / wall, **stats}
+    return {"p50_s": statistics.median(lat), "p95_s": lat[int(0.95 * (len(lat) - 1))], "rps": len(lat) / wall, **stats}
 
 
 def main() -> None:
@@ -242,8 +248,10 @@ def main() -> None:
     per_req_sampler = mon["sampler_cpu_s"] / max(1, mon["requests"])
     overhead = mon["hot_path_s"] + max(per_req_settle, per_req_sampler)
     pct = 100 * overhead / mon["p50_s"]
-    cmd = (f".venv/bin/python benchmarks/bench_monitor.py --requests {args.requests} "
-           f"--concurrency {args.concurrency} --interval {args.interval} --repeats {args.repeats}")
+    cmd = (
+        f".venv/bin/python benchmarks/bench_monitor.py --requests {args.requests} "
+        f"--concurrency {args.concurrency} --interval {args.interval} --repeats {args.repeats}"
+    )
     lines = [
         "## greenlm.monitor: overhead per request",
         "",
@@ -272,8 +280,10 @@ def main() -> None:
         "",
         f"End-to-end p50 difference (noisy on a shared machine): "
         f"{(mon['p50_s'] - base['p50_s']) * 1e3:+.1f} ms; all p50s: without "
-        + ", ".join(f"{r['p50_s'] * 1e3:.0f}" for r in bases) + " ms, with "
-        + ", ".join(f"{r['p50_s'] * 1e3:.0f}" for r in mons) + " ms.",
+        + ", ".join(f"{r['p50_s'] * 1e3:.0f}" for r in bases)
+        + " ms, with "
+        + ", ".join(f"{r['p50_s'] * 1e3:.0f}" for r in mons)
+        + " ms.",
         "",
     ]
     text = "\n".join(lines)

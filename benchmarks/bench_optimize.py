@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
-MINILM_TECHNIQUES = ("int8,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,"
-                     "heads:0.25+bf16,distill:layers=3:epochs=3")
+MINILM_TECHNIQUES = "int8,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,heads:0.25+bf16,distill:layers=3:epochs=3"
 SMOLLM2_TECHNIQUES = "int8,bf16,prune:0.3,heads:0.34,ffn:0.25,lowrank:0.5"
 
 
@@ -68,12 +67,14 @@ def run_finetune(**kw: Any) -> dict[str, Any]:
 def best_within(d: dict[str, Any], max_drop: float, per_token: bool) -> dict[str, Any]:
     key = "energy_j_per_token" if per_token else "energy_j_per_1k"
     base = next(v for v in d["variants"] if v["name"] == d["baseline"])
-    ok = [v for v in d["variants"] if v[key] and v["quality_drop"] is not None
-          and v["quality_drop"] <= max_drop]
+    ok = [v for v in d["variants"] if v[key] and v["quality_drop"] is not None and v["quality_drop"] <= max_drop]
     best = min(ok, key=lambda v: v[key])
-    return {"variant": best["name"], "energy_ratio": base[key] / best[key],
-            "quality_drop": best["quality_drop"], "latency_ratio":
-            base["latency_p50_ms"] / best["latency_p50_ms"]}
+    return {
+        "variant": best["name"],
+        "energy_ratio": base[key] / best[key],
+        "quality_drop": best["quality_drop"],
+        "latency_ratio": base["latency_p50_ms"] / best["latency_p50_ms"],
+    }
 
 
 def _f(x: Any, spec: str = ".3g") -> str:
@@ -85,9 +86,11 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
     unit = "J/token" if per_token else "J/1k inf."
     base = next(v for v in d["variants"] if v["name"] == d["baseline"])
     unit += "" if per_token else " (min-max)"
-    lines = [f"| variant | {unit} | vs fp32 | p50 ms | size MB | params | "
-             f"{base['quality']['metric']} | {base['fidelity']['metric']} | drop |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| variant | {unit} | vs fp32 | p50 ms | size MB | params | "
+        f"{base['quality']['metric']} | {base['fidelity']['metric']} | drop |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for v in d["variants"]:
         if v["skipped_reason"]:
             lines.append(f"| {v['name']} | skipped: {v['skipped_reason']} |||||||| ")
@@ -98,13 +101,16 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
             rng = f" ({_f(sp['energy_j_per_1k_min'])}-{_f(sp['energy_j_per_1k_max'])})"
         note = ""
         if v["facts"].get("payback_inferences"):
-            note = f" (distillation {v['facts']['distill_energy_j']:.0f} J, paid back " \
-                   f"after {v['facts']['payback_inferences']:,.0f} inferences)"
+            note = (
+                f" (distillation {v['facts']['distill_energy_j']:.0f} J, paid back "
+                f"after {v['facts']['payback_inferences']:,.0f} inferences)"
+            )
         lines.append(
             f"| {v['name']}{note} | {_f(v[key])}{rng} | {base[key] / v[key]:.2f}x | "
             f"{_f(v['latency_p50_ms'])} | {_f(v['size_mb'], '.1f')} | "
             f"{v['parameter_count'] / 1e6:.1f} M | {_f(v['quality']['value'], '.4g')} | "
-            f"{_f(v['fidelity']['value'], '.4g')} | {_f(v['quality_drop'], '+.4f')} |")
+            f"{_f(v['fidelity']['value'], '.4g')} | {_f(v['quality_drop'], '+.4f')} |"
+        )
     return lines
 
 
@@ -145,38 +151,56 @@ READING = """### Reading the results
 
 
 def markdown(results: dict[str, Any], argv: str) -> str:
-    out = ["## greenlm optimize: energy saved vs quality lost (issue 4)", "",
-           f"Reproduce: `{argv}`", "",
-           f"Machine: {results['machine']}; torch threads: {results['threads']}. Energy "
-           "from greenlm's EnergyTracker, **modeled** from this process's CPU utilisation "
-           "(no RAPL/NVML counter on this VM): modeled energy is proportional to busy CPU "
-           "time, so every energy ratio below is a CPU-time ratio. The machine is shared, "
-           "so absolute figures carry load noise; medians over repeated windows, min-max "
-           "shown.", ""]
+    out = [
+        "## greenlm optimize: energy saved vs quality lost (issue 4)",
+        "",
+        f"Reproduce: `{argv}`",
+        "",
+        f"Machine: {results['machine']}; torch threads: {results['threads']}. Energy "
+        "from greenlm's EnergyTracker, **modeled** from this process's CPU utilisation "
+        "(no RAPL/NVML counter on this VM): modeled energy is proportional to busy CPU "
+        "time, so every energy ratio below is a CPU-time ratio. The machine is shared, "
+        "so absolute figures carry load noise; medians over repeated windows, min-max "
+        "shown.",
+        "",
+    ]
     for part in results["parts"]:
         d = part["result"]
         if part["kind"] == "optimize":
             per_token = d["task"] == "causal-lm"
             s = d["settings"]
-            out += [f"### {part['title']}", "",
-                    f"{s['samples']} inferences per window, batch {s['batch_size']}, "
-                    f"{s['repeats']} windows per variant, quality on {s['eval_items']} "
-                    f"held-out items ({d['bench_wall_s']:.0f} s wall).", ""]
+            out += [
+                f"### {part['title']}",
+                "",
+                f"{s['samples']} inferences per window, batch {s['batch_size']}, "
+                f"{s['repeats']} windows per variant, quality on {s['eval_items']} "
+                f"held-out items ({d['bench_wall_s']:.0f} s wall).",
+                "",
+            ]
             out += table(d, per_token)
             b = part["best"]
-            out += ["", f"**Target**: {part['target']}. **Result**: best within budget is "
-                    f"`{b['variant']}` at {b['energy_ratio']:.2f}x less energy "
-                    f"(quality drop {b['quality_drop']:+.4f}); target "
-                    f"{'met' if b['energy_ratio'] >= part['target_ratio'] else 'NOT met'}.",
-                    "", d["recommendation_text"], ""]
+            out += [
+                "",
+                f"**Target**: {part['target']}. **Result**: best within budget is "
+                f"`{b['variant']}` at {b['energy_ratio']:.2f}x less energy "
+                f"(quality drop {b['quality_drop']:+.4f}); target "
+                f"{'met' if b['energy_ratio'] >= part['target_ratio'] else 'NOT met'}.",
+                "",
+                d["recommendation_text"],
+                "",
+            ]
         else:
-            out += [f"### {part['title']}", "",
-                    f"{d['settings']['epochs']} epochs, batch {d['settings']['batch_size']}, "
-                    f"{d['settings']['train_items']} training / {d['settings']['eval_items']} "
-                    f"held-out sentences, lr full {d['settings']['lr_full']:g}, LoRA "
-                    f"{d['settings']['lr_lora']:g} ({d['bench_wall_s']:.0f} s wall).", "",
-                    "| mode | trainable params | J/epoch (min-max) | s/epoch | accuracy "
-                    "(final) | accuracy by epoch |", "|---|---|---|---|---|---|"]
+            out += [
+                f"### {part['title']}",
+                "",
+                f"{d['settings']['epochs']} epochs, batch {d['settings']['batch_size']}, "
+                f"{d['settings']['train_items']} training / {d['settings']['eval_items']} "
+                f"held-out sentences, lr full {d['settings']['lr_full']:g}, LoRA "
+                f"{d['settings']['lr_lora']:g} ({d['bench_wall_s']:.0f} s wall).",
+                "",
+                "| mode | trainable params | J/epoch (min-max) | s/epoch | accuracy (final) | accuracy by epoch |",
+                "|---|---|---|---|---|---|",
+            ]
             for m in d["modes"]:
                 if m["skipped_reason"]:
                     out.append(f"| {m['name']} | skipped: {m['skipped_reason']} |||||")
@@ -186,7 +210,8 @@ def markdown(results: dict[str, Any], argv: str) -> str:
                     f"{m['energy_j_per_epoch']:.3g} ({m['energy_j_per_epoch_min']:.3g}-"
                     f"{m['energy_j_per_epoch_max']:.3g}) | {m['duration_s_per_epoch']:.2f} | "
                     f"{m['quality']['value']:.3f} | "
-                    f"{', '.join(f'{q:.2f}' for q in m['quality_by_epoch'])} |")
+                    f"{', '.join(f'{q:.2f}' for q in m['quality_by_epoch'])} |"
+                )
             out.append("")
         if part.get("comment"):
             out += [part["comment"], ""]
@@ -200,13 +225,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--location", default="DEU")
     ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--render-only", action="store_true",
-                    help="rewrite optimize.md from an existing optimize.json")
+    ap.add_argument("--render-only", action="store_true", help="rewrite optimize.md from an existing optimize.json")
     args = ap.parse_args()
     if args.render_only:
         results = json.loads((RESULTS / "optimize.json").read_text())
-        (RESULTS / "optimize.md").write_text(
-            markdown(results, ".venv/bin/python benchmarks/bench_optimize.py"))
+        (RESULTS / "optimize.md").write_text(markdown(results, ".venv/bin/python benchmarks/bench_optimize.py"))
         return
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
@@ -223,43 +246,78 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
-    results: dict[str, Any] = {"machine": machine_description("cpu"), "threads": args.threads,
-                               "location": args.location, "parts": []}
+    results: dict[str, Any] = {
+        "machine": machine_description("cpu"),
+        "threads": args.threads,
+        "location": args.location,
+        "parts": [],
+    }
     common = {"threads": args.threads, "location": args.location, "repeats": args.repeats}
     if "minilm" in parts:
         for bs, samples in ((32, 256), (1, 64)):
             print(f"MiniLM embedding, batch {bs}", flush=True)
-            d = run_optimize(f"minilm-b{bs}", model="minilm", task="embedding",
-                             techniques=MINILM_TECHNIQUES, batch_size=bs, samples=samples,
-                             max_quality_drop=0.01, **common)
-            results["parts"].append({
-                "kind": "optimize", "title": f"all-MiniLM-L6-v2, embeddings, batch {bs}",
-                "result": d, "best": best_within(d, 0.01, False), "target_ratio": 2.0,
-                "target": ">= 2x less energy per 1,000 inferences than fp32 with mean "
-                          "cosine >= 0.99"})
+            d = run_optimize(
+                f"minilm-b{bs}",
+                model="minilm",
+                task="embedding",
+                techniques=MINILM_TECHNIQUES,
+                batch_size=bs,
+                samples=samples,
+                max_quality_drop=0.01,
+                **common,
+            )
+            results["parts"].append(
+                {
+                    "kind": "optimize",
+                    "title": f"all-MiniLM-L6-v2, embeddings, batch {bs}",
+                    "result": d,
+                    "best": best_within(d, 0.01, False),
+                    "target_ratio": 2.0,
+                    "target": ">= 2x less energy per 1,000 inferences than fp32 with mean cosine >= 0.99",
+                }
+            )
     if "smollm2" in parts:
         print("SmolLM2-135M causal LM", flush=True)
-        d = run_optimize("smollm2", model="smollm2", task="causal-lm",
-                         techniques=SMOLLM2_TECHNIQUES, batch_size=1, samples=8,
-                         max_new_tokens=16, max_quality_drop=0.05,
-                         **{**common, "repeats": max(3, args.repeats - 2)})
-        results["parts"].append({
-            "kind": "optimize", "title": "SmolLM2-135M-Instruct, greedy generation",
-            "result": d, "best": best_within(d, 0.05, True), "target_ratio": 1.5,
-            "target": ">= 1.5x less energy per generated token with perplexity <= +5 %"})
+        d = run_optimize(
+            "smollm2",
+            model="smollm2",
+            task="causal-lm",
+            techniques=SMOLLM2_TECHNIQUES,
+            batch_size=1,
+            samples=8,
+            max_new_tokens=16,
+            max_quality_drop=0.05,
+            **{**common, "repeats": max(3, args.repeats - 2)},
+        )
+        results["parts"].append(
+            {
+                "kind": "optimize",
+                "title": "SmolLM2-135M-Instruct, greedy generation",
+                "result": d,
+                "best": best_within(d, 0.05, True),
+                "target_ratio": 1.5,
+                "target": ">= 1.5x less energy per generated token with perplexity <= +5 %",
+            }
+        )
     if "finetune" in parts:
         print("MiniLM fine-tuning: full vs LoRA", flush=True)
-        d = run_finetune(model="minilm", task="classification",
-                         compare="full,lora,lora+amp,full+amp,full+accum=4",
-                         epochs=args.epochs, batch_size=16, lr_full=1e-4, lr_lora=2e-3,
-                         location=args.location)
-        results["parts"].append({"kind": "finetune", "result": d,
-                                 "title": "Fine-tuning MiniLM on polarity: full vs LoRA"})
+        d = run_finetune(
+            model="minilm",
+            task="classification",
+            compare="full,lora,lora+amp,full+amp,full+accum=4",
+            epochs=args.epochs,
+            batch_size=16,
+            lr_full=1e-4,
+            lr_lora=2e-3,
+            location=args.location,
+        )
+        results["parts"].append(
+            {"kind": "finetune", "result": d, "title": "Fine-tuning MiniLM on polarity: full vs LoRA"}
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     suffix = "" if set(parts) == {"minilm", "smollm2", "finetune"} else "_" + "_".join(parts)
     (RESULTS / f"optimize{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
-    argv = ".venv/bin/python benchmarks/bench_optimize.py" + (
-        f" --parts {args.parts}" if suffix else "")
+    argv = ".venv/bin/python benchmarks/bench_optimize.py" + (f" --parts {args.parts}" if suffix else "")
     (RESULTS / f"optimize{suffix}.md").write_text(markdown(results, argv))
     print(f"wrote {RESULTS}/optimize{suffix}.json and .md")
 

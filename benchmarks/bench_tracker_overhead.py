@@ -105,8 +105,9 @@ def run(config: str, steps: int, store_url: str) -> dict[str, float]:
         from codecarbon import OfflineEmissionsTracker
 
         t = time.perf_counter()
-        cc = OfflineEmissionsTracker(country_iso_code="DEU", measure_power_secs=1, save_to_file=False,
-                                     log_level="error")
+        cc = OfflineEmissionsTracker(
+            country_iso_code="DEU", measure_power_secs=1, save_to_file=False, log_level="error"
+        )
         cc.start()
         for _ in range(steps):
             step()
@@ -135,8 +136,9 @@ def paired_blocks(config: str, pairs: int, block_steps: int, store_url: str) -> 
         elif config.startswith("greenlm"):
             from greenlm import EnergyTracker
 
-            tr = EnergyTracker(project="pairs", location="DEU", store=store_url,
-                               interval_s=1.0 if config == "greenlm_1s" else 0.1)
+            tr = EnergyTracker(
+                project="pairs", location="DEU", store=store_url, interval_s=1.0 if config == "greenlm_1s" else 0.1
+            )
             tr.start()
             for _ in range(block_steps):
                 step()
@@ -144,8 +146,9 @@ def paired_blocks(config: str, pairs: int, block_steps: int, store_url: str) -> 
         else:
             from codecarbon import OfflineEmissionsTracker
 
-            cc = OfflineEmissionsTracker(country_iso_code="DEU", measure_power_secs=1, save_to_file=False,
-                                         log_level="error")
+            cc = OfflineEmissionsTracker(
+                country_iso_code="DEU", measure_power_secs=1, save_to_file=False, log_level="error"
+            )
             cc.start()
             for _ in range(block_steps):
                 step()
@@ -160,8 +163,12 @@ def paired_blocks(config: str, pairs: int, block_steps: int, store_url: str) -> 
             on, off = block(True), block(False)
         ratios.append(on / off - 1)
     q = statistics.quantiles(ratios, n=4)
-    return {"median_overhead_pct": 100 * statistics.median(ratios), "q1_pct": 100 * q[0], "q3_pct": 100 * q[2],
-            "pairs": pairs}
+    return {
+        "median_overhead_pct": 100 * statistics.median(ratios),
+        "q1_pct": 100 * q[0],
+        "q3_pct": 100 * q[2],
+        "pairs": pairs,
+    }
 
 
 def setup_cost(store_url: str | None, n: int = 20) -> float:
@@ -201,16 +208,21 @@ def idle_cost(config: str, seconds: float, store_url: str) -> float:
     if config.startswith("greenlm"):
         from greenlm import EnergyTracker
 
-        tr = EnergyTracker(project="idle", location="DEU", interval_s=1.0 if config == "greenlm_1s" else 0.1,
-                           store=store_url)
+        tr = EnergyTracker(
+            project="idle", location="DEU", interval_s=1.0 if config == "greenlm_1s" else 0.1, store=store_url
+        )
         tr.start()
         time.sleep(seconds)
         tr.stop()
     else:
         from codecarbon import OfflineEmissionsTracker
 
-        cc = OfflineEmissionsTracker(country_iso_code="DEU", measure_power_secs=1 if config == "codecarbon_1s"
-                                     else 0.1, save_to_file=False, log_level="error")
+        cc = OfflineEmissionsTracker(
+            country_iso_code="DEU",
+            measure_power_secs=1 if config == "codecarbon_1s" else 0.1,
+            save_to_file=False,
+            log_level="error",
+        )
         cc.start()
         time.sleep(seconds)
         cc.stop()
@@ -239,13 +251,21 @@ def main() -> None:
         print(f"| {k} | {100 * v:.3f} % of one core |")
     if args.idle_only:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "tracker_idle_cost.json").write_text(json.dumps(
-            {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-             "idle_seconds": args.idle_seconds, "idle_cpu_fraction": idle}, indent=2))
+        (RESULTS / "tracker_idle_cost.json").write_text(
+            json.dumps(
+                {
+                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+                    "idle_seconds": args.idle_seconds,
+                    "idle_cpu_fraction": idle,
+                },
+                indent=2,
+            )
+        )
         return
     block_steps = calibrate(args.block_seconds)
-    paired = {c: paired_blocks(c, args.pairs, block_steps, store_url)
-              for c in ("greenlm_1s", "greenlm_10hz", "codecarbon")}
+    paired = {
+        c: paired_blocks(c, args.pairs, block_steps, store_url) for c in ("greenlm_1s", "greenlm_10hz", "codecarbon")
+    }
     print(f"\n| paired blocks ({args.pairs} pairs of ~{args.block_seconds:g} s) | overhead, median (quartiles) |")
     print("|---|---|")
     for k, v in paired.items():
@@ -254,10 +274,12 @@ def main() -> None:
     configs = ["off", "greenlm_1s", "greenlm_10hz", "codecarbon"]
     rounds: list[dict[str, dict[str, float]]] = []
     for r in range(args.rounds):
-        order = configs[r % len(configs):] + configs[: r % len(configs)]  # rotate the order
+        order = configs[r % len(configs) :] + configs[: r % len(configs)]  # rotate the order
         rounds.append({c: run(c, steps, store_url) for c in order})
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{c} {rounds[-1][c]['wall_s']:.2f}s" for c in configs),
-              flush=True)
+        print(
+            f"round {r + 1}/{args.rounds}: " + ", ".join(f"{c} {rounds[-1][c]['wall_s']:.2f}s" for c in configs),
+            flush=True,
+        )
     summary: dict[str, dict[str, float]] = {}
     for c in configs:
         walls = [rd[c]["wall_s"] for rd in rounds]
@@ -277,8 +299,13 @@ def main() -> None:
     }
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-        "seconds_per_run": args.seconds, "steps_per_run": steps, "rounds": args.rounds,
-        "summary": summary, "setup": setup, "idle_cpu_fraction": idle, "paired_blocks": paired,
+        "seconds_per_run": args.seconds,
+        "steps_per_run": steps,
+        "rounds": args.rounds,
+        "summary": summary,
+        "setup": setup,
+        "idle_cpu_fraction": idle,
+        "paired_blocks": paired,
         "raw": rounds,
     }
     RESULTS.mkdir(exist_ok=True)
@@ -289,8 +316,10 @@ def main() -> None:
         s = summary[c]
         pct = s["sampler_cpu_pct_of_job_cpu"]
         share = "-" if pct != pct else f"{pct:.3f} %"
-        print(f"| {c} | {s['median_wall_s']:.2f} | {s['median_overhead_pct']:+.2f} % "
-              f"({s['min_overhead_pct']:+.2f}..{s['max_overhead_pct']:+.2f}) | {share} |")
+        print(
+            f"| {c} | {s['median_wall_s']:.2f} | {s['median_overhead_pct']:+.2f} % "
+            f"({s['min_overhead_pct']:+.2f}..{s['max_overhead_pct']:+.2f}) | {share} |"
+        )
     print("\n| setup (construct + start + stop), median | seconds |\n|---|---|")
     for k, v in setup.items():
         print(f"| {k} | {v:.4f} |")

@@ -17,8 +17,7 @@ from greenlm.report.codecarbon_csv import CODECARBON_COLUMNS, COLUMNS
 
 def greenlm(*args, env=None, check=None, timeout=120):
     e = {**os.environ, **(env or {})}
-    p = subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True,
-                       env=e, timeout=timeout)
+    p = subprocess.run([sys.executable, "-m", "greenlm", *args], capture_output=True, text=True, env=e, timeout=timeout)
     if check is not None:
         assert p.returncode == check, p.stderr
     return p
@@ -28,16 +27,29 @@ BUSY = "import time,sys\nt=time.time()\nwhile time.time()-t<{s}: pass\nsys.exit(
 
 
 def test_track_passes_the_exit_code_through_and_prints_a_summary(tmp_path):
-    p = greenlm("track", "--location", "FRA", "--interval", "0.1", "--", sys.executable, "-c",
-                BUSY.format(s=0.5, rc=7))
+    p = greenlm("track", "--location", "FRA", "--interval", "0.1", "--", sys.executable, "-c", BUSY.format(s=0.5, rc=7))
     assert p.returncode == 7
     assert "status=failed" in p.stderr and "cpu" in p.stderr and "modeled" in p.stderr
     assert "FRA" in p.stderr
 
 
 def test_track_json_is_one_object_with_the_child_process_energy(tmp_path):
-    p = greenlm("track", "--json", "--location", "US-CA", "--project", "cli", "--interval", "0.1",
-                "--meta", "params=125e6", "--", sys.executable, "-c", BUSY.format(s=1.0, rc=0))
+    p = greenlm(
+        "track",
+        "--json",
+        "--location",
+        "US-CA",
+        "--project",
+        "cli",
+        "--interval",
+        "0.1",
+        "--meta",
+        "params=125e6",
+        "--",
+        sys.executable,
+        "-c",
+        BUSY.format(s=1.0, rc=0),
+    )
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert d["status"] == "completed" and d["project"] == "cli"
@@ -53,20 +65,32 @@ def test_track_json_is_one_object_with_the_child_process_energy(tmp_path):
 
 def test_track_counts_grandchildren(tmp_path):
     script = tmp_path / "parent.py"
-    script.write_text(
-        "import subprocess,sys\n"
-        f"subprocess.run([sys.executable,'-c',{BUSY.format(s=0.8, rc=0)!r}])\n"
+    script.write_text(f"import subprocess,sys\nsubprocess.run([sys.executable,'-c',{BUSY.format(s=0.8, rc=0)!r}])\n")
+    d = json.loads(
+        greenlm(
+            "track", "--json", "--location", "FRA", "--interval", "0.1", "--", sys.executable, str(script), check=0
+        ).stdout
     )
-    d = json.loads(greenlm("track", "--json", "--location", "FRA", "--interval", "0.1", "--",
-                           sys.executable, str(script), check=0).stdout)
     assert next(c for c in d["components"] if c["kind"] == "cpu")["energy_j"] > 0.5
 
 
 def test_output_csv_uses_codecarbon_layout_and_appends(tmp_path):
     out = tmp_path / "emissions.csv"
     for _ in range(2):
-        greenlm("track", "--location", "DEU", "--output", str(out), "--interval", "0.1", "--",
-                sys.executable, "-c", "pass", check=0)
+        greenlm(
+            "track",
+            "--location",
+            "DEU",
+            "--output",
+            str(out),
+            "--interval",
+            "0.1",
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+            check=0,
+        )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2
     assert list(rows[0]) == list(COLUMNS)
@@ -101,12 +125,14 @@ def test_detect_explains_missing_meters():
 
 @pytest.mark.parametrize(
     ("args", "match"),
-    [(["--location", "Atlantis"], "Unknown location"),
-     (["--pue", "-2"], "PUE"),
-     (["--pue", "nan"], "PUE"),
-     (["--price", "-1"], "price"),
-     (["--interval", "0"], "interval"),
-     ([], "needs a command")],
+    [
+        (["--location", "Atlantis"], "Unknown location"),
+        (["--pue", "-2"], "PUE"),
+        (["--pue", "nan"], "PUE"),
+        (["--price", "-1"], "price"),
+        (["--interval", "0"], "interval"),
+        ([], "needs a command"),
+    ],
 )
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, args, match):
     out = tmp_path / "e.csv"
@@ -141,10 +167,27 @@ def test_sigint_is_forwarded_and_the_run_is_marked_interrupted(tmp_path):
     import time
 
     env = {**os.environ}
-    p = subprocess.Popen([sys.executable, "-m", "greenlm", "track", "--json", "--interval", "0.1", "--location",
-                          "FRA", "--", sys.executable, "-c",
-                          "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    raise SystemExit(130)"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "greenlm",
+            "track",
+            "--json",
+            "--interval",
+            "0.1",
+            "--location",
+            "FRA",
+            "--",
+            sys.executable,
+            "-c",
+            "import time\ntry:\n    time.sleep(30)\nexcept KeyboardInterrupt:\n    raise SystemExit(130)",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     time.sleep(1.5)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=30)

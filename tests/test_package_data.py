@@ -15,17 +15,27 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(out), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     (whl,) = out.glob("greenlm-*.whl")
     return zipfile.ZipFile(whl)
 
 
 def test_reference_data_and_licences_ship_in_the_wheel(wheel):
     names = set(wheel.namelist())
-    for f in ("grid_intensity_country.csv", "grid_intensity_subnational.csv", "cloud_regions.csv",
-              "pue.csv", "cpus.csv", "accelerators.csv", "grid_intensity_subnational_odbl.csv",
-              "DATA_LICENSES.md"):
+    for f in (
+        "grid_intensity_country.csv",
+        "grid_intensity_subnational.csv",
+        "cloud_regions.csv",
+        "pue.csv",
+        "cpus.csv",
+        "accelerators.csv",
+        "grid_intensity_subnational_odbl.csv",
+        "DATA_LICENSES.md",
+    ):
         assert f"greenlm/carbon/data/{f}" in names, f
     assert "greenlm/py.typed" in names
     assert "greenlm/estimate/examples/plan.yaml" in names
@@ -39,9 +49,14 @@ def test_every_shipped_row_names_its_source():
     import csv
 
     data = ROOT / "src" / "greenlm" / "carbon" / "data"
-    for f, col in [("grid_intensity_country.csv", "source"), ("grid_intensity_subnational.csv", "source"),
-                   ("cloud_regions.csv", "intensity_source"), ("pue.csv", "source"),
-                   ("cpus.csv", "source"), ("accelerators.csv", "spec_source")]:
+    for f, col in [
+        ("grid_intensity_country.csv", "source"),
+        ("grid_intensity_subnational.csv", "source"),
+        ("cloud_regions.csv", "intensity_source"),
+        ("pue.csv", "source"),
+        ("cpus.csv", "source"),
+        ("accelerators.csv", "spec_source"),
+    ]:
         rows = list(csv.DictReader((data / f).open(encoding="utf-8")))
         assert rows and all(r[col].strip() for r in rows), f
 

@@ -8,10 +8,25 @@ import sys
 import greenlm
 
 EXPECTED = {
-    "CarbonConfig", "ComponentEnergy", "ConfigError", "EnergyTracker", "GreenlmError",
-    "GridIntensity", "LocationNotFoundError", "MeterUnavailableError", "MissingExtraError",
-    "PhaseEnergy", "ResultNotReadyError", "RunNotFoundError", "RunResult", "StoreError",
-    "TrackerConfig", "__version__", "resolve_location", "track_energy", "monitor",
+    "CarbonConfig",
+    "ComponentEnergy",
+    "ConfigError",
+    "EnergyTracker",
+    "GreenlmError",
+    "GridIntensity",
+    "LocationNotFoundError",
+    "MeterUnavailableError",
+    "MissingExtraError",
+    "PhaseEnergy",
+    "ResultNotReadyError",
+    "RunNotFoundError",
+    "RunResult",
+    "StoreError",
+    "TrackerConfig",
+    "__version__",
+    "resolve_location",
+    "track_energy",
+    "monitor",
 }
 
 
@@ -36,6 +51,13 @@ def test_import_is_light_and_offline():
 
 
 def test_errors_share_one_root():
-    for name in ("ConfigError", "LocationNotFoundError", "MeterUnavailableError", "StoreError",
-                 "RunNotFoundError", "ResultNotReadyError", "MissingExtraError"):
+    for name in (
+        "ConfigError",
+        "LocationNotFoundError",
+        "MeterUnavailableError",
+        "StoreError",
+        "RunNotFoundError",
+        "ResultNotReadyError",
+        "MissingExtraError",
+    ):
         assert issubclass(getattr(greenlm, name), greenlm.GreenlmError)

@@ -56,4 +56,5 @@ def __getattr__(name: str) -> object:
         return monitor
     raise AttributeError(f"module 'greenlm' has no attribute {name!r}")
 
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -7,8 +7,15 @@ import math
 from greenlm.errors import ConfigError
 
 
-def finite(name: str, value: object, *, minimum: float | None = None, strict: bool = False,
-           maximum: float | None = None, hint: str = "") -> float:
+def finite(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    maximum: float | None = None,
+    hint: str = "",
+) -> float:
     """Return ``value`` as a float, or raise ConfigError saying what would be right."""
     try:
         x = float(value)  # type: ignore[arg-type]

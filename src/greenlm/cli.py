@@ -44,8 +44,13 @@ def _tracker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=float, help="CPU package TDP in W (overrides the table)")
     p.add_argument("--attribution", choices=["process", "machine"], help="charge the process tree or the machine")
     p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
-    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
-                   help="record a fact with the run (params=125e6, tokens=2e9, hardware=A100); repeatable")
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="record a fact with the run (params=125e6, tokens=2e9, hardware=A100); repeatable",
+    )
 
 
 def _meta(items: list[str]) -> dict[str, Any]:
@@ -73,9 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what greenlm does")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("track", help="run a command and measure its energy and carbon",
-                       description="Run COMMAND, measure its process tree, store the run, "
-                       "and exit with COMMAND's exit code.")
+    p = sub.add_parser(
+        "track",
+        help="run a command and measure its energy and carbon",
+        description="Run COMMAND, measure its process tree, store the run, and exit with COMMAND's exit code.",
+    )
     _tracker_args(p)
     p.add_argument("--output", help="append a row to this CSV (CodeCarbon emissions.csv layout)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -139,10 +146,19 @@ def cmd_track(args: argparse.Namespace) -> int:
     if not cmd:
         raise GreenlmError("greenlm track needs a command: greenlm track [options] -- python train.py")
     tracker = EnergyTracker(
-        project=args.project, location=args.location, pue=args.pue, pue_setting=args.pue_setting,
-        price_per_kwh=args.price_per_kwh, currency=args.currency, interval_s=args.interval_s,
-        cpu_tdp_w=args.cpu_tdp_w, attribution=args.attribution, store=args.store,
-        metadata={"command": cmd, **_meta(args.meta)}, handle_signals=False, pid=-1,
+        project=args.project,
+        location=args.location,
+        pue=args.pue,
+        pue_setting=args.pue_setting,
+        price_per_kwh=args.price_per_kwh,
+        currency=args.currency,
+        interval_s=args.interval_s,
+        cpu_tdp_w=args.cpu_tdp_w,
+        attribution=args.attribution,
+        store=args.store,
+        metadata={"command": cmd, **_meta(args.meta)},
+        handle_signals=False,
+        pid=-1,
     )
     try:
         child = subprocess.Popen(cmd)
@@ -180,8 +196,10 @@ def cmd_track(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=2, default=str))
     else:
         print(run_summary(d), file=sys.stderr)
-        print(f"stored in {tracker.config.store or _default_store()}  (greenlm runs show {result.run_id[:12]})",
-              file=sys.stderr)
+        print(
+            f"stored in {tracker.config.store or _default_store()}  (greenlm runs show {result.run_id[:12]})",
+            file=sys.stderr,
+        )
     return rc
 
 
@@ -266,11 +284,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     det = detect(rapl_root=args.rapl_root)
     if args.json:
-        print(json.dumps({
-            "report": [r.__dict__ for r in det.report],
-            "meters": [m.describe() for m in det.meters],
-            "warnings": det.warnings,
-        }, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "report": [r.__dict__ for r in det.report],
+                    "meters": [m.describe() for m in det.meters],
+                    "warnings": det.warnings,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for r in det.report:
         mark = "use " if r.used else ("ok  " if r.available else "no  ")
@@ -303,8 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for a user error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

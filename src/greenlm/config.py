@@ -54,8 +54,13 @@ class TrackerConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        finite("interval_s", self.interval_s, minimum=0.0, strict=True,
-               hint=" The sampling interval is in seconds, e.g. 1.0 or 0.1 for 10 Hz.")
+        finite(
+            "interval_s",
+            self.interval_s,
+            minimum=0.0,
+            strict=True,
+            hint=" The sampling interval is in seconds, e.g. 1.0 or 0.1 for 10 Hz.",
+        )
         finite("flush_interval_s", self.flush_interval_s, minimum=0.0, strict=True)
         if self.pue is not None:
             finite("PUE", self.pue, minimum=1.0, hint=" PUE is facility / IT energy, >= 1 (e.g. 1.1).")

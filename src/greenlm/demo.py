@@ -21,8 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns an exit code."""
     p = argparse.ArgumentParser(prog="python -m greenlm.demo", description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--location", default=os.environ.get("GREENLM_LOCATION"),
-                   help="grid location (default: $GREENLM_LOCATION, else the world average, flagged)")
+    p.add_argument(
+        "--location",
+        default=os.environ.get("GREENLM_LOCATION"),
+        help="grid location (default: $GREENLM_LOCATION, else the world average, flagged)",
+    )
     p.add_argument("--store", default=None, help="store URL (default: SQLite in $GREENLM_HOME)")
     p.add_argument("--interval", type=float, default=0.5, help="sampling interval in seconds")
     args = p.parse_args(argv)
@@ -38,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     random.seed(0)
-    tracker = EnergyTracker(project="demo-minilm-polarity", location=args.location,
-                            interval_s=args.interval, store=args.store,
-                            total_steps=None, metadata={"model": "all-MiniLM-L6-v2", "task": "finetune"})
+    tracker = EnergyTracker(
+        project="demo-minilm-polarity",
+        location=args.location,
+        interval_s=args.interval,
+        store=args.store,
+        total_steps=None,
+        metadata={"model": "all-MiniLM-L6-v2", "task": "finetune"},
+    )
     t0 = time.perf_counter()
     with tracker:
         with tracker.phase("load"):
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             right = 0
             with torch.no_grad():
                 for i in range(0, len(test), 32):
-                    chunk = test[i:i + 32]
+                    chunk = test[i : i + 32]
                     pred = logits([t for t, _ in chunk]).argmax(-1)
                     right += int((pred == torch.tensor([y for _, y in chunk])).sum())
             return right / len(test)
@@ -79,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 encoder.train()
                 random.shuffle(train)
                 for i in range(0, len(train), batch):
-                    chunk = train[i:i + batch]
+                    chunk = train[i : i + batch]
                     texts = [t for t, _ in chunk]
                     tokens += sum(len(tokenizer.tokenize(t)) for t in texts)
                     with tracker.phase("forward"):
@@ -97,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     r = tracker.result
     print(run_summary(r.to_dict()))
     print(f"accuracy on {len(test)} held-out sentences: {acc0:.2f} before, {acc:.2f} after fine-tuning")
-    print(f"wall time {time.perf_counter() - t0:.0f} s; energy per training step "
-          f"{r.phase('train').energy_per_step_j or 0:.1f} J")
+    print(
+        f"wall time {time.perf_counter() - t0:.0f} s; energy per training step "
+        f"{r.phase('train').energy_per_step_j or 0:.1f} J"
+    )
     print(f"run {r.run_id} stored in {args.store or default_store_url()}")
     print(f"see it again: greenlm runs show {r.run_id[:12]}   (or `make demo` again to add a run)")
     return 0

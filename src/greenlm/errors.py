@@ -61,9 +61,6 @@ class MissingExtraError(GreenlmError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
     def __init__(self, feature: str, extra: str, package: str) -> None:
-        super().__init__(
-            f"{feature} needs the optional dependency {package!r}: "
-            f"pip install 'greenlm[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the optional dependency {package!r}: pip install 'greenlm[{extra}]'")
         self.extra = extra
         self.package = package

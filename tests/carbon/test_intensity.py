@@ -18,9 +18,16 @@ def test_country_alpha2_and_alpha3_resolve_to_the_same_row(code):
 
 @pytest.mark.parametrize(
     ("code", "region_type"),
-    [("US-CA", "us_state"), ("EGRID-CAMX", "egrid_subregion"), ("CA-QC", "ca_province"),
-     ("AU-NSW", "au_state"), ("aws:us-east-1", "cloud_region"), ("gcp:europe-west4", "cloud_region"),
-     ("azure:westeurope", "cloud_region"), ("WORLD", "aggregate")],
+    [
+        ("US-CA", "us_state"),
+        ("EGRID-CAMX", "egrid_subregion"),
+        ("CA-QC", "ca_province"),
+        ("AU-NSW", "au_state"),
+        ("aws:us-east-1", "cloud_region"),
+        ("gcp:europe-west4", "cloud_region"),
+        ("azure:westeurope", "cloud_region"),
+        ("WORLD", "aggregate"),
+    ],
 )
 def test_subnational_and_cloud_regions(code, region_type):
     g = resolve_location(code)

@@ -29,13 +29,13 @@ def main() -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     info = RankInfo.from_env()
-    gpu = ReplayMeter(f"gpu:{info.local_rank}", "gpu", power_w=100.0 + 10 * info.local_rank,
-                      provenance="sampled")
+    gpu = ReplayMeter(f"gpu:{info.local_rank}", "gpu", power_w=100.0 + 10 * info.local_rank, provenance="sampled")
     node_meters, _ = detect_meters(info, gpus=False)
     model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    tracker = DistributedTracker(project="dist", meters=[gpu, *node_meters], interval_s=0.05,
-                                 flush_interval_s=0.2, gather_timeout_s=60)
+    tracker = DistributedTracker(
+        project="dist", meters=[gpu, *node_meters], interval_s=0.05, flush_interval_s=0.2, gather_timeout_s=60
+    )
     with tracker:
         with tracker.phase("train"):
             for step in range(args.steps):

@@ -18,9 +18,26 @@ from ._serving import free_port  # noqa: E402
 
 def test_sidecar_serves_metrics_and_stores_the_run() -> None:
     port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "greenlm", "monitor", "serve", "--port", str(port),
-                          "--interval", "0.1", "--duration", "3", "--project", "sidecar"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "greenlm",
+            "monitor",
+            "serve",
+            "--port",
+            str(port),
+            "--interval",
+            "0.1",
+            "--duration",
+            "3",
+            "--project",
+            "sidecar",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         body = ""
         deadline = time.monotonic() + 20

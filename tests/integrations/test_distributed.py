@@ -20,11 +20,22 @@ from ._serving import free_port
 SCRIPT = Path(__file__).with_name("dist_train.py")
 
 
-def _torchrun(nproc: int, port: int, *extra: str, nnodes: int = 1, node_rank: int = 0,
-              env: dict[str, str] | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-           f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--master-addr=127.0.0.1",
-           f"--master-port={port}", "--monitor-interval=0.2", str(SCRIPT), *extra]
+def _torchrun(
+    nproc: int, port: int, *extra: str, nnodes: int = 1, node_rank: int = 0, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        f"--nnodes={nnodes}",
+        f"--node-rank={node_rank}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+        "--monitor-interval=0.2",
+        str(SCRIPT),
+        *extra,
+    ]
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -51,8 +62,9 @@ def _check_no_double_counting(run: dict, nodes: dict[str, int]) -> None:
         here = [c for c in comps if c["node"] == node]
         assert sum(c["kind"] == "cpu" for c in here) == 1, f"CPU of {node} counted once"
         assert sum(c["kind"] == "ram" for c in here) == 1, f"RAM of {node} counted once"
-        assert all(c["rank"] == min(c2["rank"] for c2 in here) for c in here if c["kind"] != "gpu"), \
+        assert all(c["rank"] == min(c2["rank"] for c2 in here) for c in here if c["kind"] != "gpu"), (
             "node-level meters run on the node's local rank 0"
+        )
         gpus = [c for c in here if c["kind"] == "gpu"]
         assert len(gpus) == n_ranks and len({c["rank"] for c in gpus}) == n_ranks
     names = [c["name"] for c in comps]
@@ -111,8 +123,14 @@ def test_a_rank_that_dies_leaves_the_run_marked_with_what_was_measured() -> None
 def test_gpu_split_and_node_level_rule() -> None:
     gpus = [ReplayMeter(f"gpu:{i}", "gpu", 1.0) for i in range(4)]
     cpu = ReplayMeter("cpu", "cpu", 1.0, node_level=True)
-    env = {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1",
-           "LOCAL_WORLD_SIZE": "2", "GREENLM_NODE_ID": "n0"}
+    env = {
+        "TORCHELASTIC_RUN_ID": "x",
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
+        "GREENLM_NODE_ID": "n0",
+    }
     info = RankInfo.from_env(env)
     assert info.launcher == "torchrun" and info.node == "n0"
     chosen = select_meters([cpu, *gpus], info)
@@ -122,8 +140,14 @@ def test_gpu_split_and_node_level_rule() -> None:
 
 
 def test_slurm_environment() -> None:
-    info = RankInfo.from_env({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
-                              "SLURM_NTASKS_PER_NODE": "4", "SLURM_NODEID": "1",
-                              "SLURMD_NODENAME": "gpu-17"})
-    assert (info.rank, info.world_size, info.local_rank, info.node, info.launcher) == \
-        (5, 8, 1, "gpu-17", "slurm")
+    info = RankInfo.from_env(
+        {
+            "SLURM_PROCID": "5",
+            "SLURM_NTASKS": "8",
+            "SLURM_LOCALID": "1",
+            "SLURM_NTASKS_PER_NODE": "4",
+            "SLURM_NODEID": "1",
+            "SLURMD_NODENAME": "gpu-17",
+        }
+    )
+    assert (info.rank, info.world_size, info.local_rank, info.node, info.launcher) == (5, 8, 1, "gpu-17", "slurm")

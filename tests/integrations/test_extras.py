@@ -11,10 +11,13 @@ import pytest
 from greenlm.errors import MissingExtraError
 
 
-@pytest.mark.parametrize(("module", "blocked", "extra"), [
-    ("greenlm.integrations.hf", "transformers", "hf"),
-    ("greenlm.integrations.lightning", "pytorch_lightning", "lightning"),
-])
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [
+        ("greenlm.integrations.hf", "transformers", "hf"),
+        ("greenlm.integrations.lightning", "pytorch_lightning", "lightning"),
+    ],
+)
 def test_import_of_adapter_names_the_extra(monkeypatch, module, blocked, extra) -> None:
     monkeypatch.setitem(sys.modules, blocked, None)
     monkeypatch.delitem(sys.modules, module, raising=False)
@@ -49,9 +52,11 @@ def test_monitor_without_prometheus_client(monkeypatch) -> None:
 
 
 def test_importing_the_package_pulls_in_no_framework() -> None:
-    code = ("import sys, greenlm.integrations, greenlm.integrations.monitor, "
-            "greenlm.integrations.mlflow, greenlm.integrations.distributed, greenlm.integrations.cli\n"
-            "heavy = {'torch', 'transformers', 'pytorch_lightning', 'mlflow', 'prometheus_client', "
-            "'starlette', 'fastapi'} & set(sys.modules)\n"
-            "assert not heavy, heavy")
+    code = (
+        "import sys, greenlm.integrations, greenlm.integrations.monitor, "
+        "greenlm.integrations.mlflow, greenlm.integrations.distributed, greenlm.integrations.cli\n"
+        "heavy = {'torch', 'transformers', 'pytorch_lightning', 'mlflow', 'prometheus_client', "
+        "'starlette', 'fastapi'} & set(sys.modules)\n"
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,12 +18,26 @@ def _trainer(tmp_path: Path, callback, **kw):
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
-        output_dir=str(tmp_path / "out"), max_steps=8, per_device_train_batch_size=4,
-        per_device_eval_batch_size=4, logging_steps=2, eval_strategy="steps", eval_steps=4,
-        save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, **kw,
+        output_dir=str(tmp_path / "out"),
+        max_steps=8,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        logging_steps=2,
+        eval_strategy="steps",
+        eval_steps=4,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        **kw,
     )
-    return Trainer(model=tiny_gpt2(), args=args, train_dataset=TokenDataset(64),
-                   eval_dataset=TokenDataset(16, seed=1), callbacks=[callback])
+    return Trainer(
+        model=tiny_gpt2(),
+        args=args,
+        train_dataset=TokenDataset(64),
+        eval_dataset=TokenDataset(16, seed=1),
+        callbacks=[callback],
+    )
 
 
 def test_train_run_is_stored_with_phases_and_logged(tmp_path: Path) -> None:

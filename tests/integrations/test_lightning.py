@@ -38,16 +38,23 @@ class TinyRegressor(pl.LightningModule):
 def _loader(n: int = 64) -> torch.utils.data.DataLoader:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 8, generator=g)
-    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)),
-                                       batch_size=8)
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
 
 
 def _trainer(tmp_path: Path, cb) -> pl.Trainer:
     from pytorch_lightning.loggers import CSVLogger
 
-    return pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=CSVLogger(str(tmp_path), name="csv"),
-                      callbacks=[cb], log_every_n_steps=2, enable_progress_bar=False,
-                      enable_checkpointing=False, enable_model_summary=False)
+    return pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=CSVLogger(str(tmp_path), name="csv"),
+        callbacks=[cb],
+        log_every_n_steps=2,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
 
 
 def _rows(trainer: pl.Trainer) -> list[dict[str, str]]:
@@ -58,8 +65,7 @@ def _rows(trainer: pl.Trainer) -> list[dict[str, str]]:
 def test_fit_is_one_run_with_phases_and_logged_metrics(tmp_path: Path) -> None:
     from greenlm.integrations.lightning import GreenlmLightningCallback
 
-    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05,
-                                  project="pl")
+    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05, project="pl")
     trainer = _trainer(tmp_path, cb)
     trainer.fit(TinyRegressor(), _loader(), _loader(16))
     r = cb.result
@@ -84,8 +90,7 @@ def test_fit_is_one_run_with_phases_and_logged_metrics(tmp_path: Path) -> None:
 def test_test_call_is_its_own_run(tmp_path: Path) -> None:
     from greenlm.integrations.lightning import GreenlmLightningCallback
 
-    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05,
-                                  store=False)
+    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05, store=False)
     trainer = _trainer(tmp_path, cb)
     trainer.test(TinyRegressor(), _loader(16))
     assert [p.path for p in cb.result.phases] == ["test"]
@@ -100,8 +105,7 @@ def test_exception_closes_the_run_as_failed(tmp_path: Path) -> None:
                 raise RuntimeError("diverged")
             return super().training_step(batch, batch_idx)
 
-    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05,
-                                  project="pl-fail")
+    cb = GreenlmLightningCallback(meters=[ReplayMeter("gpu:0", "gpu", 150.0)], interval_s=0.05, project="pl-fail")
     with pytest.raises(RuntimeError, match="diverged"):
         _trainer(tmp_path, cb).fit(Boom(), _loader())
     r = cb.result

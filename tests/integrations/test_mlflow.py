@@ -34,8 +34,9 @@ def test_listener_logs_live_and_final_figures(tracking) -> None:
     from greenlm.integrations.mlflow import MlflowListener
 
     listener = MlflowListener(every_s=0.0)
-    tracker = EnergyTracker(meters=[ReplayMeter("gpu:0", "gpu", 120.0)], interval_s=0.05,
-                            store=False, listeners=[listener], project="mlf")
+    tracker = EnergyTracker(
+        meters=[ReplayMeter("gpu:0", "gpu", 120.0)], interval_s=0.05, store=False, listeners=[listener], project="mlf"
+    )
     with tracker:
         with tracker.phase("train"):
             for _ in range(4):

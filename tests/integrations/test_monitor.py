@@ -48,13 +48,21 @@ def test_served_minilm_conserves_energy_and_scrapes(monkeypatch: pytest.MonkeyPa
         tok, model = load_minilm()
         registry = CollectorRegistry()
         records = []
-        mon = Monitor(model="minilm", registry=registry, interval_s=0.05, flush_interval_s=0.5,
-                      window_s=0.5, on_request=records.append, project="serving-test")
+        mon = Monitor(
+            model="minilm",
+            registry=registry,
+            interval_s=0.05,
+            flush_interval_s=0.5,
+            window_s=0.5,
+            on_request=records.append,
+            project="serving-test",
+        )
         texts = ["energy per request", "a longer sentence about measuring the carbon of language models"]
         t_start = time.monotonic()
         with Served(embedding_app(tok, model, mon)) as srv:
             assert mon.running, "the app's start-up opened the deployment's run"
             with httpx.Client(base_url=srv.url, timeout=30) as client:
+
                 def one(i: int) -> int:
                     r = client.post("/embed", json={"texts": texts[: 1 + i % 2]})
                     assert r.status_code == 200
@@ -98,26 +106,34 @@ def test_served_minilm_conserves_energy_and_scrapes(monkeypatch: pytest.MonkeyPa
     assert sum(w["requests"] for w in wins) == N_REQUESTS + 2
 
     # --- Prometheus: labels, histogram count, conservation in the counters
-    energy = {(s.labels["model"], s.labels["route"]): s.value
-              for s in fams["greenlm_energy_joules"] if s.name.endswith("_total")}
+    energy = {
+        (s.labels["model"], s.labels["route"]): s.value
+        for s in fams["greenlm_energy_joules"]
+        if s.name.endswith("_total")
+    }
     assert ("minilm", "/embed") in energy and ("minilm", "/items/{item_id}") in energy
     assert ("minilm", "_unmatched") in energy, "raw paths never become labels"
-    hist_count = {s.labels["route"]: s.value for s in fams["greenlm_request_energy_joules"]
-                  if s.name.endswith("_count")}
+    hist_count = {
+        s.labels["route"]: s.value for s in fams["greenlm_request_energy_joules"] if s.name.endswith("_count")
+    }
     assert hist_count["/embed"] == N_REQUESTS
     tokens = {s.labels["route"]: s.value for s in fams["greenlm_tokens"] if s.name.endswith("_total")}
     assert tokens["/embed"] == sent_tokens
     assert {s.labels["device"] for s in fams["greenlm_power_watts"]} >= {"cpu", "ram"}
     # after shutdown, the counters in the registry add up to the stored run
-    final = sum(s.value for m in registry.collect() if m.name == "greenlm_energy_joules"
-                for s in m.samples if s.name.endswith("_total"))
+    final = sum(
+        s.value
+        for m in registry.collect()
+        if m.name == "greenlm_energy_joules"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
     assert final == pytest.approx(run["energy_j"], rel=1e-9)
 
 
 def test_overlap_rule_with_replayed_power() -> None:
     """Two requests overlapping half the time: the shared part is split, the rest is not."""
-    mon = Monitor(registry=False, store=False, interval_s=0.02,
-                  meters=[ReplayMeter("gpu:0", "gpu", 100.0)])
+    mon = Monitor(registry=False, store=False, interval_s=0.02, meters=[ReplayMeter("gpu:0", "gpu", 100.0)])
     mon.start()
     a = mon.begin(route="a")
     time.sleep(0.2)
@@ -137,8 +153,9 @@ def test_overlap_rule_with_replayed_power() -> None:
 
 
 def test_wrapper_sync_and_async_count_tokens() -> None:
-    mon = Monitor(registry=CollectorRegistry(), store=False, interval_s=0.02,
-                  meters=[ReplayMeter("gpu:0", "gpu", 50.0)])
+    mon = Monitor(
+        registry=CollectorRegistry(), store=False, interval_s=0.02, meters=[ReplayMeter("gpu:0", "gpu", 50.0)]
+    )
 
     @monitor(model="toy", tokens=len, monitor=mon)
     def generate(prompt: str) -> list[str]:
@@ -167,8 +184,7 @@ def test_label_values_are_sanitised_and_bounded() -> None:
     assert evil == "x_}_evil{a__1_"
     assert not set(evil) & set('"= \n\\')
     assert len(sanitize_label("a" * 500)) == 64
-    mon = Monitor(registry=CollectorRegistry(), store=False, meters=[ReplayMeter("gpu:0", "gpu", 1.0)],
-                  interval_s=0.02)
+    mon = Monitor(registry=CollectorRegistry(), store=False, meters=[ReplayMeter("gpu:0", "gpu", 1.0)], interval_s=0.02)
     for i in range(130):
         mon.end(mon.begin(model=f"m{i}"))
     mon.close()

@@ -14,11 +14,13 @@ from tests.meters import fake_pynvml as fake
 
 @pytest.fixture
 def gpus(monkeypatch: pytest.MonkeyPatch):
-    fake.install([
-        fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-aaaa-1111", 300.0),
-        fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-bbbb-2222", 200.0),
-        fake.FakeGPU("Tesla P100-PCIE-16GB", "GPU-cccc-3333", 150.0, has_counter=False),
-    ])
+    fake.install(
+        [
+            fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-aaaa-1111", 300.0),
+            fake.FakeGPU("NVIDIA A100-SXM4-80GB", "GPU-bbbb-2222", 200.0),
+            fake.FakeGPU("Tesla P100-PCIE-16GB", "GPU-cccc-3333", 150.0, has_counter=False),
+        ]
+    )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     return fake.State.gpus

@@ -31,17 +31,33 @@ def tokenizer() -> Any:
 
 def tiny_bert(**overrides: Any) -> Any:
     torch.manual_seed(0)
-    cfg = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-               intermediate_size=128, max_position_embeddings=128)
+    cfg = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=128,
+    )
     cfg.update(overrides)
     return transformers.BertModel(transformers.BertConfig(**cfg)).eval()
 
 
 def tiny_llama(**overrides: Any) -> Any:
     torch.manual_seed(0)
-    cfg = dict(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-               num_key_value_heads=2, intermediate_size=128, max_position_embeddings=256,
-               tie_word_embeddings=True, pad_token_id=0, eos_token_id=102, bos_token_id=101)
+    cfg = dict(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=102,
+        bos_token_id=101,
+    )
     cfg.update(overrides)
     return transformers.LlamaForCausalLM(transformers.LlamaConfig(**cfg)).eval()
 
@@ -73,8 +89,14 @@ class FakeMeter:
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
-        w = Window(self.power_w * dt, dt, "modeled", "fake meter: constant power",
-                   0.5 * self.power_w * dt, 1.5 * self.power_w * dt)
+        w = Window(
+            self.power_w * dt,
+            dt,
+            "modeled",
+            "fake meter: constant power",
+            0.5 * self.power_w * dt,
+            1.5 * self.power_w * dt,
+        )
         self.windows.append(w)
         return w
 

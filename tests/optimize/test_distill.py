@@ -6,8 +6,10 @@ from greenlm.optimize.distill import DistillSettings, distill, make_student, pay
 from greenlm.optimize.errors import NotApplicableError
 from greenlm.optimize.tasks import build_task
 
-TEXTS = [f"sentence number {i} about {w}" for i, w in
-         enumerate(["cats", "dogs", "rain", "films", "music", "trains", "books", "food"] * 5)]
+TEXTS = [
+    f"sentence number {i} about {w}"
+    for i, w in enumerate(["cats", "dogs", "rain", "films", "music", "trains", "books", "food"] * 5)
+]
 
 
 def test_student_keeps_evenly_spaced_layers_and_renumbers_the_cache(llama, ids):
@@ -27,8 +29,7 @@ def test_student_must_be_shallower(bert):
 
 
 def test_distillation_lowers_the_loss_and_counts_its_energy(bert, tokenizer, fake_meter):
-    task = build_task("embedding", tokenizer, TEXTS, None, samples=4, batch_size=2, seed=0,
-                      device="cpu")
+    task = build_task("embedding", tokenizer, TEXTS, None, samples=4, batch_size=2, seed=0, device="cpu")
     t = distill(bert, task, DistillSettings(layers=2, epochs=4, lr=1e-3, batch=8), fake_meter)
     assert t.facts["distill_loss_last"] < t.facts["distill_loss_first"]
     assert t.facts["distill_energy_j"] == pytest.approx(fake_meter.windows[0].energy_j)
@@ -44,8 +45,7 @@ def test_payback():
 
 def test_distill_on_classification_uses_soft_labels(bert, tokenizer, fake_meter):
     labels = [i % 2 for i in range(len(TEXTS))]
-    task = build_task("classification", tokenizer, TEXTS, labels, samples=4, batch_size=2,
-                      seed=0, device="cpu")
+    task = build_task("classification", tokenizer, TEXTS, labels, samples=4, batch_size=2, seed=0, device="cpu")
     task.prepare(bert)
     t = distill(bert, task, DistillSettings(layers=2, epochs=2, batch=8), fake_meter)
     ev = task.evaluate(t.model)

@@ -6,9 +6,18 @@ from greenlm.optimize.runner import OptimizeConfig, optimize
 
 
 def test_minilm_end_to_end_with_the_real_tracker(tmp_path):
-    report = optimize(OptimizeConfig(
-        model="minilm", task="embedding", techniques="int8,bf16,prune:0.3,heads:0.25",
-        repeats=2, samples=16, batch_size=4, location="DEU", report_dir=tmp_path))
+    report = optimize(
+        OptimizeConfig(
+            model="minilm",
+            task="embedding",
+            techniques="int8,bf16,prune:0.3,heads:0.25",
+            repeats=2,
+            samples=16,
+            batch_size=4,
+            location="DEU",
+            report_dir=tmp_path,
+        )
+    )
     base = report.variant("baseline")
     int8, bf16, pruned = (report.variant(n) for n in ("int8", "bf16", "prune:0.3"))
     assert base.provenance in ("modeled", "sampled", "counter")

@@ -12,8 +12,7 @@ def test_percentile_interpolates():
 
 
 def test_energy_per_1k_follows_the_window_energy(bert, tokenizer, fake_meter):
-    batches = [tokenizer(["a short sentence", "another one"], return_tensors="pt",
-                         padding=True)] * 3
+    batches = [tokenizer(["a short sentence", "another one"], return_tensors="pt", padding=True)] * 3
     calls = []
 
     def run(model, batch):
@@ -41,5 +40,4 @@ def test_generated_tokens_give_energy_per_token(bert, fake_meter):
     m = measure_variant(bert, lambda model, b: 8, [None, None], [1, 1], fake_meter, repeats=2)
     per_token = [w.energy_j / 16 for w in fake_meter.windows]  # 2 calls x 8 tokens a window
     assert m.energy_j_per_token == pytest.approx(statistics.median(per_token))
-    assert m.energy_j_per_1k == pytest.approx(statistics.median(
-        w.energy_j / 2 * 1000 for w in fake_meter.windows))
+    assert m.energy_j_per_1k == pytest.approx(statistics.median(w.energy_j / 2 * 1000 for w in fake_meter.windows))

@@ -60,8 +60,7 @@ def test_ffn_pruning_removes_neurons_in_both_layouts(bert, llama, ids):
     assert tb.model(ids).last_hidden_state.shape == bert(ids).last_hidden_state.shape
     tl = prune.ffn(llama, 0.25)
     mlp = tl.model.model.layers[0].mlp
-    assert (mlp.gate_proj.out_features, mlp.up_proj.out_features, mlp.down_proj.in_features) \
-        == (96, 96, 96)
+    assert (mlp.gate_proj.out_features, mlp.up_proj.out_features, mlp.down_proj.in_features) == (96, 96, 96)
     assert _n_params(tl.model) < _n_params(llama)
 
 

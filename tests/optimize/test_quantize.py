@@ -7,8 +7,7 @@ from greenlm.optimize.errors import NotApplicableError
 
 def _cos(a, b):
     a, b = a.detach(), b.detach()
-    return float(torch.nn.functional.cosine_similarity(a.flatten().float(), b.flatten().float(),
-                                                       dim=0))
+    return float(torch.nn.functional.cosine_similarity(a.flatten().float(), b.flatten().float(), dim=0))
 
 
 def test_int8_keeps_outputs_close_and_shrinks_the_weights(llama, ids):

@@ -7,24 +7,51 @@ from greenlm.optimize.errors import NotAModelError, UnknownTaskError, UnknownTec
 from greenlm.optimize.report import CSV_COLUMNS, to_json, write_report
 from greenlm.optimize.runner import OptimizeConfig, load_model, optimize
 
-VARIANT_KEYS = {"name", "technique", "params", "energy_j_per_1k", "energy_j_per_token",
-                "latency_p50_ms", "latency_p95_ms", "throughput_per_s", "peak_memory_mb",
-                "size_mb", "quality", "fidelity", "provenance", "repeats", "spread",
-                "skipped_reason"}
+VARIANT_KEYS = {
+    "name",
+    "technique",
+    "params",
+    "energy_j_per_1k",
+    "energy_j_per_token",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "peak_memory_mb",
+    "size_mb",
+    "quality",
+    "fidelity",
+    "provenance",
+    "repeats",
+    "spread",
+    "skipped_reason",
+}
 
 
 @pytest.fixture
 def embedding_report(bert, tokenizer, fake_meter):
-    cfg = OptimizeConfig(model="tiny-bert", task="embedding",
-                         techniques="int8,bf16,prune:0.5,heads:0.5,bnb4,lowrank:energy=1",
-                         repeats=2, samples=6, batch_size=3, location="DEU")
+    cfg = OptimizeConfig(
+        model="tiny-bert",
+        task="embedding",
+        techniques="int8,bf16,prune:0.5,heads:0.5,bnb4,lowrank:energy=1",
+        repeats=2,
+        samples=6,
+        batch_size=3,
+        location="DEU",
+    )
     return optimize(cfg, measure=fake_meter, loaded=(tokenizer, bert))
 
 
 def test_report_covers_baseline_and_every_variant(embedding_report):
     r = embedding_report
     assert [v.name for v in r.variants] == [
-        "baseline", "int8", "bf16", "prune:0.5", "heads:0.5", "bnb4", "lowrank:energy=1"]
+        "baseline",
+        "int8",
+        "bf16",
+        "prune:0.5",
+        "heads:0.5",
+        "bnb4",
+        "lowrank:energy=1",
+    ]
     base = r.variant("baseline")
     assert base.quality.metric == "cosine_to_baseline"
     assert base.quality.value == pytest.approx(1.0, abs=1e-5)
@@ -49,11 +76,9 @@ def test_recommendation_respects_the_quality_budget(embedding_report):
     rec = r.recommendation
     chosen = r.variant(rec.variant)
     assert chosen.quality_drop <= r.max_quality_drop
-    cheaper = [v for v in r.variants if not v.skipped and v.energy_j_per_1k <
-               chosen.energy_j_per_1k]
+    cheaper = [v for v in r.variants if not v.skipped and v.energy_j_per_1k < chosen.energy_j_per_1k]
     assert all(v.quality_drop > r.max_quality_drop for v in cheaper)
-    assert rec.energy_ratio == pytest.approx(
-        r.variant("baseline").energy_j_per_1k / chosen.energy_j_per_1k)
+    assert rec.energy_ratio == pytest.approx(r.variant("baseline").energy_j_per_1k / chosen.energy_j_per_1k)
 
 
 def test_json_is_stable_and_complete(embedding_report):
@@ -62,8 +87,7 @@ def test_json_is_stable_and_complete(embedding_report):
     assert d["baseline"] == "baseline"
     for v in d["variants"]:
         assert set(v) >= VARIANT_KEYS
-    assert {"variant", "energy_ratio", "quality_drop", "co2e_g_saved_per_million"} <= set(
-        d["recommendation"])
+    assert {"variant", "energy_ratio", "quality_drop", "co2e_g_saved_per_million"} <= set(d["recommendation"])
     assert "modeled" in d["provenance_notes"]["energy_j_per_1k"]
 
 
@@ -77,10 +101,19 @@ def test_report_files(embedding_report, tmp_path):
 
 
 def test_causal_lm_reports_energy_per_token_and_perplexity(llama, tokenizer, fake_meter):
-    docs = [f"the {w} sat on the mat and looked at the {w} again." * 3
-            for w in ("cat", "dog", "bird", "fish", "cow", "owl", "fox", "bee")]
-    data_cfg = OptimizeConfig(model="tiny-llama", task="causal-lm", techniques="bf16,ffn:0.5",
-                              repeats=1, samples=2, max_new_tokens=4, max_quality_drop=0.05)
+    docs = [
+        f"the {w} sat on the mat and looked at the {w} again." * 3
+        for w in ("cat", "dog", "bird", "fish", "cow", "owl", "fox", "bee")
+    ]
+    data_cfg = OptimizeConfig(
+        model="tiny-llama",
+        task="causal-lm",
+        techniques="bf16,ffn:0.5",
+        repeats=1,
+        samples=2,
+        max_new_tokens=4,
+        max_quality_drop=0.05,
+    )
     import greenlm.optimize.runner as runner
 
     orig = runner.load_data
@@ -132,16 +165,16 @@ def test_a_local_model_folder_is_loaded_and_its_task_inferred(llama, tokenizer, 
     assert task == "causal-lm" and hasattr(model, "generate")
 
 
-def test_a_decoder_serves_as_a_feature_extractor_for_classification(llama, tokenizer,
-                                                                    fake_meter, monkeypatch):
+def test_a_decoder_serves_as_a_feature_extractor_for_classification(llama, tokenizer, fake_meter, monkeypatch):
     import greenlm.optimize.runner as runner
 
     texts = [f"{'great fun' if i % 2 else 'dull and slow'} film {i}" for i in range(20)]
-    monkeypatch.setattr(runner, "load_data", lambda task, data: (texts, [i % 2 for i in
-                                                                          range(20)]))
-    r = optimize(OptimizeConfig(model="tiny-llama", task="classification", techniques="bf16",
-                                repeats=1, samples=4), measure=fake_meter,
-                 loaded=(tokenizer, llama))
+    monkeypatch.setattr(runner, "load_data", lambda task, data: (texts, [i % 2 for i in range(20)]))
+    r = optimize(
+        OptimizeConfig(model="tiny-llama", task="classification", techniques="bf16", repeats=1, samples=4),
+        measure=fake_meter,
+        loaded=(tokenizer, llama),
+    )
     base = r.variant("baseline")
     assert base.quality.metric == "accuracy" and 0 <= base.quality.value <= 1
     assert base.fidelity.value == 1.0  # the baseline agrees with itself

@@ -7,8 +7,7 @@ from greenlm.optimize.spec import DEFAULT_TECHNIQUES, parse_techniques
 
 def test_issue_example_parses_with_main_arguments():
     specs = parse_techniques("int8,fp16,prune:0.3,heads:0.25,lowrank:0.5,distill:layers=3")
-    assert [s.name for s in specs] == [
-        "int8", "fp16", "prune:0.3", "heads:0.25", "lowrank:0.5", "distill:3"]
+    assert [s.name for s in specs] == ["int8", "fp16", "prune:0.3", "heads:0.25", "lowrank:0.5", "distill:3"]
     assert specs[2].params == {"sparsity": 0.3}
     assert specs[5].params["layers"] == 3
 
@@ -44,12 +43,19 @@ def test_rank_must_be_a_positive_whole_number(bad):
         parse_techniques(bad)
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    ("lowrank:0", "(0, 1]"), ("heads:1", "(0, 1)"), ("distill:layers=0", "layers >= 1"),
-    ("int8:3", "takes no arguments"), ("prune:abc", "not a number"),
-    ("lowrank:rank=4:energy=0.9", "one of"), ("distill:width=3", "no argument 'width'"),
-    (",", "No technique"),
-])
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ("lowrank:0", "(0, 1]"),
+        ("heads:1", "(0, 1)"),
+        ("distill:layers=0", "layers >= 1"),
+        ("int8:3", "takes no arguments"),
+        ("prune:abc", "not a number"),
+        ("lowrank:rank=4:energy=0.9", "one of"),
+        ("distill:width=3", "no argument 'width'"),
+        (",", "No technique"),
+    ],
+)
 def test_bad_arguments_say_what_would_be_right(bad, fragment):
     with pytest.raises(TechniqueArgumentError) as e:
         parse_techniques(bad)

@@ -21,8 +21,13 @@ from greenlm.store import schema as S
 
 
 def tracked_run(store_url, project="p", seconds=0.05, power_w=10.0):
-    t = EnergyTracker(project=project, location="DEU", interval_s=0.01, store=store_url,
-                      meters=[ReplayMeter("gpu:0", "gpu", power_w=power_w)])
+    t = EnergyTracker(
+        project=project,
+        location="DEU",
+        interval_s=0.01,
+        store=store_url,
+        meters=[ReplayMeter("gpu:0", "gpu", power_w=power_w)],
+    )
     with t:
         time.sleep(seconds)
     return t.result
@@ -123,7 +128,7 @@ def test_sigkilled_run_shows_interrupted_with_energy_up_to_last_flush(store_url,
     assert any("killed" in w for w in d["warnings"])
 
 
-SIGTERMED = VICTIM.replace('print(t.run_id, flush=True)', 'print(t.run_id, flush=True)')
+SIGTERMED = VICTIM.replace("print(t.run_id, flush=True)", "print(t.run_id, flush=True)")
 
 
 def test_sigterm_flushes_and_marks_interrupted(store_url, tmp_path):
@@ -157,8 +162,12 @@ def test_bad_store_url_is_a_clear_error():
 def test_store_failure_never_breaks_the_job(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    t = EnergyTracker(location="DEU", interval_s=0.01, store=f"sqlite:///{blocker}/sub/runs.db",
-                      meters=[ReplayMeter("gpu:0", "gpu", power_w=1.0)])
+    t = EnergyTracker(
+        location="DEU",
+        interval_s=0.01,
+        store=f"sqlite:///{blocker}/sub/runs.db",
+        meters=[ReplayMeter("gpu:0", "gpu", power_w=1.0)],
+    )
     with t:
         time.sleep(0.05)
     assert t.result.status == "completed"

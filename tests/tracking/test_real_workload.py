@@ -20,8 +20,13 @@ def test_real_training_loop_is_measured_by_phase_and_step(store_url):
     opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=1e-3)
     x = torch.randn(32, 16, 64)
     y = torch.randint(0, 2, (32,))
-    t = EnergyTracker(project="real-torch", location="DEU", interval_s=0.05, store=store_url,
-                      metadata={"params": sum(p.numel() for p in model.parameters())})
+    t = EnergyTracker(
+        project="real-torch",
+        location="DEU",
+        interval_s=0.05,
+        store=store_url,
+        metadata={"params": sum(p.numel() for p in model.parameters())},
+    )
     with t:
         with t.phase("train"):
             for _ in range(15):

@@ -69,7 +69,8 @@ def test_nested_phases_and_steps_get_their_share():
     assert train.energy_j + ev.energy_j <= r.energy_j * 1.001
     d = r.to_dict()
     assert {"name": "forward", "parent": "train"}.items() <= d["phases"][2].items() or any(
-        p["name"] == "forward" and p["parent"] == "train" for p in d["phases"])
+        p["name"] == "forward" and p["parent"] == "train" for p in d["phases"]
+    )
 
 
 def test_phase_energy_follows_a_power_change():
@@ -124,8 +125,7 @@ def test_decorator_is_reentrant_and_each_outer_call_is_a_run():
 
 
 def test_track_energy_decorator_with_and_without_arguments():
-    @greenlm.track_energy(project="p", location="DEU", store=False, interval_s=0.05,
-                          meters=[replay(1.0)])
+    @greenlm.track_energy(project="p", location="DEU", store=False, interval_s=0.05, meters=[replay(1.0)])
     def work():
         return 42
 
@@ -209,9 +209,11 @@ def test_forecast_after_warmup_predicts_total():
 def test_phases_from_threads_do_not_mix():
     t = tracker(replay(100.0))
     with t:
+
         def worker():
             with t.phase("loader"):
                 time.sleep(0.1)
+
         th = threading.Thread(target=worker)
         with t.phase("train"):
             th.start()
@@ -222,14 +224,16 @@ def test_phases_from_threads_do_not_mix():
 
 @pytest.mark.parametrize(
     ("kwargs", "err", "match"),
-    [({"interval_s": 0}, ConfigError, "interval_s"),
-     ({"interval_s": -1}, ConfigError, "interval_s"),
-     ({"pue": -1.2}, ConfigError, "PUE"),
-     ({"pue": float("nan")}, ConfigError, "PUE"),
-     ({"price_per_kwh": float("nan")}, ConfigError, "price"),
-     ({"location": "Atlantis"}, LocationNotFoundError, "Unknown location"),
-     ({"attribution": "gpu"}, ConfigError, "attribution"),
-     ({"total_steps": 0}, ConfigError, "total_steps")],
+    [
+        ({"interval_s": 0}, ConfigError, "interval_s"),
+        ({"interval_s": -1}, ConfigError, "interval_s"),
+        ({"pue": -1.2}, ConfigError, "PUE"),
+        ({"pue": float("nan")}, ConfigError, "PUE"),
+        ({"price_per_kwh": float("nan")}, ConfigError, "price"),
+        ({"location": "Atlantis"}, LocationNotFoundError, "Unknown location"),
+        ({"attribution": "gpu"}, ConfigError, "attribution"),
+        ({"total_steps": 0}, ConfigError, "total_steps"),
+    ],
 )
 def test_bad_input_is_rejected_at_construction(kwargs, err, match):
     with pytest.raises(err, match=match):
@@ -261,9 +265,24 @@ def test_result_json_round_trips_with_the_documented_keys():
     with t, t.phase("x"):
         t.step()
     d = json.loads(t.result.to_json())
-    for key in ("run_id", "project", "status", "started_at", "duration_s", "energy_j",
-                "facility_energy_j", "energy_kwh", "co2e_g", "cost", "currency", "pue", "location",
-                "components", "phases", "warnings"):
+    for key in (
+        "run_id",
+        "project",
+        "status",
+        "started_at",
+        "duration_s",
+        "energy_j",
+        "facility_energy_j",
+        "energy_kwh",
+        "co2e_g",
+        "cost",
+        "currency",
+        "pue",
+        "location",
+        "components",
+        "phases",
+        "warnings",
+    ):
         assert key in d
     assert set(d["location"]) >= {"code", "intensity_g_per_kwh", "source", "year", "defaulted"}
     assert set(d["components"][0]) >= {"name", "kind", "energy_j", "provenance", "low_j", "high_j"}

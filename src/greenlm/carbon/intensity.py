@@ -67,9 +67,7 @@ def _year(text: str) -> int | None:
 @functools.lru_cache(maxsize=1)
 def _index() -> dict[str, GridIntensity]:
     idx: dict[str, GridIntensity] = {}
-    countries = read_csv("grid_intensity_country.csv") + read_csv(
-        "grid_intensity_country_odbl.csv", optional=True
-    )
+    countries = read_csv("grid_intensity_country.csv") + read_csv("grid_intensity_country_odbl.csv", optional=True)
     for r in countries:
         g = GridIntensity(
             code=r["iso3"],
@@ -85,16 +83,16 @@ def _index() -> dict[str, GridIntensity]:
         idx[r["iso3"].upper()] = g
         if r["iso2"]:
             idx.setdefault(r["iso2"].upper(), g)
-    sub = read_csv("grid_intensity_subnational.csv") + read_csv(
-        "grid_intensity_subnational_odbl.csv", optional=True
-    )
+    sub = read_csv("grid_intensity_subnational.csv") + read_csv("grid_intensity_subnational_odbl.csv", optional=True)
     # One preferred row per region; if the preferred row was stripped (ODbL), take the newest.
     best: dict[str, dict[str, str]] = {}
     for r in sub:
         code = r["region_code"].upper()
         cur = best.get(code)
-        if cur is None or (r["is_preferred"] == "1" and cur["is_preferred"] != "1") or (
-            r["is_preferred"] == cur["is_preferred"] and (_year(r["year"]) or 0) > (_year(cur["year"]) or 0)
+        if (
+            cur is None
+            or (r["is_preferred"] == "1" and cur["is_preferred"] != "1")
+            or (r["is_preferred"] == cur["is_preferred"] and (_year(r["year"]) or 0) > (_year(cur["year"]) or 0))
         ):
             best[code] = r
     for code, r in best.items():
@@ -114,8 +112,10 @@ def _index() -> dict[str, GridIntensity]:
     cloud = read_csv("cloud_regions.csv") + read_csv("cloud_regions_odbl.csv", optional=True)
     for r in cloud:
         code = f"{r['provider']}:{r['region_id']}"
-        lic = "ODbL-1.0 (Electricity Maps)" if "Electricity Maps" in r["intensity_source"] else (
-            "Apache-2.0 (GoogleCloudPlatform/region-carbon-info)"
+        lic = (
+            "ODbL-1.0 (Electricity Maps)"
+            if "Electricity Maps" in r["intensity_source"]
+            else ("Apache-2.0 (GoogleCloudPlatform/region-carbon-info)")
         )
         idx[code.upper()] = GridIntensity(
             code=code,

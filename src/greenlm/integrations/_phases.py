@@ -27,8 +27,7 @@ def default_tracker(tracker: Any, tracker_kwargs: dict[str, Any]) -> Any:
         if tracker_kwargs:
             from greenlm.errors import ConfigError
 
-            raise ConfigError("Pass either tracker= or tracker settings, not both "
-                              f"(got {sorted(tracker_kwargs)}).")
+            raise ConfigError(f"Pass either tracker= or tracker settings, not both (got {sorted(tracker_kwargs)}).")
         return tracker
     world = os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or "1"
     if world.isdigit() and int(world) > 1:

@@ -27,10 +27,20 @@ def register(subparsers: Any) -> None:
     s.add_argument("--project", help="project of the serving run")
     s.add_argument("--location", help="grid location (DEU, US-CA, aws:us-east-1, ...)")
     s.add_argument("--interval", dest="interval_s", type=float, help="sampling interval, s")
-    s.add_argument("--window", dest="window_s", type=float, default=300.0,
-                   help="roll-up window saved with the run, s (default 300)")
-    s.add_argument("--duration", dest="duration_s", type=float, default=None,
-                   help="stop after this many seconds (default: until Ctrl-C / SIGTERM)")
+    s.add_argument(
+        "--window",
+        dest="window_s",
+        type=float,
+        default=300.0,
+        help="roll-up window saved with the run, s (default 300)",
+    )
+    s.add_argument(
+        "--duration",
+        dest="duration_s",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C / SIGTERM)",
+    )
     s.set_defaults(func=cmd_monitor_serve)
 
 
@@ -38,9 +48,15 @@ def cmd_monitor_serve(args: argparse.Namespace) -> int:
     """Run the sidecar until interrupted; print the serving run's id and energy."""
     from greenlm.integrations.monitor import Monitor
 
-    mon = Monitor(model=args.model, project=args.project, location=args.location,
-                  interval_s=args.interval_s, window_s=args.window_s, attribution="machine",
-                  idle_route="_all")
+    mon = Monitor(
+        model=args.model,
+        project=args.project,
+        location=args.location,
+        interval_s=args.interval_s,
+        window_s=args.window_s,
+        attribution="machine",
+        idle_route="_all",
+    )
     stop = threading.Event()
     prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

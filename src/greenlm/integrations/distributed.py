@@ -96,14 +96,25 @@ class RankInfo:
         if "TORCHELASTIC_RUN_ID" in e or "LOCAL_RANK" in e:
             launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in e else "none"
             node_rank = _int(e, "GROUP_RANK", "NODE_RANK", default=-1)
-            return cls(_int(e, "RANK", default=0), _int(e, "WORLD_SIZE", default=1),
-                       _int(e, "LOCAL_RANK", default=0), _int(e, "LOCAL_WORLD_SIZE", default=1),
-                       node_id(e), node_rank if node_rank >= 0 else None, launcher)
+            return cls(
+                _int(e, "RANK", default=0),
+                _int(e, "WORLD_SIZE", default=1),
+                _int(e, "LOCAL_RANK", default=0),
+                _int(e, "LOCAL_WORLD_SIZE", default=1),
+                node_id(e),
+                node_rank if node_rank >= 0 else None,
+                launcher,
+            )
         if "SLURM_PROCID" in e:
-            return cls(_int(e, "SLURM_PROCID", default=0), _int(e, "SLURM_NTASKS", default=1),
-                       _int(e, "SLURM_LOCALID", default=0),
-                       _int(e, "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", default=1),
-                       node_id(e), _int(e, "SLURM_NODEID", default=0), "slurm")
+            return cls(
+                _int(e, "SLURM_PROCID", default=0),
+                _int(e, "SLURM_NTASKS", default=1),
+                _int(e, "SLURM_LOCALID", default=0),
+                _int(e, "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", default=1),
+                node_id(e),
+                _int(e, "SLURM_NODEID", default=0),
+                "slurm",
+            )
         return cls(0, 1, 0, 1, node_id(e), None, "none")
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,8 +144,7 @@ def detect_meters(info: RankInfo | None = None, **settings: Any) -> tuple[list[M
     info = info or RankInfo.from_env()
     cfg = TrackerConfig.resolve(**{k: v for k, v in settings.items() if v is not None})
     pid = os.getppid() if info.launcher in ("torchrun", "slurm") else None
-    det = detect(pid=pid, rapl_root=cfg.rapl_root, cpu_tdp_w=cfg.cpu_tdp_w,
-                 attribution=cfg.attribution, gpus=cfg.gpus)
+    det = detect(pid=pid, rapl_root=cfg.rapl_root, cpu_tdp_w=cfg.cpu_tdp_w, attribution=cfg.attribution, gpus=cfg.gpus)
     return det.meters, det.warnings
 
 
@@ -153,9 +163,15 @@ class DistributedTracker:
     ``gather_timeout_s`` bounds the wait for the other ranks at ``stop()``.
     """
 
-    def __init__(self, project: str | None = None, *, meters: Sequence[Meter] | None = None,
-                 gather_timeout_s: float = 120.0, env: dict[str, str] | None = None,
-                 **tracker_kwargs: Any) -> None:
+    def __init__(
+        self,
+        project: str | None = None,
+        *,
+        meters: Sequence[Meter] | None = None,
+        gather_timeout_s: float = 120.0,
+        env: dict[str, str] | None = None,
+        **tracker_kwargs: Any,
+    ) -> None:
         from greenlm.tracking.tracker import EnergyTracker
 
         self.info = RankInfo.from_env(env)
@@ -169,8 +185,9 @@ class DistributedTracker:
         user_meta = dict(tracker_kwargs.pop("metadata", None) or {})
         listeners = [*tracker_kwargs.pop("listeners", ()), self]
         local_store = False if (self._store_arg is False or not _is_url(self._store_arg)) else self._store_arg
-        self.local = EnergyTracker(project, meters=chosen, metadata=user_meta, listeners=listeners,
-                                   store=local_store, **tracker_kwargs)
+        self.local = EnergyTracker(
+            project, meters=chosen, metadata=user_meta, listeners=listeners, store=local_store, **tracker_kwargs
+        )
         self.group_run_id: str | None = None
         self._group: Any = None
         self._dist: Any = None
@@ -226,8 +243,10 @@ class DistributedTracker:
             gid = str(box[0])
             self.info = dataclasses.replace(self.info, rank=dist.get_rank(), world_size=dist.get_world_size())
         elif self.info.world_size > 1:
-            self._warnings.append("torch.distributed was not initialised when the tracker started: "
-                                  "this rank is measured and stored on its own")
+            self._warnings.append(
+                "torch.distributed was not initialised when the tracker started: "
+                "this rank is measured and stored on its own"
+            )
         self.group_run_id = gid
         self.local.set_metadata(distributed={**self.info.to_dict(), "group_run_id": gid, "role": "rank"})
         self.local.start()
@@ -277,13 +296,16 @@ class DistributedTracker:
         if self._stopping or self.info.rank != 0 or self.info.world_size <= 1:
             return
         with contextlib.suppress(Exception), _deferred_sigterm():
-            self._fallback(result.status if result.status != "completed" else "failed",
-                           f"rank 0 window closed by {result.error or 'the process'}")
+            self._fallback(
+                result.status if result.status != "completed" else "failed",
+                f"rank 0 window closed by {result.error or 'the process'}",
+            )
 
     # ----------------------------------------------------------------- internals
     def _detect(self, kw: dict[str, Any]) -> tuple[list[Meter], list[str]]:
-        return detect_meters(self.info, cpu_tdp_w=kw.get("cpu_tdp_w"),
-                             attribution=kw.get("attribution"), gpus=kw.get("gpus"))
+        return detect_meters(
+            self.info, cpu_tdp_w=kw.get("cpu_tdp_w"), attribution=kw.get("attribution"), gpus=kw.get("gpus")
+        )
 
     def _payload(self, r: RunResult) -> dict[str, Any]:
         return {"info": self.info.to_dict(), "result": r.to_dict(), "status": r.status}
@@ -318,9 +340,10 @@ class DistributedTracker:
             if isinstance(rk, int) and rk not in payloads:
                 payloads[rk] = {"info": info, "result": d, "status": d.get("status")}
         # the other ranks first: when rank 0 fails it is usually because one of them died
-        failed = sorted((r for r in range(self.info.world_size)
-                         if r not in payloads or payloads[r]["status"] != "completed"),
-                        key=lambda r: (r == self.info.rank, r))
+        failed = sorted(
+            (r for r in range(self.info.world_size) if r not in payloads or payloads[r]["status"] != "completed"),
+            key=lambda r: (r == self.info.rank, r),
+        )
         parts = [f"rank {r} ({payloads[r]['status'] if r in payloads else 'no report'})" for r in failed]
         msg = f"{error}; ranks that did not complete: {', '.join(parts) or 'none'}"
         merged = self._merge([payloads[k] for k in sorted(payloads)], status, msg, failed=failed)
@@ -363,8 +386,9 @@ class DistributedTracker:
             log.warning("greenlm: could not store the distributed run: %s", e)
             return False
 
-    def _merge(self, payloads: list[dict[str, Any]], status: str, error: str | None,
-               failed: Sequence[int] = ()) -> RunResult:
+    def _merge(
+        self, payloads: list[dict[str, Any]], status: str, error: str | None, failed: Sequence[int] = ()
+    ) -> RunResult:
         """One run from the ranks' results: distinct devices, per node and rank."""
         payloads = sorted((p for p in payloads if p), key=lambda p: int(p["info"].get("rank", 0)))
         comps: list[ComponentEnergy] = []
@@ -389,13 +413,20 @@ class DistributedTracker:
                 seen.add(key)
                 e = float(c.get("energy_j") or 0.0)
                 rank_e += e
-                comps.append(ComponentEnergy(
-                    name=f"{node}/{c['name']}", kind=c.get("kind") or "gpu", energy_j=e,
-                    provenance=c.get("provenance") or "modeled",
-                    low_j=float(c["low_j"]) if c.get("low_j") is not None else e,
-                    high_j=float(c["high_j"]) if c.get("high_j") is not None else e,
-                    scope=c.get("scope") or "device", detail=c.get("detail") or "",
-                    node=node, rank=rank))
+                comps.append(
+                    ComponentEnergy(
+                        name=f"{node}/{c['name']}",
+                        kind=c.get("kind") or "gpu",
+                        energy_j=e,
+                        provenance=c.get("provenance") or "modeled",
+                        low_j=float(c["low_j"]) if c.get("low_j") is not None else e,
+                        high_j=float(c["high_j"]) if c.get("high_j") is not None else e,
+                        scope=c.get("scope") or "device",
+                        detail=c.get("detail") or "",
+                        node=node,
+                        rank=rank,
+                    )
+                )
             for m in d.get("meters") or []:
                 meters.append({**m, "node": node, "rank": rank})
             for ph in d.get("phases") or []:
@@ -403,45 +434,89 @@ class DistributedTracker:
                 a[1] += float(ph["energy_j"])
             duration = max(duration, float(d.get("duration_s") or 0.0))
             warnings += [f"rank {rank}: {w}" for w in d.get("warnings") or []]
-            ranks_meta.append({"rank": rank, "node": node, "local_rank": info.get("local_rank"),
-                               "status": p.get("status"), "energy_j": rank_e,
-                               "duration_s": d.get("duration_s"),
-                               "rank_run_id": d.get("run_id")})
+            ranks_meta.append(
+                {
+                    "rank": rank,
+                    "node": node,
+                    "local_rank": info.get("local_rank"),
+                    "status": p.get("status"),
+                    "energy_j": rank_e,
+                    "duration_s": d.get("duration_s"),
+                    "rank_run_id": d.get("run_id"),
+                }
+            )
         energy = sum(c.energy_j for c in comps)
         low, high = sum(c.low_j for c in comps), sum(c.high_j for c in comps)
         carbon = self.local.carbon
         fp = account(energy, carbon)
         g_per_j = fp.co2e_g / energy if energy > 0 else account(1.0, carbon).co2e_g
         phase_objs = tuple(
-            PhaseEnergy(name=ph["name"], parent=ph.get("parent"), energy_j=e,
-                        duration_s=float(ph["duration_s"]), steps=int(ph.get("steps") or 0),
-                        entries=int(ph.get("entries") or 1), co2e_g=e * g_per_j)
+            PhaseEnergy(
+                name=ph["name"],
+                parent=ph.get("parent"),
+                energy_j=e,
+                duration_s=float(ph["duration_s"]),
+                steps=int(ph.get("steps") or 0),
+                entries=int(ph.get("entries") or 1),
+                co2e_g=e * g_per_j,
+            )
             for ph, e, _ in phases.values()
         )
         nodes: dict[str, list[int]] = {}
         for rm in ranks_meta:
             nodes.setdefault(rm["node"], []).append(rm["rank"])
         own = self.local.result
-        meta = {**{k: v for k, v in own.metadata.items() if k != "distributed"},
-                "distributed": {"role": "group", "group_run_id": self.group_run_id,
-                                "world_size": self.info.world_size, "nodes": nodes,
-                                "ranks": ranks_meta, "failed_ranks": list(failed),
-                                "rule": "node-level meters on local rank 0; each device once"}}
+        meta = {
+            **{k: v for k, v in own.metadata.items() if k != "distributed"},
+            "distributed": {
+                "role": "group",
+                "group_run_id": self.group_run_id,
+                "world_size": self.info.world_size,
+                "nodes": nodes,
+                "ranks": ranks_meta,
+                "failed_ranks": list(failed),
+                "rule": "node-level meters on local rank 0; each device once",
+            },
+        }
         started_at = min(started) if started else (self._started_at or own.started_at)
-        ended = None if status == "running" else (
-            dt.datetime.fromisoformat(started_at) + dt.timedelta(seconds=duration)).isoformat()
+        ended = (
+            None
+            if status == "running"
+            else (dt.datetime.fromisoformat(started_at) + dt.timedelta(seconds=duration)).isoformat()
+        )
         return RunResult(
-            run_id=self.group_run_id or own.run_id, project=own.project, status=status,
-            started_at=started_at, ended_at=ended, duration_s=duration, energy_j=energy,
-            energy_low_j=low, energy_high_j=high, facility_energy_j=fp.facility_energy_j,
-            energy_kwh=fp.energy_kwh, co2e_g=fp.co2e_g, co2e_low_g=low * g_per_j,
-            co2e_high_g=high * g_per_j, cost=fp.cost, currency=fp.currency,
-            price_per_kwh=own.price_per_kwh, price_source=own.price_source, pue=own.pue,
-            pue_source=own.pue_source, location=dict(own.location), components=tuple(comps),
-            phases=phase_objs, steps=own.steps,
+            run_id=self.group_run_id or own.run_id,
+            project=own.project,
+            status=status,
+            started_at=started_at,
+            ended_at=ended,
+            duration_s=duration,
+            energy_j=energy,
+            energy_low_j=low,
+            energy_high_j=high,
+            facility_energy_j=fp.facility_energy_j,
+            energy_kwh=fp.energy_kwh,
+            co2e_g=fp.co2e_g,
+            co2e_low_g=low * g_per_j,
+            co2e_high_g=high * g_per_j,
+            cost=fp.cost,
+            currency=fp.currency,
+            price_per_kwh=own.price_per_kwh,
+            price_source=own.price_source,
+            pue=own.pue,
+            pue_source=own.pue_source,
+            location=dict(own.location),
+            components=tuple(comps),
+            phases=phase_objs,
+            steps=own.steps,
             provenance=weakest([c.provenance for c in comps]),
-            warnings=tuple(dict.fromkeys(warnings + dup_warnings)), timeline=(), metadata=meta,
-            host=own.host, error=error, forecast=own.forecast, meters=tuple(meters),
+            warnings=tuple(dict.fromkeys(warnings + dup_warnings)),
+            timeline=(),
+            metadata=meta,
+            host=own.host,
+            error=error,
+            forecast=own.forecast,
+            meters=tuple(meters),
         )
 
 

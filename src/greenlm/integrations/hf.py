@@ -75,8 +75,12 @@ class GreenlmCallback(_tf.TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.driver.begin("train")
         self._last_log = None
-        if getattr(state, "max_steps", 0) and hasattr(self.tracker, "total_steps") \
-                and self.tracker.total_steps is None and self.driver.owned:
+        if (
+            getattr(state, "max_steps", 0)
+            and hasattr(self.tracker, "total_steps")
+            and self.tracker.total_steps is None
+            and self.driver.owned
+        ):
             self.tracker.total_steps = int(state.max_steps)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -96,12 +100,10 @@ class GreenlmCallback(_tf.TrainerCallback):
             self._loop_started = time.monotonic()
             self.driver.begin(_loop_kind())
 
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None,
-                    **kwargs: Any) -> None:
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         self._end_loop("eval", metrics)
 
-    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None,
-                   **kwargs: Any) -> None:
+    def on_predict(self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any) -> None:
         self._end_loop("test", metrics)
 
     def _end_loop(self, default_prefix: str, metrics: Any) -> None:
@@ -122,8 +124,7 @@ class GreenlmCallback(_tf.TrainerCallback):
             return
         now = time.monotonic()
         energy_j = self.tracker.energy_at(now)
-        extra = {f"{PREFIX}energy_j": energy_j,
-                 f"{PREFIX}co2e_g": account(energy_j, self.tracker.carbon).co2e_g}
+        extra = {f"{PREFIX}energy_j": energy_j, f"{PREFIX}co2e_g": account(energy_j, self.tracker.carbon).co2e_g}
         t_prev, e_prev = self._last_log or (self.tracker.started_monotonic or now, 0.0)
         if now > t_prev:
             extra[f"{PREFIX}power_w"] = (energy_j - e_prev) / (now - t_prev)
@@ -133,8 +134,9 @@ class GreenlmCallback(_tf.TrainerCallback):
             state.log_history[-1].update(extra)
 
     # ------------------------------------------------------------------ helpers
-    def _phase_figures(self, name: str, result: RunResult | None, t1: float,
-                       since: float | None = None) -> dict[str, float]:
+    def _phase_figures(
+        self, name: str, result: RunResult | None, t1: float, since: float | None = None
+    ) -> dict[str, float]:
         """Energy and CO2e of phase ``name``: from the closed run when this callback closed
         it, else measured so far (up to the tracker's latest sample).
         """

@@ -23,8 +23,9 @@ from greenlm.integrations._extras import require
 from greenlm.integrations._phases import PhaseDriver, default_tracker
 from greenlm.tracking.result import RunResult
 
-_pl: Any = require("pytorch_lightning", feature="greenlm.integrations.lightning", extra="lightning",
-              package="pytorch-lightning")
+_pl: Any = require(
+    "pytorch_lightning", feature="greenlm.integrations.lightning", extra="lightning", package="pytorch-lightning"
+)
 
 
 class GreenlmLightningCallback(_pl.Callback):
@@ -115,8 +116,7 @@ class GreenlmLightningCallback(_pl.Callback):
         self.driver.fail(exception)
 
     # ------------------------------------------------------------------ steps and logs
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.tracker.step()
         every = max(1, int(getattr(trainer, "log_every_n_steps", 50) or 1))
         if self.tracker.steps % every == 0:
@@ -127,8 +127,7 @@ class GreenlmLightningCallback(_pl.Callback):
             return {}
         now = time.monotonic()
         energy_j = self.tracker.energy_at(now)
-        out = {"greenlm/energy_j": energy_j,
-               "greenlm/co2e_g": account(energy_j, self.tracker.carbon).co2e_g}
+        out = {"greenlm/energy_j": energy_j, "greenlm/co2e_g": account(energy_j, self.tracker.carbon).co2e_g}
         t_prev, e_prev = self._last or (self.tracker.started_monotonic or now, 0.0)
         if now > t_prev:
             out["greenlm/power_w"] = (energy_j - e_prev) / (now - t_prev)

@@ -78,8 +78,7 @@ def run_tags(result: RunResult) -> dict[str, str]:
     }
 
 
-def log_run(result: RunResult, *, run_id: str | None = None, client: Any = None,
-            step: int | None = None) -> str:
+def log_run(result: RunResult, *, run_id: str | None = None, client: Any = None, step: int | None = None) -> str:
     """Log ``result`` into MLflow run ``run_id`` (default: the active run, else a new run
     in the current experiment, ended afterwards). Returns the MLflow run id.
     """
@@ -167,8 +166,10 @@ class MlflowListener:
             self._next = now + self.every_s
             ms, step = int(time.time() * 1000), int(tracker.steps)
             e = tracker.energy_j_so_far()
-            metrics = [Metric(metric_name("energy_j"), e, ms, step),
-                       Metric(metric_name("co2e_g"), account(e, tracker.carbon).co2e_g, ms, step)]
+            metrics = [
+                Metric(metric_name("energy_j"), e, ms, step),
+                Metric(metric_name("co2e_g"), account(e, tracker.carbon).co2e_g, ms, step),
+            ]
             metrics += [Metric(metric_name("power_w", d), p, ms, step) for d, p in powers_w.items()]
             self._client.log_batch(self.run_id, metrics=metrics)
 

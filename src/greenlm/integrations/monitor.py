@@ -149,18 +149,26 @@ class PromMetrics:
         pc = _prometheus()
         labels = ("model", "route")
         self.registry = registry
-        self.energy = pc.Counter("greenlm_energy_joules", "IT energy attributed to requests "
-                                 "(route _idle: while none was in flight), in joules", labels,
-                                 registry=registry)
-        self.co2e = pc.Counter("greenlm_co2e_grams", "CO2e of that energy (grid intensity x PUE), "
-                               "in grams", labels, registry=registry)
-        self.power = pc.Gauge("greenlm_power_watts", "IT power over the last sampling interval, "
-                              "in watts", ("device",), registry=registry)
-        self.request_energy = pc.Histogram("greenlm_request_energy_joules", "Energy attributed "
-                                           "to one request, in joules", labels,
-                                           buckets=ENERGY_BUCKETS_J, registry=registry)
-        self.tokens = pc.Counter("greenlm_tokens", "Tokens produced by requests", labels,
-                                 registry=registry)
+        self.energy = pc.Counter(
+            "greenlm_energy_joules",
+            "IT energy attributed to requests (route _idle: while none was in flight), in joules",
+            labels,
+            registry=registry,
+        )
+        self.co2e = pc.Counter(
+            "greenlm_co2e_grams", "CO2e of that energy (grid intensity x PUE), in grams", labels, registry=registry
+        )
+        self.power = pc.Gauge(
+            "greenlm_power_watts", "IT power over the last sampling interval, in watts", ("device",), registry=registry
+        )
+        self.request_energy = pc.Histogram(
+            "greenlm_request_energy_joules",
+            "Energy attributed to one request, in joules",
+            labels,
+            buckets=ENERGY_BUCKETS_J,
+            registry=registry,
+        )
+        self.tokens = pc.Counter("greenlm_tokens", "Tokens produced by requests", labels, registry=registry)
 
 
 _METRICS: dict[int, PromMetrics] = {}
@@ -179,8 +187,7 @@ def metrics_for(registry: Any = None) -> PromMetrics:
 
 
 def _prometheus() -> Any:
-    return require("prometheus_client", feature="greenlm.monitor", extra="monitor",
-                   package="prometheus-client")
+    return require("prometheus_client", feature="greenlm.monitor", extra="monitor", package="prometheus-client")
 
 
 class Monitor:
@@ -197,10 +204,19 @@ class Monitor:
     Use one monitor per process: every monitor attributes the whole process's energy.
     """
 
-    def __init__(self, *, model: str = "", deployment: str | None = None, registry: Any = None,
-                 window_s: float = 300.0, keep_windows: int = 288,
-                 on_request: Callable[[RequestEnergy], None] | None = None, keep_requests: int = 10000,
-                 idle_route: str = IDLE_ROUTE, **tracker_kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = "",
+        deployment: str | None = None,
+        registry: Any = None,
+        window_s: float = 300.0,
+        keep_windows: int = 288,
+        on_request: Callable[[RequestEnergy], None] | None = None,
+        keep_requests: int = 10000,
+        idle_route: str = IDLE_ROUTE,
+        **tracker_kwargs: Any,
+    ) -> None:
         from greenlm._validate import finite
 
         finite("window_s", window_s, minimum=0.0, strict=True)
@@ -215,8 +231,7 @@ class Monitor:
         self.keep_windows = keep_windows
         self.on_request = on_request
         self._store_arg = tracker_kwargs.get("store")
-        meta = {**dict(tracker_kwargs.pop("metadata", None) or {}),
-                "kind": "serving", "deployment": self.deployment}
+        meta = {**dict(tracker_kwargs.pop("metadata", None) or {}), "kind": "serving", "deployment": self.deployment}
         from greenlm.tracking.tracker import EnergyTracker
 
         listeners = [*tracker_kwargs.pop("listeners", ()), self]
@@ -383,8 +398,17 @@ class Monitor:
     def _finish(self, req: _Req, complete: bool) -> None:
         route = self._labels("route", req.route or "_")
         t0 = self.tracker.started_monotonic or req.t0
-        rec = RequestEnergy(req.id, req.model, route, req.t0 - t0, (req.t1 or req.t0) - req.t0,
-                            req.energy_j, req.energy_j * self._g_per_j, req.tokens, complete)
+        rec = RequestEnergy(
+            req.id,
+            req.model,
+            route,
+            req.t0 - t0,
+            (req.t1 or req.t0) - req.t0,
+            req.energy_j,
+            req.energy_j * self._g_per_j,
+            req.tokens,
+            complete,
+        )
         self.requests += 1
         self.tokens += req.tokens
         self.requests_energy_j += req.energy_j
@@ -412,8 +436,15 @@ class Monitor:
     # ----------------------------------------------------------------- roll-up
     @staticmethod
     def _new_window(start_s: float, energy0_j: float) -> dict[str, Any]:
-        return {"start_s": start_s, "end_s": None, "energy0_j": energy0_j, "requests": 0,
-                "tokens": 0, "requests_energy_j": 0.0, "idle_energy_j": 0.0}
+        return {
+            "start_s": start_s,
+            "end_s": None,
+            "energy0_j": energy0_j,
+            "requests": 0,
+            "tokens": 0,
+            "requests_energy_j": 0.0,
+            "idle_energy_j": 0.0,
+        }
 
     def _roll(self, t_s: float) -> None:
         w = self._win
@@ -443,8 +474,10 @@ class Monitor:
                 "in_flight_energy_j": sum(r.energy_j for r in self._active),
                 "energy_per_request_j": attributed / self.requests if self.requests else None,
                 "energy_per_token_j": attributed / self.tokens if self.tokens else None,
-                "routes": [{"model": m, "route": r, "requests": int(a[0]), "tokens": int(a[1]),
-                            "energy_j": a[2]} for (m, r), a in sorted(self._routes.items())],
+                "routes": [
+                    {"model": m, "route": r, "requests": int(a[0]), "tokens": int(a[1]), "energy_j": a[2]}
+                    for (m, r), a in sorted(self._routes.items())
+                ],
                 "window_s": self.window_s,
                 "windows": list(self.windows),
             }
@@ -489,8 +522,10 @@ def configure(**settings: Any) -> Monitor:
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is not None and _DEFAULT.running:
-            raise ConfigError("The greenlm monitor of this process is already running; "
-                              "configure() must come before the first monitored request.")
+            raise ConfigError(
+                "The greenlm monitor of this process is already running; "
+                "configure() must come before the first monitored request."
+            )
         _DEFAULT = Monitor(**settings)
         return _DEFAULT
 
@@ -511,9 +546,14 @@ def add_tokens(n: int) -> None:
         req.tokens += int(n)
 
 
-def monitor(fn: Callable[..., Any] | None = None, *, model: str | None = None,
-            route: str | None = None, tokens: Callable[[Any], int] | None = None,
-            monitor: Monitor | None = None) -> Any:
+def monitor(
+    fn: Callable[..., Any] | None = None,
+    *,
+    model: str | None = None,
+    route: str | None = None,
+    tokens: Callable[[Any], int] | None = None,
+    monitor: Monitor | None = None,
+) -> Any:
     """Wrap ``fn`` so that each call is a monitored request.
 
     ``tokens(result)`` counts the tokens a call produced (or call :func:`add_tokens` inside);
@@ -528,8 +568,14 @@ def monitor(fn: Callable[..., Any] | None = None, *, model: str | None = None,
     return _wrap(fn, model=model, route=route, tokens=tokens, mon=monitor)
 
 
-def _wrap(fn: Callable[..., Any], *, model: str | None, route: str | None,
-          tokens: Callable[[Any], int] | None, mon: Monitor | None) -> Any:
+def _wrap(
+    fn: Callable[..., Any],
+    *,
+    model: str | None,
+    route: str | None,
+    tokens: Callable[[Any], int] | None,
+    mon: Monitor | None,
+) -> Any:
     m = mon or get_monitor()
     r = str(route or getattr(fn, "__qualname__", None) or getattr(fn, "__name__", "call"))
 
@@ -543,6 +589,7 @@ def _wrap(fn: Callable[..., Any], *, model: str | None, route: str | None,
             return 0
 
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def awrapper(*args: Any, **kwargs: Any) -> Any:
             req = m.begin(model, r)
@@ -586,8 +633,14 @@ class GreenlmMiddleware:
     The app's lifespan start-up opens the deployment's run; its shutdown closes and stores it.
     """
 
-    def __init__(self, app: Any, monitor: Monitor | None = None, *, model: str | None = None,
-                 metrics_path: str | None = "/metrics") -> None:
+    def __init__(
+        self,
+        app: Any,
+        monitor: Monitor | None = None,
+        *,
+        model: str | None = None,
+        metrics_path: str | None = "/metrics",
+    ) -> None:
         self.app = app
         self.monitor = monitor or get_monitor()
         self.model = model
@@ -629,8 +682,13 @@ class GreenlmMiddleware:
         pc = _prometheus()
         m = self.monitor.metrics
         body = pc.generate_latest(m.registry) if m is not None else b""
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", pc.CONTENT_TYPE_LATEST.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", pc.CONTENT_TYPE_LATEST.encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

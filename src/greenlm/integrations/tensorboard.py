@@ -35,8 +35,9 @@ class TensorBoardListener:
             from greenlm.errors import ConfigError
 
             raise ConfigError(f"step_axis must be one of {STEP_AXES}, got {step_axis!r}.")
-        tb = require("torch.utils.tensorboard", feature="TensorBoard logging",
-                     extra="tensorboard", package="tensorboard")
+        tb = require(
+            "torch.utils.tensorboard", feature="TensorBoard logging", extra="tensorboard", package="tensorboard"
+        )
         self._writer_cls = tb.SummaryWriter
         self.log_dir = str(log_dir)
         self.step_axis = step_axis

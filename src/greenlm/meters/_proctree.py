@@ -129,5 +129,4 @@ def machine_busy_s() -> float:
     Guest time is already inside user/nice on Linux; idle, iowait and steal are not busy.
     """
     t = psutil.cpu_times()
-    return (t.user + getattr(t, "nice", 0.0) + t.system + getattr(t, "irq", 0.0)
-            + getattr(t, "softirq", 0.0))
+    return t.user + getattr(t, "nice", 0.0) + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)

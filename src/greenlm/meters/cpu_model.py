@@ -122,8 +122,7 @@ def match_cpu(model_name: str) -> dict[str, str] | None:
     return best[1] if best and best[0] >= 0.6 else None
 
 
-def cpu_spec(model_name: str | None = None, tdp_w: float | None = None,
-             threads: int | None = None) -> CpuSpec:
+def cpu_spec(model_name: str | None = None, tdp_w: float | None = None, threads: int | None = None) -> CpuSpec:
     """Resolve the TDP per thread: user override > table match > documented default."""
     name = model_name or read_model_name()
     logical = psutil.cpu_count(logical=True) or 1
@@ -138,15 +137,29 @@ def cpu_spec(model_name: str | None = None, tdp_w: float | None = None,
         n = int(float(row["threads"])) if row["threads"] else (threads or logical)
         per = tdp / n
         thr_src = "table" if row["threads"] else "assumed = logical CPUs visible"
-        return CpuSpec(name, tdp, n, per, per, per,
-                       f"cpus.csv: {row['model']} {tdp:g} W, {n} threads ({thr_src}); {row['source']}",
-                       row["model"], False)
+        return CpuSpec(
+            name,
+            tdp,
+            n,
+            per,
+            per,
+            per,
+            f"cpus.csv: {row['model']} {tdp:g} W, {n} threads ({thr_src}); {row['source']}",
+            row["model"],
+            False,
+        )
     return CpuSpec(
-        name, None, None, med, p10, p90,
+        name,
+        None,
+        None,
+        med,
+        p10,
+        p90,
         f"default: CPU {name!r} not in cpus.csv; {med:.2f} W per thread = median TDP/thread of "
         f"server CPUs in the table (band p10-p90 {p10:.2f}-{p90:.2f} W); set cpu_tdp_w / "
         "GREENLM_CPU_TDP_W for a real figure",
-        None, True,
+        None,
+        True,
     )
 
 
@@ -165,16 +178,21 @@ class CpuModelMeter(IntervalMeter):
     provenance = "modeled"
     node_level = True
 
-    def __init__(self, spec: CpuSpec, pid: int | None = None, attribution: str = "process",
-                 tree: ProcessTree | None = None) -> None:
+    def __init__(
+        self, spec: CpuSpec, pid: int | None = None, attribution: str = "process", tree: ProcessTree | None = None
+    ) -> None:
         super().__init__()
         self.spec = spec
         self.name = "cpu"
         self.attribution = attribution
         self.tree = tree or ProcessTree(pid if pid is not None else os.getpid())
         self.threads = visible_threads()
-        self.band = Band(0.0, 0.0, "CPU power model: idle 5-30 % of full load, full load 70-110 % of TDP"
-                         + ("; unknown CPU: TDP/thread p10-p90 of server parts" if spec.defaulted else ""))
+        self.band = Band(
+            0.0,
+            0.0,
+            "CPU power model: idle 5-30 % of full load, full load 70-110 % of TDP"
+            + ("; unknown CPU: TDP/thread p10-p90 of server parts" if spec.defaulted else ""),
+        )
         self._proc0 = 0.0
         self._mach0 = 0.0
         self.low_j = 0.0
@@ -185,8 +203,7 @@ class CpuModelMeter(IntervalMeter):
         self._mach0 = machine_busy_s()
         self.low_j = self.high_j = 0.0
 
-    def _power(self, per_thread: float, idle: float, full: float, proc_busy: float,
-               mach_busy: float) -> float:
+    def _power(self, per_thread: float, idle: float, full: float, proc_busy: float, mach_busy: float) -> float:
         dyn_threads = mach_busy if self.attribution == "machine" else proc_busy
         if self.attribution == "machine":
             share = 1.0
@@ -215,6 +232,11 @@ class CpuModelMeter(IntervalMeter):
         return self.low_j, self.high_j
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "cpu": self.spec.model_name, "tdp_source": self.spec.source,
-                "threads_visible": self.threads, "attribution": self.attribution,
-                "scope": "process" if self.attribution == "process" else "device"}
+        return {
+            **super().describe(),
+            "cpu": self.spec.model_name,
+            "tdp_source": self.spec.source,
+            "threads_visible": self.threads,
+            "attribution": self.attribution,
+            "scope": "process" if self.attribution == "process" else "device",
+        }

@@ -17,9 +17,16 @@ from greenlm.meters.base import Band, Meter
 class ReplayMeter(Meter):
     """Replays a power trace; energy is the exact integral of the trace."""
 
-    def __init__(self, name: str, kind: str = "gpu", power_w: float | Sequence[tuple[float, float]] = 100.0,
-                 provenance: str = "sampled", clock: Callable[[], float] = time.monotonic,
-                 node_level: bool = False, band: Band | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str = "gpu",
+        power_w: float | Sequence[tuple[float, float]] = 100.0,
+        provenance: str = "sampled",
+        clock: Callable[[], float] = time.monotonic,
+        node_level: bool = False,
+        band: Band | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.kind = kind  # type: ignore[assignment]
@@ -27,9 +34,9 @@ class ReplayMeter(Meter):
         self.node_level = node_level
         if band is not None:
             self.band = band
-        self._trace = [(0.0, float(power_w))] if isinstance(power_w, (int, float)) else [
-            (float(t), float(p)) for t, p in power_w
-        ]
+        self._trace = (
+            [(0.0, float(power_w))] if isinstance(power_w, (int, float)) else [(float(t), float(p)) for t, p in power_w]
+        )
         self._clock = clock
         self._t0 = 0.0
 

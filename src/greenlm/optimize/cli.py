@@ -18,56 +18,75 @@ from greenlm.optimize.spec import DEFAULT_TECHNIQUES
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="minilm", metavar="PATH|minilm|smollm2",
-                   help="the model: built-in minilm (all-MiniLM-L6-v2) or smollm2 "
-                        "(SmolLM2-135M-Instruct), or a local transformers folder")
-    p.add_argument("--data", type=Path, metavar="PATH",
-                   help="text file, one item per line ('__label__X text' for labels); "
-                        "default: gensim's polarity sentences / Lee corpus")
+    p.add_argument(
+        "--model",
+        default="minilm",
+        metavar="PATH|minilm|smollm2",
+        help="the model: built-in minilm (all-MiniLM-L6-v2) or smollm2 "
+        "(SmolLM2-135M-Instruct), or a local transformers folder",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="text file, one item per line ('__label__X text' for labels); "
+        "default: gensim's polarity sentences / Lee corpus",
+    )
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     p.add_argument("--location", help="grid location for CO2e (DEU, US-CA, aws:us-east-1, ...)")
     p.add_argument("--seed", type=int, default=0, help="data split and training seed")
-    p.add_argument("--report", type=Path, metavar="DIR",
-                   help="write JSON, CSV and the Pareto plot (PNG) into DIR")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write JSON, CSV and the Pareto plot (PNG) into DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def register(subparsers: Any) -> None:
     """Add ``optimize`` (and its ``finetune`` mode) to greenlm's sub-commands."""
     p = subparsers.add_parser(
-        "optimize", help="measure what compression techniques save in energy and cost in quality",
+        "optimize",
+        help="measure what compression techniques save in energy and cost in quality",
         description="Measure, on this machine, the energy per 1,000 inferences (and per "
         "token) of a model and of variants built with each technique, their quality, and "
-        "recommend the lowest-energy variant within --max-quality-drop.")
+        "recommend the lowest-energy variant within --max-quality-drop.",
+    )
     _common(p)
-    p.add_argument("--task", choices=["embedding", "classification", "causal-lm"],
-                   help="default: embedding for minilm, causal-lm for smollm2, else from "
-                        "the model's architecture")
-    p.add_argument("--techniques", default=DEFAULT_TECHNIQUES,
-                   help="comma-separated; name[:arg[:key=value]], '+' stacks "
-                        f"(default {DEFAULT_TECHNIQUES})")
-    p.add_argument("--max-quality-drop", type=float, default=0.01, metavar="FRACTION",
-                   help="quality budget: absolute for accuracy/cosine, relative rise for "
-                        "perplexity (default 0.01)")
+    p.add_argument(
+        "--task",
+        choices=["embedding", "classification", "causal-lm"],
+        help="default: embedding for minilm, causal-lm for smollm2, else from the model's architecture",
+    )
+    p.add_argument(
+        "--techniques",
+        default=DEFAULT_TECHNIQUES,
+        help=f"comma-separated; name[:arg[:key=value]], '+' stacks (default {DEFAULT_TECHNIQUES})",
+    )
+    p.add_argument(
+        "--max-quality-drop",
+        type=float,
+        default=0.01,
+        metavar="FRACTION",
+        help="quality budget: absolute for accuracy/cosine, relative rise for perplexity (default 0.01)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="measured windows per variant")
-    p.add_argument("--samples", type=int,
-                   help="inferences per window (default 64; 8 prompts for causal-lm)")
+    p.add_argument("--samples", type=int, help="inferences per window (default 64; 8 prompts for causal-lm)")
     p.add_argument("--batch-size", type=int, default=1, help="inputs per inference call")
-    p.add_argument("--max-new-tokens", type=int, default=16,
-                   help="tokens generated per prompt (causal-lm)")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per prompt (causal-lm)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=cmd_optimize)
 
     sub = p.add_subparsers(dest="optimize_mode", metavar="MODE")
     f = sub.add_parser(
-        "finetune", help="compare full fine-tuning, LoRA, mixed precision, accumulation",
+        "finetune",
+        help="compare full fine-tuning, LoRA, mixed precision, accumulation",
         description="Train the same model on the same task once per mode and compare energy "
-        "per epoch and final quality.")
+        "per epoch and final quality.",
+    )
     _common(f)
     f.add_argument("--task", choices=["classification", "causal-lm"], default="classification")
-    f.add_argument("--compare", default="full,lora,lora+amp",
-                   help="modes: full or lora[:r=N], with +amp and +accum=N "
-                        "(default full,lora,lora+amp)")
+    f.add_argument(
+        "--compare",
+        default="full,lora,lora+amp",
+        help="modes: full or lora[:r=N], with +amp and +accum=N (default full,lora,lora+amp)",
+    )
     f.add_argument("--epochs", type=int, default=3)
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--lr-full", type=float, default=5e-5)
@@ -84,8 +103,14 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task_id = bar.add_task("loading", total=None)
 
         def update(desc: str, done: int, total: int) -> None:
@@ -109,10 +134,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from greenlm.optimize.runner import OptimizeConfig, optimize
 
     config = OptimizeConfig(
-        model=args.model, task=args.task, data=args.data, techniques=args.techniques,
-        max_quality_drop=args.max_quality_drop, repeats=args.repeats, samples=args.samples,
-        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=args.device,
-        location=args.location, seed=args.seed, threads=args.threads, report_dir=args.report,
+        model=args.model,
+        task=args.task,
+        data=args.data,
+        techniques=args.techniques,
+        max_quality_drop=args.max_quality_drop,
+        repeats=args.repeats,
+        samples=args.samples,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        location=args.location,
+        seed=args.seed,
+        threads=args.threads,
+        report_dir=args.report,
     )
     config.validate()  # fail on bad input before loading anything
     _quiet_libraries()
@@ -137,9 +172,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from greenlm.optimize.lora import FinetuneConfig, finetune
 
     config = FinetuneConfig(
-        model=args.model, task=args.task, data=args.data, compare=args.compare,
-        epochs=args.epochs, batch_size=args.batch_size, lr_full=args.lr_full,
-        lr_lora=args.lr_lora, device=args.device, location=args.location, seed=args.seed,
+        model=args.model,
+        task=args.task,
+        data=args.data,
+        compare=args.compare,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr_full=args.lr_full,
+        lr_lora=args.lr_lora,
+        device=args.device,
+        location=args.location,
+        seed=args.seed,
         report_dir=args.report,
     )
     config.validate()
@@ -161,11 +204,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if m.skipped_reason:
             table.add_row(m.name, "-", "-", "-", "-", "-", f"skipped: {m.skipped_reason}")
             continue
-        q = f"{m.quality.metric}={m.quality.value:.4g}" if m.quality and m.quality.value \
-            is not None else "-"
-        table.add_row(m.name, f"{m.trainable_params:,}", f"{m.energy_j_per_epoch:.3g}",
-                      f"{m.duration_s_per_epoch:.2f}", f"{m.peak_memory_mb:.0f}", q,
-                      m.provenance or "")
+        q = f"{m.quality.metric}={m.quality.value:.4g}" if m.quality and m.quality.value is not None else "-"
+        table.add_row(
+            m.name,
+            f"{m.trainable_params:,}",
+            f"{m.energy_j_per_epoch:.3g}",
+            f"{m.duration_s_per_epoch:.2f}",
+            f"{m.peak_memory_mb:.0f}",
+            q,
+            m.provenance or "",
+        )
     console = Console()
     console.print(table)
     for w in report.warnings:

@@ -29,8 +29,7 @@ def make_student(teacher: Any, layers: int) -> tuple[Any, list[int]]:
         _, _, stack = _arch.layer_stack(teacher)
     except LookupError as e:
         raise NotApplicableError(
-            "distillation needs a stack of transformer layers (config.num_hidden_layers) "
-            "and none was found"
+            "distillation needs a stack of transformer layers (config.num_hidden_layers) and none was found"
         ) from e
     n = len(stack)
     if layers >= n:
@@ -79,8 +78,9 @@ class DistillSettings:
         )
 
 
-def distill(teacher: Any, task: Any, settings: DistillSettings, measure: Any,
-            on_step: Callable[[], None] | None = None) -> Transformed:
+def distill(
+    teacher: Any, task: Any, settings: DistillSettings, measure: Any, on_step: Callable[[], None] | None = None
+) -> Transformed:
     """Build a student and train it against ``teacher`` on ``task``'s training split.
 
     ``measure`` wraps the training loop (a :data:`~greenlm.optimize.harness.Measure`); its
@@ -88,8 +88,7 @@ def distill(teacher: Any, task: Any, settings: DistillSettings, measure: Any,
     """
     import torch
 
-    if any(getattr(p, "is_quantized", False) for p in teacher.state_dict().values()
-           if isinstance(p, torch.Tensor)):
+    if any(getattr(p, "is_quantized", False) for p in teacher.state_dict().values() if isinstance(p, torch.Tensor)):
         raise NotApplicableError("distillation needs a floating-point teacher")
     student, keep = make_student(teacher, settings.layers)
     batches = task.train_batches(settings.batch)
@@ -139,8 +138,7 @@ def distill(teacher: Any, task: Any, settings: DistillSettings, measure: Any,
     )
 
 
-def payback_inferences(distill_energy_j: float, baseline_j_per_1k: float,
-                       student_j_per_1k: float) -> float | None:
+def payback_inferences(distill_energy_j: float, baseline_j_per_1k: float, student_j_per_1k: float) -> float | None:
     """Inferences after which the student's savings equal its training energy (None: never)."""
     saving_per_inference_j = (baseline_j_per_1k - student_j_per_1k) / 1000.0
     if saving_per_inference_j <= 0:

@@ -13,9 +13,7 @@ class UnknownTechniqueError(ConfigError):
     def __init__(self, name: str, known: Sequence[str], suggestions: Sequence[str] = ()) -> None:
         self.name = name
         hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
-        super().__init__(
-            f"Unknown technique {name!r}.{hint} Known techniques: {', '.join(known)}."
-        )
+        super().__init__(f"Unknown technique {name!r}.{hint} Known techniques: {', '.join(known)}.")
 
 
 class TechniqueArgumentError(ConfigError):

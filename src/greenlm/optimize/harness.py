@@ -38,28 +38,35 @@ class Window:
 Measure = Callable[[Callable[[], Any]], Window]
 
 
-def tracker_measure(location: str | None = None, *, interval_s: float = 0.1,
-                    metadata: dict[str, Any] | None = None,
-                    cpu_tdp_w: float | None = None) -> Measure:
+def tracker_measure(
+    location: str | None = None,
+    *,
+    interval_s: float = 0.1,
+    metadata: dict[str, Any] | None = None,
+    cpu_tdp_w: float | None = None,
+) -> Measure:
     """A measure function backed by :class:`greenlm.EnergyTracker` (nothing is stored)."""
     try:
         from greenlm.tracking import EnergyTracker
     except ImportError as e:  # pragma: no cover - only in a partial build
-        raise TrackerUnavailableError(
-            "greenlm.tracking.EnergyTracker is not available in this build"
-        ) from e
+        raise TrackerUnavailableError("greenlm.tracking.EnergyTracker is not available in this build") from e
 
     def measure(fn: Callable[[], Any]) -> Window:
-        tracker = EnergyTracker(project="optimize", location=location, interval_s=interval_s,
-                                store=False, metadata=dict(metadata or {}),
-                                cpu_tdp_w=cpu_tdp_w)
+        tracker = EnergyTracker(
+            project="optimize",
+            location=location,
+            interval_s=interval_s,
+            store=False,
+            metadata=dict(metadata or {}),
+            cpu_tdp_w=cpu_tdp_w,
+        )
         with tracker, tracker.phase("infer"):
             fn()
         r = tracker.result
-        detail = "; ".join(f"{c.name}: {c.provenance} ({c.detail})" if c.detail
-                           else f"{c.name}: {c.provenance}" for c in r.components)
-        return Window(r.energy_j, r.duration_s, r.provenance, detail,
-                      r.energy_low_j, r.energy_high_j)
+        detail = "; ".join(
+            f"{c.name}: {c.provenance} ({c.detail})" if c.detail else f"{c.name}: {c.provenance}" for c in r.components
+        )
+        return Window(r.energy_j, r.duration_s, r.provenance, detail, r.energy_low_j, r.energy_high_j)
 
     return measure
 
@@ -136,9 +143,16 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequence[Any],
-                    items_per_batch: Sequence[int], measure: Measure, *, repeats: int,
-                    on_repeat: Callable[[], None] | None = None) -> Measurement:
+def measure_variant(
+    model: Any,
+    run: Callable[[Any, Any], int],
+    batches: Sequence[Any],
+    items_per_batch: Sequence[int],
+    measure: Measure,
+    *,
+    repeats: int,
+    on_repeat: Callable[[], None] | None = None,
+) -> Measurement:
     """Warm up, then measure ``repeats`` passes of ``run(model, batch)`` over ``batches``.
 
     ``run`` returns the number of tokens it generated (0 when not generative).
@@ -161,8 +175,9 @@ def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequenc
                 run(model, b)
         weights = _arch.memory_bytes(model)
         peak_mb = (weights + max(0, rss.peak_bytes - rss.start_bytes)) / 1e6
-        peak_source = ("weights held in memory + growth of the process RSS during the warm-up "
-                       "pass (psutil, sampled every 5 ms)")
+        peak_source = (
+            "weights held in memory + growth of the process RSS during the warm-up pass (psutil, sampled every 5 ms)"
+        )
     n_items = sum(items_per_batch)
     per_1k: list[float] = []
     per_token: list[float] = []
@@ -182,21 +197,36 @@ def measure_variant(model: Any, run: Callable[[Any, Any], int], batches: Sequenc
             per_token.append(w.energy_j / tokens)
         if on_repeat is not None:
             on_repeat()
-    bounds = [((w.energy_low_j or 0.0) / n_items * 1000.0,
-               (w.energy_high_j or 0.0) / n_items * 1000.0)
-              for w in windows if w.energy_low_j is not None and w.energy_high_j is not None]
+    bounds = [
+        ((w.energy_low_j or 0.0) / n_items * 1000.0, (w.energy_high_j or 0.0) / n_items * 1000.0)
+        for w in windows
+        if w.energy_low_j is not None and w.energy_high_j is not None
+    ]
     return _summarise(
-        per_1k, per_token, durations, latencies_ms, n_items, bounds,
-        peak_memory_mb=peak_mb, peak_memory_source=peak_source,
-        size_mb=_arch.size_bytes(model) / 1e6, parameter_count=_arch.parameter_count(model),
+        per_1k,
+        per_token,
+        durations,
+        latencies_ms,
+        n_items,
+        bounds,
+        peak_memory_mb=peak_mb,
+        peak_memory_source=peak_source,
+        size_mb=_arch.size_bytes(model) / 1e6,
+        parameter_count=_arch.parameter_count(model),
         provenance=_weakest([w.provenance for w in windows]),
         provenance_detail=windows[0].detail if windows else "",
     )
 
 
-def _summarise(per_1k: list[float], per_token: list[float], durations: list[float],
-               latencies_ms: list[float], n_items: int, bounds: list[tuple[float, float]],
-               **fixed: Any) -> Measurement:
+def _summarise(
+    per_1k: list[float],
+    per_token: list[float],
+    durations: list[float],
+    latencies_ms: list[float],
+    n_items: int,
+    bounds: list[tuple[float, float]],
+    **fixed: Any,
+) -> Measurement:
     spread = {
         "energy_j_per_1k_min": min(per_1k),
         "energy_j_per_1k_max": max(per_1k),
@@ -238,14 +268,21 @@ def pool(first: Measurement, second: Measurement) -> Measurement:
         first.window_bounds_j_per_1k + second.window_bounds_j_per_1k,
         peak_memory_mb=max(first.peak_memory_mb, second.peak_memory_mb),
         peak_memory_source=first.peak_memory_source,
-        size_mb=first.size_mb, parameter_count=first.parameter_count,
+        size_mb=first.size_mb,
+        parameter_count=first.parameter_count,
         provenance=_weakest([first.provenance, second.provenance]),
         provenance_detail=first.provenance_detail,
     )
 
 
-def _timed_pass(model: Any, run: Callable[[Any, Any], int], batches: Sequence[Any],
-                device: str, lat_ms: list[float], generated: list[int]) -> Callable[[], None]:
+def _timed_pass(
+    model: Any,
+    run: Callable[[Any, Any], int],
+    batches: Sequence[Any],
+    device: str,
+    lat_ms: list[float],
+    generated: list[int],
+) -> Callable[[], None]:
     """One pass over ``batches``, appending each call's latency and generated tokens."""
 
     def loop() -> None:

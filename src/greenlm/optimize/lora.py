@@ -57,29 +57,27 @@ def parse_modes(text: str) -> list[FinetuneMode]:
             base, *opts = part.split(":")
             if base in ("full", "lora"):
                 if lora is not None:
-                    raise TechniqueArgumentError(
-                        f"finetune mode {item!r} names both full and lora; pick one")
+                    raise TechniqueArgumentError(f"finetune mode {item!r} names both full and lora; pick one")
                 lora = base == "lora"
                 for opt in opts:
                     key, _, value = opt.partition("=")
-                    if base != "lora" or key not in ("r", "rank") or not value.isdigit() \
-                            or int(value) < 1:
+                    if base != "lora" or key not in ("r", "rank") or not value.isdigit() or int(value) < 1:
                         raise TechniqueArgumentError(
-                            f"finetune mode {item!r}: only lora takes an option, a rank "
-                            "r=N with N >= 1 (lora:r=16)")
+                            f"finetune mode {item!r}: only lora takes an option, a rank r=N with N >= 1 (lora:r=16)"
+                        )
                     rank = int(value)
             elif base == "amp" and not opts:
                 amp = True
             elif base.startswith("accum="):
                 value = base.partition("=")[2]
                 if not value.isdigit() or int(value) < 1:
-                    raise TechniqueArgumentError(
-                        f"finetune mode {item!r}: accum=N needs a whole N >= 1")
+                    raise TechniqueArgumentError(f"finetune mode {item!r}: accum=N needs a whole N >= 1")
                 accum = int(value)
             else:
                 raise TechniqueArgumentError(
                     f"Unknown finetune mode part {part!r} in {item!r}; use full or lora, "
-                    "optionally with +amp and +accum=N (e.g. full,lora,lora+amp)")
+                    "optionally with +amp and +accum=N (e.g. full,lora,lora+amp)"
+                )
         if lora is None:
             raise TechniqueArgumentError(f"finetune mode {item!r} must start with full or lora")
         modes.append(FinetuneMode(item, lora, amp, accum, rank))
@@ -107,8 +105,7 @@ class FinetuneConfig:
 
     def validate(self) -> list[FinetuneMode]:
         if self.task not in ("classification", "causal-lm"):
-            raise ConfigError(
-                f"finetune supports --task classification or causal-lm, not {self.task!r}.")
+            raise ConfigError(f"finetune supports --task classification or causal-lm, not {self.task!r}.")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}.")
         if self.batch_size < 1:
@@ -119,8 +116,8 @@ class FinetuneConfig:
         for m in modes:
             if m.accum > self.batch_size:
                 raise ConfigError(
-                    f"{m.name}: accum={m.accum} exceeds --batch-size {self.batch_size}; the "
-                    "micro-batch would be empty.")
+                    f"{m.name}: accum={m.accum} exceeds --batch-size {self.batch_size}; the micro-batch would be empty."
+                )
         return modes
 
 
@@ -168,9 +165,14 @@ class FinetuneReport:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "task": self.task,
-                "modes": [m.to_dict() for m in self.modes], "settings": self.settings,
-                "provenance_notes": self.provenance_notes, "warnings": list(self.warnings)}
+        return {
+            "model": self.model,
+            "task": self.task,
+            "modes": [m.to_dict() for m in self.modes],
+            "settings": self.settings,
+            "provenance_notes": self.provenance_notes,
+            "warnings": list(self.warnings),
+        }
 
 
 def lora_targets(model: Any) -> list[str] | str:
@@ -190,7 +192,10 @@ def wrap_lora(model: Any, task: str, rank: int) -> Any:
 
         raise MissingExtraError("LoRA fine-tuning", "optimize", "peft") from e
     cfg = peft.LoraConfig(
-        r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=lora_targets(model),
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        target_modules=lora_targets(model),
         task_type=peft.TaskType.SEQ_CLS if task == "classification" else peft.TaskType.CAUSAL_LM,
     )
     return peft.get_peft_model(model, cfg)
@@ -216,8 +221,14 @@ def _loss(model: Any, task: Task, batch: dict[str, Any], labels: Any) -> Any:
     return model(**batch, labels=lm_labels).loss
 
 
-def train_mode(base_model: Any, task: Task, mode: FinetuneMode, config: FinetuneConfig,
-               measure: Measure, on_epoch: Callable[[], None] | None = None) -> FinetuneResult:
+def train_mode(
+    base_model: Any,
+    task: Task,
+    mode: FinetuneMode,
+    config: FinetuneConfig,
+    measure: Measure,
+    on_epoch: Callable[[], None] | None = None,
+) -> FinetuneResult:
     """Train a fresh copy of ``base_model`` in ``mode``; one measure window per epoch."""
     import psutil
     import torch
@@ -293,13 +304,21 @@ def train_mode(base_model: Any, task: Task, mode: FinetuneMode, config: Finetune
         sampler.join()
     quality = task.evaluate(model).quality
     return FinetuneResult(
-        name=mode.name, lora=mode.lora, amp=mode.amp, accum=mode.accum,
-        trainable_params=n_trainable, total_params=n_total,
+        name=mode.name,
+        lora=mode.lora,
+        amp=mode.amp,
+        accum=mode.accum,
+        trainable_params=n_trainable,
+        total_params=n_total,
         energy_j_per_epoch=statistics.median(energies),
-        energy_j_per_epoch_min=min(energies), energy_j_per_epoch_max=max(energies),
-        energy_j_total=sum(energies), duration_s_per_epoch=statistics.median(durations),
-        peak_memory_mb=(peak[0] - rss0) / 1e6 + _param_mb(model), quality=quality,
-        quality_by_epoch=tuple(qualities), loss_by_epoch=tuple(losses),
+        energy_j_per_epoch_min=min(energies),
+        energy_j_per_epoch_max=max(energies),
+        energy_j_total=sum(energies),
+        duration_s_per_epoch=statistics.median(durations),
+        peak_memory_mb=(peak[0] - rss0) / 1e6 + _param_mb(model),
+        quality=quality,
+        quality_by_epoch=tuple(qualities),
+        loss_by_epoch=tuple(losses),
         provenance=max(provenances, key=lambda p: {"counter": 0, "sampled": 1}.get(p, 2)),
     )
 
@@ -326,12 +345,12 @@ def load_for_finetune(model_ref: str, task: str, n_labels: int) -> tuple[Any, An
         if not (path / "config.json").is_file():
             raise NotAModelError(
                 f"--model {model_ref!r} is not a model: give minilm, smollm2, or a local "
-                "transformers folder containing config.json.")
+                "transformers folder containing config.json."
+            )
     try:
         tok = transformers.AutoTokenizer.from_pretrained(str(path))
         if task == "classification":
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(
-                str(path), num_labels=n_labels)
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=n_labels)
             if getattr(model.config, "pad_token_id", None) is None:
                 if tok.pad_token is None:
                     tok.pad_token = tok.eos_token
@@ -339,14 +358,17 @@ def load_for_finetune(model_ref: str, task: str, n_labels: int) -> tuple[Any, An
         else:
             model = transformers.AutoModelForCausalLM.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:
-        raise NotAModelError(f"--model {model_ref!r}: transformers could not load it ({e}).") \
-            from e
+        raise NotAModelError(f"--model {model_ref!r}: transformers could not load it ({e}).") from e
     return tok, model
 
 
-def finetune(config: FinetuneConfig, *, measure: Measure | None = None,
-             progress: Callable[[str, int, int], None] | None = None,
-             loaded: tuple[Any, Any] | None = None) -> FinetuneReport:
+def finetune(
+    config: FinetuneConfig,
+    *,
+    measure: Measure | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    loaded: tuple[Any, Any] | None = None,
+) -> FinetuneReport:
     """Train once per mode on the same data and compare energy per epoch and quality.
 
     ``loaded`` = ``(tokenizer, model with task head)`` skips loading (each mode trains a
@@ -365,22 +387,29 @@ def finetune(config: FinetuneConfig, *, measure: Measure | None = None,
         tokenizer, base = loaded
     else:
         tokenizer, base = load_for_finetune(config.model, config.task, n_labels)
-    if config.task == "classification" and getattr(base, "classifier", None) is None \
-            and getattr(base, "score", None) is None:
+    if (
+        config.task == "classification"
+        and getattr(base, "classifier", None) is None
+        and getattr(base, "score", None) is None
+    ):
         raise NotAModelError(
             f"--model {config.model!r} has no classification head; finetune --task "
-            "classification needs a model loaded with AutoModelForSequenceClassification.")
+            "classification needs a model loaded with AutoModelForSequenceClassification."
+        )
     torch.manual_seed(config.seed)
     base = base.to(device).eval()
-    task = build_task(config.task, tokenizer, texts, labels, samples=1,
-                      batch_size=config.batch_size, seed=config.seed, device=device)
+    task = build_task(
+        config.task, tokenizer, texts, labels, samples=1, batch_size=config.batch_size, seed=config.seed, device=device
+    )
     task.prepare(base)
-    measure = measure or tracker_measure(config.location, metadata={
-        "tool": "greenlm optimize finetune", "model": config.model, "task": config.task})
+    measure = measure or tracker_measure(
+        config.location, metadata={"tool": "greenlm optimize finetune", "model": config.model, "task": config.task}
+    )
     total = len(modes) * config.epochs
     done = 0
     results: list[FinetuneResult] = []
     for mode in modes:
+
         def tick(name: str = mode.name) -> None:
             nonlocal done
             done += 1
@@ -390,31 +419,46 @@ def finetune(config: FinetuneConfig, *, measure: Measure | None = None,
         try:
             results.append(train_mode(base, task, mode, config, measure, tick))
         except NotApplicableError as e:
-            results.append(FinetuneResult(mode.name, mode.lora, mode.amp, mode.accum,
-                                          skipped_reason=e.reason))
+            results.append(FinetuneResult(mode.name, mode.lora, mode.amp, mode.accum, skipped_reason=e.reason))
         except (RuntimeError, ValueError, TypeError) as e:
             logger.debug("finetune mode %s failed", mode.name, exc_info=True)
-            results.append(FinetuneResult(
-                mode.name, mode.lora, mode.amp, mode.accum,
-                skipped_reason=f"does not run here: {type(e).__name__}: {str(e)[:300]}"))
+            results.append(
+                FinetuneResult(
+                    mode.name,
+                    mode.lora,
+                    mode.amp,
+                    mode.accum,
+                    skipped_reason=f"does not run here: {type(e).__name__}: {str(e)[:300]}",
+                )
+            )
     provenance = next((r.provenance for r in results if r.provenance), "modeled")
     warnings = []
     if provenance == "modeled":
-        warnings.append("Energy is modeled from CPU utilisation (no hardware energy counter); "
-                        "energy per epoch tracks busy CPU time.")
+        warnings.append(
+            "Energy is modeled from CPU utilisation (no hardware energy counter); "
+            "energy per epoch tracks busy CPU time."
+        )
     metric = "accuracy" if config.task == "classification" else "perplexity"
     report = FinetuneReport(
-        model=config.model, task=config.task, modes=tuple(results),
-        settings={"epochs": config.epochs, "batch_size": config.batch_size,
-                  "lr_full": config.lr_full, "lr_lora": config.lr_lora, "seed": config.seed,
-                  "train_items": len(task.train_texts), "eval_items": len(task.eval_texts),
-                  "device": device, "machine": machine_description(device)},
+        model=config.model,
+        task=config.task,
+        modes=tuple(results),
+        settings={
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "lr_full": config.lr_full,
+            "lr_lora": config.lr_lora,
+            "seed": config.seed,
+            "train_items": len(task.train_texts),
+            "eval_items": len(task.eval_texts),
+            "device": device,
+            "machine": machine_description(device),
+        },
         provenance_notes={
             "energy_j_per_epoch": f"{provenance}: median over epochs of greenlm tracker "
-                                  "windows around each training epoch (evaluation excluded)",
+            "windows around each training epoch (evaluation excluded)",
             "quality": f"{metric} on the held-out split after the last epoch",
-            "peak_memory_mb": "parameters in memory + growth of the process RSS during "
-                              "training (psutil, every 10 ms)",
+            "peak_memory_mb": "parameters in memory + growth of the process RSS during training (psutil, every 10 ms)",
             "trainable_params": "parameters with requires_grad (LoRA: adapters + task head)",
         },
         warnings=tuple(warnings),
@@ -424,7 +468,5 @@ def finetune(config: FinetuneConfig, *, measure: Measure | None = None,
 
         d = Path(config.report_dir)
         d.mkdir(parents=True, exist_ok=True)
-        (d / "finetune.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n",
-                                         encoding="utf-8")
+        (d / "finetune.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     return report
-

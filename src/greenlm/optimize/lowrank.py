@@ -73,9 +73,12 @@ def factorize(model: Any, args: dict[str, float]) -> Transformed:
         f"truncated SVD at {_describe(args)}: {replaced} of {len(layers)} Linear layers "
         f"factorized, {weights_before - weights_after:,} weights removed, mean retained "
         f"spectral energy {mean_energy:.3f}",
-        {"layers_factorized": replaced, "layers_total": len(layers),
-         "weights_removed": weights_before - weights_after,
-         "retained_energy_mean": mean_energy},
+        {
+            "layers_factorized": replaced,
+            "layers_total": len(layers),
+            "weights_removed": weights_before - weights_after,
+            "retained_energy_mean": mean_energy,
+        },
     )
 
 

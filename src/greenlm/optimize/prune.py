@@ -86,10 +86,7 @@ def heads(model: Any, fraction: float) -> Transformed:
             score = v_norm * o_norm
         keep_units = torch.sort(torch.topk(score, n_units - drop).indices).values
         kv_rows = (keep_units[:, None] * hd + torch.arange(hd)).flatten()
-        q_rows = (
-            (keep_units[:, None] * group + torch.arange(group))[:, :, None] * hd
-            + torch.arange(hd)
-        ).flatten()
+        q_rows = ((keep_units[:, None] * group + torch.arange(group))[:, :, None] * hd + torch.arange(hd)).flatten()
         setattr(*b.q, _arch.slice_linear(q, rows=q_rows))
         setattr(*b.k, _arch.slice_linear(k, rows=kv_rows))
         setattr(*b.v, _arch.slice_linear(v, rows=kv_rows))
@@ -102,8 +99,11 @@ def heads(model: Any, fraction: float) -> Transformed:
     if removed_heads == 0:
         raise NotApplicableError(
             f"removing {fraction:g} of the heads rounds to zero heads per layer"
-            + (" (grouped-query attention: whole key/value groups are removed)"
-               if any(b.n_kv_heads != b.n_heads for b in blocks) else "")
+            + (
+                " (grouped-query attention: whole key/value groups are removed)"
+                if any(b.n_kv_heads != b.n_heads for b in blocks)
+                else ""
+            )
         )
     new.eval()
     return Transformed(

@@ -26,14 +26,10 @@ def dynamic_int8(model: Any) -> Transformed:
     from torch import nn
 
     if model_device(model) != "cpu":
-        raise NotApplicableError(
-            "int8 (torch.ao dynamic quantization) runs on CPU only; on a GPU use bnb8 or bnb4"
-        )
+        raise NotApplicableError("int8 (torch.ao dynamic quantization) runs on CPU only; on a GPU use bnb8 or bnb4")
     engines = getattr(torch.backends.quantized, "supported_engines", [])
     if not any(e in engines for e in ("x86", "fbgemm", "qnnpack", "onednn")):
-        raise NotApplicableError(
-            f"this torch build has no int8 CPU kernels (quantized engines: {engines})"
-        )
+        raise NotApplicableError(f"this torch build has no int8 CPU kernels (quantized engines: {engines})")
     try:
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as e:
@@ -51,8 +47,7 @@ def dynamic_int8(model: Any) -> Transformed:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        q = quantize_dynamic(float_model, {nn.Linear: per_channel_dynamic_qconfig},
-                             dtype=torch.qint8)
+        q = quantize_dynamic(float_model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
     q.eval()
     return Transformed(
         q,
@@ -85,26 +80,27 @@ def bitsandbytes_quant(model: Any, bits: int) -> Transformed:
     try:
         import bitsandbytes as bnb
     except ImportError as e:
-        raise NotApplicableError(
-            f"{name} needs the optional package bitsandbytes: pip install bitsandbytes"
-        ) from e
+        raise NotApplicableError(f"{name} needs the optional package bitsandbytes: pip install bitsandbytes") from e
     new = clone(model)
     layers = linear_layers(new)
     for _, parent, attr, lin in layers:
         w = lin.weight.data.to(torch.float16).cpu()
         has_bias = lin.bias is not None
         if bits == 8:
-            q = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=has_bias,
-                                    has_fp16_weights=False, threshold=6.0)
+            q = bnb.nn.Linear8bitLt(
+                lin.in_features, lin.out_features, bias=has_bias, has_fp16_weights=False, threshold=6.0
+            )
             q.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
         else:
-            q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=has_bias,
-                                  compute_dtype=torch.float16, quant_type="nf4")
+            q = bnb.nn.Linear4bit(
+                lin.in_features, lin.out_features, bias=has_bias, compute_dtype=torch.float16, quant_type="nf4"
+            )
             q.weight = bnb.nn.Params4bit(w, requires_grad=False, quant_type="nf4")
         if has_bias:
             q.bias = torch.nn.Parameter(lin.bias.data.to(torch.float16).cpu(), requires_grad=False)
         setattr(parent, attr, q.cuda())  # moving to CUDA quantizes the weights
     new.half().eval()
     kind = "LLM.int8() (outliers above 6.0 kept in fp16)" if bits == 8 else "NF4 4-bit"
-    return Transformed(new, f"{kind} weights in {len(layers)} Linear layers via bitsandbytes",
-                       {"layers_quantized": len(layers)})
+    return Transformed(
+        new, f"{kind} weights in {len(layers)} Linear layers via bitsandbytes", {"layers_quantized": len(layers)}
+    )

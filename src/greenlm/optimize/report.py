@@ -14,10 +14,27 @@ from typing import Any
 from greenlm.optimize.results import OptimizeReport, VariantResult
 
 CSV_COLUMNS = (
-    "name", "technique", "energy_j_per_1k", "energy_j_per_token", "latency_p50_ms",
-    "latency_p95_ms", "throughput_per_s", "peak_memory_mb", "size_mb", "parameter_count",
-    "quality_metric", "quality", "fidelity_metric", "fidelity", "quality_drop", "provenance",
-    "repeats", "energy_j_per_1k_min", "energy_j_per_1k_max", "skipped_reason", "description",
+    "name",
+    "technique",
+    "energy_j_per_1k",
+    "energy_j_per_token",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "throughput_per_s",
+    "peak_memory_mb",
+    "size_mb",
+    "parameter_count",
+    "quality_metric",
+    "quality",
+    "fidelity_metric",
+    "fidelity",
+    "quality_drop",
+    "provenance",
+    "repeats",
+    "energy_j_per_1k_min",
+    "energy_j_per_1k_max",
+    "skipped_reason",
+    "description",
 )
 
 
@@ -39,19 +56,27 @@ def to_json(report: OptimizeReport) -> str:
 
 def _row(v: VariantResult) -> dict[str, Any]:
     return {
-        "name": v.name, "technique": v.technique, "energy_j_per_1k": v.energy_j_per_1k,
-        "energy_j_per_token": v.energy_j_per_token, "latency_p50_ms": v.latency_p50_ms,
-        "latency_p95_ms": v.latency_p95_ms, "throughput_per_s": v.throughput_per_s,
-        "peak_memory_mb": v.peak_memory_mb, "size_mb": v.size_mb,
+        "name": v.name,
+        "technique": v.technique,
+        "energy_j_per_1k": v.energy_j_per_1k,
+        "energy_j_per_token": v.energy_j_per_token,
+        "latency_p50_ms": v.latency_p50_ms,
+        "latency_p95_ms": v.latency_p95_ms,
+        "throughput_per_s": v.throughput_per_s,
+        "peak_memory_mb": v.peak_memory_mb,
+        "size_mb": v.size_mb,
         "parameter_count": v.parameter_count,
         "quality_metric": v.quality.metric if v.quality else None,
         "quality": v.quality.value if v.quality else None,
         "fidelity_metric": v.fidelity.metric if v.fidelity else None,
         "fidelity": v.fidelity.value if v.fidelity else None,
-        "quality_drop": v.quality_drop, "provenance": v.provenance, "repeats": v.repeats,
+        "quality_drop": v.quality_drop,
+        "provenance": v.provenance,
+        "repeats": v.repeats,
         "energy_j_per_1k_min": v.spread.get("energy_j_per_1k_min"),
         "energy_j_per_1k_max": v.spread.get("energy_j_per_1k_max"),
-        "skipped_reason": v.skipped_reason, "description": v.description,
+        "skipped_reason": v.skipped_reason,
+        "description": v.description,
     }
 
 
@@ -60,8 +85,7 @@ def write_report(report: OptimizeReport, directory: Path) -> dict[str, Path]:
     from greenlm.optimize.pareto import plot_pareto
 
     directory.mkdir(parents=True, exist_ok=True)
-    paths = {"json": directory / "optimize.json", "csv": directory / "optimize.csv",
-             "png": directory / "pareto.png"}
+    paths = {"json": directory / "optimize.json", "csv": directory / "optimize.csv", "png": directory / "pareto.png"}
     paths["json"].write_text(to_json(report) + "\n", encoding="utf-8")
     with paths["csv"].open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
@@ -70,7 +94,9 @@ def write_report(report: OptimizeReport, directory: Path) -> dict[str, Path]:
             w.writerow(_row(v))
     base = report.variant(report.baseline)
     plot_pareto(
-        report.variants, paths["png"], per_token=report.task == "causal-lm",
+        report.variants,
+        paths["png"],
+        per_token=report.task == "causal-lm",
         quality_metric=base.quality.metric if base.quality else "quality",
         recommended=report.recommendation.variant if report.recommendation else None,
         title=f"{report.model} ({report.task}): energy vs quality",
@@ -103,12 +129,18 @@ def summary_rows(report: OptimizeReport) -> list[list[str]]:
             note = "never pays back its distillation energy"
         if report.recommendation and v.name == report.recommendation.variant:
             note = ("recommended; " + note).rstrip("; ")
-        rows.append([
-            v.name, _fmt(e), _fmt(ratio, ".2f") + "x", _fmt(v.latency_p50_ms, ".2f"),
-            _fmt(v.size_mb, ".1f"),
-            f"{v.quality.metric}={_fmt(v.quality.value, '.4g')}" if v.quality else "-",
-            _fmt(v.quality_drop, "+.4f"), note,
-        ])
+        rows.append(
+            [
+                v.name,
+                _fmt(e),
+                _fmt(ratio, ".2f") + "x",
+                _fmt(v.latency_p50_ms, ".2f"),
+                _fmt(v.size_mb, ".1f"),
+                f"{v.quality.metric}={_fmt(v.quality.value, '.4g')}" if v.quality else "-",
+                _fmt(v.quality_drop, "+.4f"),
+                note,
+            ]
+        )
     return rows
 
 
@@ -122,7 +154,7 @@ def recommendation_text(report: OptimizeReport) -> str:
     if r is None:
         return "No recommendation: the baseline could not be measured."
     if r.variant == report.baseline:
-        return (f"Keep the baseline: {r.reason} (max quality drop {report.max_quality_drop:g}).")
+        return f"Keep the baseline: {r.reason} (max quality drop {report.max_quality_drop:g})."
     return (
         f"Recommended: {r.variant}: {r.energy_ratio:.2f}x less energy "
         f"({r.energy_metric}), quality drop {r.quality_drop:+.4f} "

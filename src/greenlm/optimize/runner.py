@@ -62,9 +62,7 @@ class OptimizeConfig:
     def validate(self) -> list[TechniqueSpec]:
         """Check every setting; returns the parsed techniques. Raises ConfigError."""
         if self.task is not None and self.task not in TASKS:
-            raise UnknownTaskError(
-                f"Unknown task {self.task!r}; choose one of {', '.join(TASKS)}."
-            )
+            raise UnknownTaskError(f"Unknown task {self.task!r}; choose one of {', '.join(TASKS)}.")
         if not (isinstance(self.repeats, int) and self.repeats >= 1):
             raise ConfigError(f"--repeats must be a whole number >= 1, got {self.repeats!r}.")
         if self.samples is not None and self.samples < 1:
@@ -75,8 +73,7 @@ class OptimizeConfig:
             raise ConfigError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens!r}.")
         if not (math.isfinite(self.max_quality_drop) and self.max_quality_drop >= 0):
             raise ConfigError(
-                f"--max-quality-drop must be a fraction >= 0 (0.01 = 1 %), got "
-                f"{self.max_quality_drop!r}."
+                f"--max-quality-drop must be a fraction >= 0 (0.01 = 1 %), got {self.max_quality_drop!r}."
             )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads!r}.")
@@ -156,8 +153,9 @@ def load_data(task: str, data: Path | None) -> tuple[list[str], list[int] | None
     return [t for t, _ in pairs], [y for _, y in pairs]
 
 
-def apply_spec(spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int,
-               on_step: Callable[[], None] | None = None) -> Transformed:
+def apply_spec(
+    spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int, on_step: Callable[[], None] | None = None
+) -> Transformed:
     """Apply each step of ``spec`` in order; raises NotApplicableError to skip the variant."""
     from greenlm.optimize import distill, lowrank, prune, quantize
 
@@ -191,22 +189,43 @@ def apply_spec(spec: TechniqueSpec, model: Any, task: Task, measure: Measure, se
     return Transformed(current, "; then ".join(descriptions), facts)
 
 
-def _result(name: str, technique: str, params: dict[str, float], description: str,
-            m: Measurement, ev: Any, quality_drop: float | None,
-            facts: dict[str, Any]) -> VariantResult:
+def _result(
+    name: str,
+    technique: str,
+    params: dict[str, float],
+    description: str,
+    m: Measurement,
+    ev: Any,
+    quality_drop: float | None,
+    facts: dict[str, Any],
+) -> VariantResult:
     return VariantResult(
-        name=name, technique=technique, params=params, description=description,
-        energy_j_per_1k=m.energy_j_per_1k, energy_j_per_token=m.energy_j_per_token,
-        latency_p50_ms=m.latency_p50_ms, latency_p95_ms=m.latency_p95_ms,
-        throughput_per_s=m.throughput_per_s, peak_memory_mb=m.peak_memory_mb,
-        size_mb=m.size_mb, parameter_count=m.parameter_count, quality=ev.quality,
-        fidelity=ev.fidelity, quality_drop=quality_drop, provenance=m.provenance,
-        repeats=m.repeats, spread=m.spread, metrics=dict(ev.extra), facts=facts,
+        name=name,
+        technique=technique,
+        params=params,
+        description=description,
+        energy_j_per_1k=m.energy_j_per_1k,
+        energy_j_per_token=m.energy_j_per_token,
+        latency_p50_ms=m.latency_p50_ms,
+        latency_p95_ms=m.latency_p95_ms,
+        throughput_per_s=m.throughput_per_s,
+        peak_memory_mb=m.peak_memory_mb,
+        size_mb=m.size_mb,
+        parameter_count=m.parameter_count,
+        quality=ev.quality,
+        fidelity=ev.fidelity,
+        quality_drop=quality_drop,
+        provenance=m.provenance,
+        repeats=m.repeats,
+        spread=m.spread,
+        metrics=dict(ev.extra),
+        facts=facts,
     )
 
 
-def provenance_notes(provenance: str, detail: str, peak_memory_source: str,
-                     task: Task, samples: int, batch_size: int) -> dict[str, str]:
+def provenance_notes(
+    provenance: str, detail: str, peak_memory_source: str, task: Task, samples: int, batch_size: int
+) -> dict[str, str]:
     """One sentence per reported number saying how it was obtained."""
     if provenance == "modeled":
         energy = (
@@ -218,31 +237,35 @@ def provenance_notes(provenance: str, detail: str, peak_memory_source: str,
         )
     else:
         energy = f"{provenance}: read by greenlm's tracker from the meters: {detail}"
-    unit = (f"one generation call of {getattr(task, 'max_new_tokens', 0)} new tokens"
-            if task.generative else "one input text")
+    unit = (
+        f"one generation call of {getattr(task, 'max_new_tokens', 0)} new tokens"
+        if task.generative
+        else "one input text"
+    )
     return {
         "energy_j_per_1k": f"{energy}. Median over repeated windows, each around one pass of "
-                           f"{samples} inferences (an inference is {unit}; batch size "
-                           f"{batch_size}); warm-up pass excluded.",
-        "energy_j_per_token": "window energy / tokens generated, median over windows "
-                              "(generative tasks only)",
-        "latency_p50_ms": "wall clock (time.perf_counter) of each inference call, pooled over "
-                          "all measured windows",
+        f"{samples} inferences (an inference is {unit}; batch size "
+        f"{batch_size}); warm-up pass excluded.",
+        "energy_j_per_token": "window energy / tokens generated, median over windows (generative tasks only)",
+        "latency_p50_ms": "wall clock (time.perf_counter) of each inference call, pooled over all measured windows",
         "throughput_per_s": "inferences per second of summed call time, median over windows",
         "peak_memory_mb": peak_memory_source,
         "size_mb": "bytes of torch.save(state_dict) / 1e6 (dense storage: zeros count)",
         "parameter_count": "elements of floating and quantized tensors in the state dict",
-        "quality": f"{task.name} quality on {len(task.eval_texts)} held-out items "
-                   "(see quality.metric)",
+        "quality": f"{task.name} quality on {len(task.eval_texts)} held-out items (see quality.metric)",
         "fidelity": "agreement with the baseline's outputs on the same held-out items",
         "co2e_g_saved_per_million": "energy saved per million inferences x PUE x grid "
-                                    "intensity of the location (greenlm.carbon)",
+        "intensity of the location (greenlm.carbon)",
     }
 
 
-def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
-             progress: ProgressFn | None = None,
-             loaded: tuple[Any, Any] | None = None) -> OptimizeReport:
+def optimize(
+    config: OptimizeConfig,
+    *,
+    measure: Measure | None = None,
+    progress: ProgressFn | None = None,
+    loaded: tuple[Any, Any] | None = None,
+) -> OptimizeReport:
     """Measure the baseline and every variant of ``config``; returns the report.
 
     ``loaded`` is an already loaded ``(tokenizer, model)`` (then ``config.model`` is only a
@@ -260,8 +283,9 @@ def optimize(config: OptimizeConfig, *, measure: Measure | None = None,
         torch.set_num_threads(threads_before)
 
 
-def _optimize(config: OptimizeConfig, measure: Measure | None, progress: ProgressFn | None,
-              loaded: tuple[Any, Any] | None) -> OptimizeReport:
+def _optimize(
+    config: OptimizeConfig, measure: Measure | None, progress: ProgressFn | None, loaded: tuple[Any, Any] | None
+) -> OptimizeReport:
     import torch
 
     from greenlm.carbon import CarbonConfig
@@ -286,12 +310,20 @@ def _optimize(config: OptimizeConfig, measure: Measure | None, progress: Progres
     model = model.to(device).eval()
     texts, labels = load_data(task_name, config.data)
     samples = config.samples or (8 if task_name == "causal-lm" else 64)
-    task = build_task(task_name, tokenizer, texts, labels, samples=samples,
-                      batch_size=config.batch_size, seed=config.seed, device=device,
-                      max_new_tokens=config.max_new_tokens)
+    task = build_task(
+        task_name,
+        tokenizer,
+        texts,
+        labels,
+        samples=samples,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        device=device,
+        max_new_tokens=config.max_new_tokens,
+    )
     measure = measure or tracker_measure(
-        config.location, metadata={"tool": "greenlm optimize", "model": config.model,
-                                   "task": task_name})
+        config.location, metadata={"tool": "greenlm optimize", "model": config.model, "task": task_name}
+    )
     total = (len(specs) + 1) * (config.repeats + 2) + (config.repeats if specs else 0)
     done = 0
 
@@ -307,12 +339,12 @@ def _optimize(config: OptimizeConfig, measure: Measure | None, progress: Progres
     task.prepare(model)
     base_eval = task.evaluate(model)
     tick("baseline: measuring")
-    base_m = measure_variant(model, task.run, batches, items, measure,
-                             repeats=config.repeats, on_repeat=lambda: tick("baseline"))
+    base_m = measure_variant(
+        model, task.run, batches, items, measure, repeats=config.repeats, on_repeat=lambda: tick("baseline")
+    )
     tick("baseline")
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    results = [_result("baseline", "none", {}, f"unchanged model ({dtype}, {device})",
-                       base_m, base_eval, 0.0, {})]
+    results = [_result("baseline", "none", {}, f"unchanged model ({dtype}, {device})", base_m, base_eval, 0.0, {})]
     base_q = base_eval.quality.value
     for spec in specs:
         label = spec.name
@@ -322,59 +354,84 @@ def _optimize(config: OptimizeConfig, measure: Measure | None, progress: Progres
             variant_model = t.model.eval()
             tick(f"{label}: evaluating")
             ev = task.evaluate(variant_model)
-            m = measure_variant(variant_model, task.run, batches, items, measure,
-                                repeats=config.repeats, on_repeat=_bind(tick, label))
+            m = measure_variant(
+                variant_model, task.run, batches, items, measure, repeats=config.repeats, on_repeat=_bind(tick, label)
+            )
             tick(label)
         except NotApplicableError as e:
-            results.append(VariantResult(spec.name, spec.technique, spec.params,
-                                         skipped_reason=e.reason))
+            results.append(VariantResult(spec.name, spec.technique, spec.params, skipped_reason=e.reason))
             tick(f"{label}: skipped", config.repeats + 1)
             continue
         except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as e:
             # a kernel missing for a dtype on this device, an op the transform broke, ...
             logger.debug("variant %s failed", label, exc_info=True)
-            results.append(VariantResult(
-                spec.name, spec.technique, spec.params,
-                skipped_reason=f"does not run on this model/device: {type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:300] if str(e) else ''}"))
+            results.append(
+                VariantResult(
+                    spec.name,
+                    spec.technique,
+                    spec.params,
+                    skipped_reason=f"does not run on this model/device: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:300] if str(e) else ''}",
+                )
+            )
             tick(f"{label}: skipped", config.repeats + 1)
             continue
         facts = dict(t.facts)
         if "distill_energy_j" in facts:
             facts["payback_inferences"] = payback_inferences(
-                facts["distill_energy_j"], base_m.energy_j_per_1k, m.energy_j_per_1k)
-        results.append(_result(spec.name, spec.technique, spec.params, t.description, m, ev,
-                               task.quality_drop(base_q, ev.quality.value), facts))
+                facts["distill_energy_j"], base_m.energy_j_per_1k, m.energy_j_per_1k
+            )
+        results.append(
+            _result(
+                spec.name,
+                spec.technique,
+                spec.params,
+                t.description,
+                m,
+                ev,
+                task.quality_drop(base_q, ev.quality.value),
+                facts,
+            )
+        )
         del variant_model, t
     warnings = list(carbon.warnings())
     if specs and config.repeats >= 2:
         # measure the baseline again after the variants: pooled, so a change of machine load
         # during the run does not favour whatever was measured while it was quiet
         tick("baseline again", 0)
-        base_after = measure_variant(model, task.run, batches, items, measure,
-                                     repeats=config.repeats)
+        base_after = measure_variant(model, task.run, batches, items, measure, repeats=config.repeats)
         drift = base_after.energy_j_per_1k / base_m.energy_j_per_1k - 1.0
         if abs(drift) > 0.10:
             warnings.append(
                 f"The baseline measured {drift:+.0%} energy after the variants than before "
                 "them: the machine's load changed during the run, so ratios carry that "
-                "uncertainty (the baseline figure pools both).")
+                "uncertainty (the baseline figure pools both)."
+            )
         pooled = pool(base_m, base_after)
-        results[0] = _result("baseline", "none", {}, results[0].description, pooled,
-                             base_eval, 0.0, {"energy_drift_after_variants": drift})
+        results[0] = _result(
+            "baseline",
+            "none",
+            {},
+            results[0].description,
+            pooled,
+            base_eval,
+            0.0,
+            {"energy_drift_after_variants": drift},
+        )
         for i, r in enumerate(results):
             if "distill_energy_j" in r.facts and r.energy_j_per_1k is not None:
                 facts = dict(r.facts)
                 facts["payback_inferences"] = payback_inferences(
-                    facts["distill_energy_j"], pooled.energy_j_per_1k, r.energy_j_per_1k)
+                    facts["distill_energy_j"], pooled.energy_j_per_1k, r.energy_j_per_1k
+                )
                 results[i] = dataclasses.replace(r, facts=facts)
         base_m = pooled
     per_token = task.generative
-    rec = recommend(results, "baseline", config.max_quality_drop, per_token=per_token,
-                    carbon=carbon)
+    rec = recommend(results, "baseline", config.max_quality_drop, per_token=per_token, carbon=carbon)
     if base_m.provenance == "modeled":
-        warnings.append("Energy is modeled from CPU utilisation (no hardware energy counter); "
-                        "savings track the CPU-time saved.")
+        warnings.append(
+            "Energy is modeled from CPU utilisation (no hardware energy counter); savings track the CPU-time saved."
+        )
     report = OptimizeReport(
         model=config.model,
         task=task_name,
@@ -384,16 +441,21 @@ def _optimize(config: OptimizeConfig, measure: Measure | None, progress: Progres
         max_quality_drop=config.max_quality_drop,
         device=device,
         settings={
-            "repeats": config.repeats, "samples": samples, "batch_size": config.batch_size,
+            "repeats": config.repeats,
+            "samples": samples,
+            "batch_size": config.batch_size,
             "max_new_tokens": config.max_new_tokens if per_token else None,
-            "techniques": [s.name for s in specs], "seed": config.seed,
-            "location": carbon.location.code, "machine": machine_description(device),
+            "techniques": [s.name for s in specs],
+            "seed": config.seed,
+            "location": carbon.location.code,
+            "machine": machine_description(device),
             "torch_threads": torch.get_num_threads(),
-            "eval_items": len(task.eval_texts), "train_items": len(task.train_texts),
+            "eval_items": len(task.eval_texts),
+            "train_items": len(task.train_texts),
         },
-        provenance_notes=provenance_notes(base_m.provenance, base_m.provenance_detail,
-                                          base_m.peak_memory_source, task, samples,
-                                          config.batch_size),
+        provenance_notes=provenance_notes(
+            base_m.provenance, base_m.provenance_detail, base_m.peak_memory_source, task, samples, config.batch_size
+        ),
         warnings=tuple(warnings),
     )
     if config.report_dir is not None:
@@ -426,4 +488,3 @@ def machine_description(device: str) -> str:
     if device == "cuda":
         desc += f", {torch.cuda.get_device_name(0)}"
     return desc
-

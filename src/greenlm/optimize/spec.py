@@ -93,9 +93,7 @@ def parse_step(text: str) -> Step:
             key = key.strip().lower()
             if key not in allowed:
                 valid = ", ".join(sorted(allowed)) or "none"
-                raise TechniqueArgumentError(
-                    f"Technique {name!r} has no argument {key!r}; valid arguments: {valid}."
-                )
+                raise TechniqueArgumentError(f"Technique {name!r} has no argument {key!r}; valid arguments: {valid}.")
             args[key] = _number(value.strip(), f"{name}:{key}")
         else:
             if main is None:
@@ -110,17 +108,14 @@ def parse_step(text: str) -> Step:
 def _validate(name: str, args: dict[str, float]) -> None:
     def check(key: str, ok: bool, expected: str) -> None:
         if key in args and not ok:
-            raise TechniqueArgumentError(
-                f"{name}:{key}={args[key]:g} is out of range; expected {expected}."
-            )
+            raise TechniqueArgumentError(f"{name}:{key}={args[key]:g} is out of range; expected {expected}.")
 
     if name == "prune":
         args.setdefault("sparsity", 0.5)
         check("sparsity", 0.0 <= args["sparsity"] < 1.0, "a sparsity in [0, 1), e.g. prune:0.3")
     elif name in ("heads", "ffn"):
         args.setdefault("fraction", 0.25)
-        check("fraction", 0.0 < args["fraction"] < 1.0,
-              f"a fraction of units to remove in (0, 1), e.g. {name}:0.25")
+        check("fraction", 0.0 < args["fraction"] < 1.0, f"a fraction of units to remove in (0, 1), e.g. {name}:0.25")
     elif name == "lowrank":
         if sum(k in args for k in ("ratio", "rank", "energy")) > 1:
             raise TechniqueArgumentError(
@@ -129,22 +124,34 @@ def _validate(name: str, args: dict[str, float]) -> None:
             )
         if not args:
             args["ratio"] = 0.5
-        check("ratio", 0.0 < args.get("ratio", 1.0) <= 1.0,
-              "a fraction of the full rank in (0, 1], e.g. lowrank:0.5")
-        check("rank", args.get("rank", 1.0) >= 1 and float(args.get("rank", 1)).is_integer(),
-              "a whole rank >= 1, e.g. lowrank:rank=64")
-        check("energy", 0.0 < args.get("energy", 1.0) <= 1.0,
-              "a retained spectral-energy ratio in (0, 1], e.g. lowrank:energy=0.9")
+        check("ratio", 0.0 < args.get("ratio", 1.0) <= 1.0, "a fraction of the full rank in (0, 1], e.g. lowrank:0.5")
+        check(
+            "rank",
+            args.get("rank", 1.0) >= 1 and float(args.get("rank", 1)).is_integer(),
+            "a whole rank >= 1, e.g. lowrank:rank=64",
+        )
+        check(
+            "energy",
+            0.0 < args.get("energy", 1.0) <= 1.0,
+            "a retained spectral-energy ratio in (0, 1], e.g. lowrank:energy=0.9",
+        )
     elif name == "distill":
         args.setdefault("layers", 3)
-        check("layers", args["layers"] >= 1 and float(args["layers"]).is_integer(),
-              "a whole number of student layers >= 1, e.g. distill:layers=3")
-        check("epochs", args.get("epochs", 1) >= 1 and float(args.get("epochs", 1)).is_integer(),
-              "a whole number of epochs >= 1")
+        check(
+            "layers",
+            args["layers"] >= 1 and float(args["layers"]).is_integer(),
+            "a whole number of student layers >= 1, e.g. distill:layers=3",
+        )
+        check(
+            "epochs",
+            args.get("epochs", 1) >= 1 and float(args.get("epochs", 1)).is_integer(),
+            "a whole number of epochs >= 1",
+        )
         check("temperature", args.get("temperature", 1.0) > 0, "a temperature > 0")
         check("lr", args.get("lr", 1e-4) > 0, "a learning rate > 0")
-        check("batch", args.get("batch", 1) >= 1 and float(args.get("batch", 1)).is_integer(),
-              "a whole batch size >= 1")
+        check(
+            "batch", args.get("batch", 1) >= 1 and float(args.get("batch", 1)).is_integer(), "a whole batch size >= 1"
+        )
 
 
 def parse_techniques(text: str) -> list[TechniqueSpec]:
@@ -160,7 +167,6 @@ def parse_techniques(text: str) -> list[TechniqueSpec]:
             specs.append(spec)
     if not specs:
         raise TechniqueArgumentError(
-            f"No technique in {text!r}; give a comma-separated list such as "
-            f"{DEFAULT_TECHNIQUES!r}."
+            f"No technique in {text!r}; give a comma-separated list such as {DEFAULT_TECHNIQUES!r}."
         )
     return specs

@@ -50,8 +50,7 @@ class Evaluation:
 def read_text_data(path: Path, task: str) -> tuple[list[str], list[int] | None]:
     """Read ``--data``: one item per line; ``__label__X text`` or ``X<TAB>text`` for labels."""
     if not path.is_file():
-        raise TechniqueArgumentError(f"--data {path}: no such file; give a text file, one "
-                                     "item per line")
+        raise TechniqueArgumentError(f"--data {path}: no such file; give a text file, one item per line")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -65,7 +64,7 @@ def read_text_data(path: Path, task: str) -> tuple[list[str], list[int] | None]:
             continue
         if line.startswith("__label__"):
             tag, _, body = line.partition(" ")
-            tags.append(tag[len("__label__"):])
+            tags.append(tag[len("__label__") :])
             texts.append(body.strip())
         elif "\t" in line and task == "classification":
             tag, _, body = line.partition("\t")
@@ -105,9 +104,18 @@ class Task:
     generative = False
     quality_higher_is_better = True
 
-    def __init__(self, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None,
-                 *, samples: int, batch_size: int, seed: int, device: str,
-                 max_length: int = 128) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        texts: Sequence[str],
+        labels: Sequence[int] | None,
+        *,
+        samples: int,
+        batch_size: int,
+        seed: int,
+        device: str,
+        max_length: int = 128,
+    ) -> None:
         self.tokenizer = tokenizer
         self.device = device
         self.batch_size = batch_size
@@ -123,8 +131,9 @@ class Task:
 
     # -- tokenisation -------------------------------------------------------------------
     def encode(self, texts: Sequence[str]) -> dict[str, Any]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {k: v.to(self.device) for k, v in enc.items()}
 
     def measure_batches(self) -> list[dict[str, Any]]:
@@ -164,8 +173,7 @@ class Task:
             return None
         return baseline - value
 
-    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any,
-                     temperature: float) -> Any:
+    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
         raise NotImplementedError
 
 
@@ -214,11 +222,11 @@ class EmbeddingTask(Task):
     def evaluate(self, model: Any) -> Evaluation:
         emb = self.embed(model, self.eval_texts)
         cos = (emb * self.reference).sum(-1)
-        return Evaluation(Score("cosine_to_baseline", float(cos.mean())),
-                          Score("min_cosine_to_baseline", float(cos.min())))
+        return Evaluation(
+            Score("cosine_to_baseline", float(cos.mean())), Score("min_cosine_to_baseline", float(cos.min()))
+        )
 
-    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any,
-                     temperature: float) -> Any:
+    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
         import torch
 
         with torch.no_grad():
@@ -240,8 +248,7 @@ class ClassificationTask(Task):
         self.head: Any = None  # fitted logistic regression for a bare encoder
 
     def _has_head(self, model: Any) -> bool:
-        return getattr(model, "classifier", None) is not None or \
-            getattr(model, "score", None) is not None
+        return getattr(model, "classifier", None) is not None or getattr(model, "score", None) is not None
 
     def logits(self, model: Any, batch: dict[str, Any]) -> Any:
         if self.head is None:
@@ -252,8 +259,9 @@ class ClassificationTask(Task):
         import torch
 
         if not self._has_head(baseline):
-            self.head = fit_logistic_head(self._features(baseline, self.train_texts),
-                                          torch.tensor(self.train_labels), self.n_labels)
+            self.head = fit_logistic_head(
+                self._features(baseline, self.train_texts), torch.tensor(self.train_labels), self.n_labels
+            )
         self.reference = self._predict(baseline)
 
     def _features(self, model: Any, texts: Sequence[str]) -> Any:
@@ -290,16 +298,17 @@ class ClassificationTask(Task):
         agree = float((pred == self.reference).float().mean())
         return Evaluation(Score("accuracy", acc), Score("prediction_agreement", agree))
 
-    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any,
-                     temperature: float) -> Any:
+    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
         import torch
         import torch.nn.functional as F
 
         with torch.no_grad():
             t = self.logits(teacher, batch) / temperature
         s = self.logits(student, batch) / temperature
-        return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
-                        reduction="batchmean") * temperature**2
+        return (
+            F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+            * temperature**2
+        )
 
 
 def fit_logistic_head(x: Any, y: Any, n_labels: int, l2: float = 1e-3) -> Any:
@@ -340,8 +349,9 @@ class CausalLMTask(Task):
     generative = True
     quality_higher_is_better = False
 
-    def __init__(self, *args: Any, max_new_tokens: int = 16, eval_docs: int = 12,
-                 prompt_tokens: int = 16, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, max_new_tokens: int = 16, eval_docs: int = 12, prompt_tokens: int = 16, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_new_tokens = max_new_tokens
         self.eval_texts = self.eval_texts[:eval_docs]
@@ -374,9 +384,13 @@ class CausalLMTask(Task):
 
         pad = self.tokenizer.pad_token_id
         with torch.inference_mode():
-            out = model.generate(**batch, max_new_tokens=self.max_new_tokens,
-                                 min_new_tokens=self.max_new_tokens, do_sample=False,
-                                 pad_token_id=pad)
+            out = model.generate(
+                **batch,
+                max_new_tokens=self.max_new_tokens,
+                min_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+            )
         return int(out.shape[0] * (out.shape[1] - batch["input_ids"].shape[1]))
 
     def _eval_ids(self) -> list[Any]:
@@ -417,8 +431,11 @@ class CausalLMTask(Task):
             return Evaluation(Score("perplexity", None), Score("kl_to_baseline", None))
         ppl = math.exp(nll / n) if nll / n < 700 else math.inf
         # the reference is stored in fp16: rounding can make a ~1e-6 negative KL
-        return Evaluation(Score("perplexity", ppl), Score("kl_to_baseline", max(0.0, kl / n)),
-                          {"top1_agreement": agree / n, "eval_tokens": float(n)})
+        return Evaluation(
+            Score("perplexity", ppl),
+            Score("kl_to_baseline", max(0.0, kl / n)),
+            {"top1_agreement": agree / n, "eval_tokens": float(n)},
+        )
 
     def quality_drop(self, baseline: float | None, value: float | None) -> float | None:
         """Relative perplexity rise (0.05 = 5 % higher perplexity)."""
@@ -429,8 +446,7 @@ class CausalLMTask(Task):
     def train_batches(self, batch_size: int) -> list[tuple[dict[str, Any], Any]]:
         return [(self.encode(b), None) for b in _batches(self.train_texts, batch_size)]
 
-    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any,
-                     temperature: float) -> Any:
+    def distill_loss(self, student: Any, teacher: Any, batch: dict[str, Any], labels: Any, temperature: float) -> Any:
         import torch
         import torch.nn.functional as F
 
@@ -438,12 +454,13 @@ class CausalLMTask(Task):
         with torch.no_grad():
             t = teacher(**batch).logits[mask].float() / temperature
         s = student(**batch).logits[mask].float() / temperature
-        return F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True,
-                        reduction="batchmean") * temperature**2
+        return (
+            F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), log_target=True, reduction="batchmean")
+            * temperature**2
+        )
 
 
-def build_task(name: str, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None,
-               **kwargs: Any) -> Task:
+def build_task(name: str, tokenizer: Any, texts: Sequence[str], labels: Sequence[int] | None, **kwargs: Any) -> Task:
     """Make the task object; ``kwargs`` are samples, batch_size, seed, device, ..."""
     if name == "embedding":
         kwargs.pop("max_new_tokens", None)

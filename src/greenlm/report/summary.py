@@ -47,8 +47,11 @@ def run_summary(d: dict[str, Any]) -> str:
         f"greenlm run {d['run_id']}  project={d['project']}  status={d['status']}",
         f"duration        {d['duration_s']:.2f} s",
         f"IT energy       {fmt_energy_j(d['energy_j'])}"
-        + (f"  (band {fmt_energy_j(d.get('energy_low_j'))} - {fmt_energy_j(d.get('energy_high_j'))})"
-           if d.get("energy_low_j") is not None else ""),
+        + (
+            f"  (band {fmt_energy_j(d.get('energy_low_j'))} - {fmt_energy_j(d.get('energy_high_j'))})"
+            if d.get("energy_low_j") is not None
+            else ""
+        ),
         f"facility energy {fmt_energy_j(d['facility_energy_j'])}  (PUE {d.get('pue')}: {d.get('pue_source') or '-'})",
         f"carbon          {fmt_co2e_g(d['co2e_g'])}  at {loc.get('intensity_g_per_kwh')} g/kWh, "
         f"{loc.get('code')} {loc.get('year') or ''}{' (DEFAULTED: world average)' if loc.get('defaulted') else ''}",
@@ -59,27 +62,47 @@ def run_summary(d: dict[str, Any]) -> str:
     lines.append("")
     comps = d.get("components") or []
     if comps:
-        lines.append(_table(
-            [[c["name"], c["kind"], fmt_energy_j(c["energy_j"]), c.get("provenance") or "-",
-              f"{fmt_energy_j(c.get('low_j'))} - {fmt_energy_j(c.get('high_j'))}", c.get("scope", "")]
-             for c in comps],
-            ["component", "kind", "energy", "provenance", "band", "scope"],
-        ))
+        lines.append(
+            _table(
+                [
+                    [
+                        c["name"],
+                        c["kind"],
+                        fmt_energy_j(c["energy_j"]),
+                        c.get("provenance") or "-",
+                        f"{fmt_energy_j(c.get('low_j'))} - {fmt_energy_j(c.get('high_j'))}",
+                        c.get("scope", ""),
+                    ]
+                    for c in comps
+                ],
+                ["component", "kind", "energy", "provenance", "band", "scope"],
+            )
+        )
         lines.append("")
     phases = d.get("phases") or []
     if phases:
-        lines.append(_table(
-            [[p.get("path") or p["name"], fmt_energy_j(p["energy_j"]), f"{p['duration_s']:.2f} s",
-              str(p.get("steps", 0)),
-              fmt_energy_j(p["energy_j"] / p["steps"]) if p.get("steps") else "-"]
-             for p in phases],
-            ["phase", "energy", "duration", "steps", "per step"],
-        ))
+        lines.append(
+            _table(
+                [
+                    [
+                        p.get("path") or p["name"],
+                        fmt_energy_j(p["energy_j"]),
+                        f"{p['duration_s']:.2f} s",
+                        str(p.get("steps", 0)),
+                        fmt_energy_j(p["energy_j"] / p["steps"]) if p.get("steps") else "-",
+                    ]
+                    for p in phases
+                ],
+                ["phase", "energy", "duration", "steps", "per step"],
+            )
+        )
         lines.append("")
     if d.get("forecast"):
         f = d["forecast"]
-        lines.append(f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
-                     f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})")
+        lines.append(
+            f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
+            f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})"
+        )
     for w in d.get("warnings") or []:
         lines.append(f"warning: {w}")
     return "\n".join(lines).rstrip() + "\n"
@@ -90,13 +113,24 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "no runs stored yet\n"
     rows = [
-        [r["run_id"][:12], r["project"], r["status"], (r.get("started_at") or "")[:19],
-         f"{r['duration_s']:.1f} s", fmt_energy_j(r["energy_j"]), fmt_co2e_g(r["co2e_g"]),
-         str((r.get("location") or {}).get("code") or "-"), r.get("provenance") or "-"]
+        [
+            r["run_id"][:12],
+            r["project"],
+            r["status"],
+            (r.get("started_at") or "")[:19],
+            f"{r['duration_s']:.1f} s",
+            fmt_energy_j(r["energy_j"]),
+            fmt_co2e_g(r["co2e_g"]),
+            str((r.get("location") or {}).get("code") or "-"),
+            r.get("provenance") or "-",
+        ]
         for r in runs
     ]
     total_j = sum(r["energy_j"] or 0 for r in runs)
     total_g = sum(r["co2e_g"] or 0 for r in runs)
-    return (_table(rows, ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e",
-                          "location", "provenance"])
-            + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}\n")
+    return (
+        _table(
+            rows, ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
+        )
+        + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}\n"
+    )

@@ -80,8 +80,9 @@ class RunStore:
                     S.MIGRATIONS[v](conn)
                 if version != S.SCHEMA_VERSION:
                     if row:
-                        conn.execute(S.meta.update().where(S.meta.c.key == "schema_version")
-                                     .values(value=str(S.SCHEMA_VERSION)))
+                        conn.execute(
+                            S.meta.update().where(S.meta.c.key == "schema_version").values(value=str(S.SCHEMA_VERSION))
+                        )
                     else:
                         conn.execute(S.meta.insert().values(key="schema_version", value=str(S.SCHEMA_VERSION)))
         except StoreError:
@@ -114,14 +115,24 @@ class RunStore:
     def begin_run(self, start: RunStart) -> None:
         """Record a run as running (called when a window opens)."""
         row = {
-            "run_id": start.run_id, "project": start.project, "status": "running",
-            "started_at": start.started_at, "updated_at": time.time(), "duration_s": 0.0,
-            "energy_j": 0.0, "facility_energy_j": 0.0, "co2e_g": 0.0, "pue": start.pue,
+            "run_id": start.run_id,
+            "project": start.project,
+            "status": "running",
+            "started_at": start.started_at,
+            "updated_at": time.time(),
+            "duration_s": 0.0,
+            "energy_j": 0.0,
+            "facility_energy_j": 0.0,
+            "co2e_g": 0.0,
+            "pue": start.pue,
             "location_code": start.location.get("code"),
             "intensity_g_per_kwh": start.location.get("intensity_g_per_kwh"),
-            "host": start.host, "pid": start.pid, "process_start_time": start.process_start_time,
-            "start_json": json.dumps({"location": start.location, "meters": start.meters,
-                                      "metadata": start.metadata}, default=str),
+            "host": start.host,
+            "pid": start.pid,
+            "process_start_time": start.process_start_time,
+            "start_json": json.dumps(
+                {"location": start.location, "meters": start.meters, "metadata": start.metadata}, default=str
+            ),
         }
         with self.begin() as conn:
             conn.execute(S.runs.insert().values(**row))
@@ -130,17 +141,32 @@ class RunStore:
         """Append samples and update the running totals (one transaction)."""
         with self.begin() as conn:
             if rows:
-                conn.execute(S.samples.insert(), [
-                    {"run_id": run_id, "t_s": r.t_s, "component": r.component,
-                     "energy_j": r.energy_j, "power_w": r.power_w} for r in rows
-                ])
-            conn.execute(S.runs.update().where(S.runs.c.run_id == run_id).values(
-                updated_at=time.time(), duration_s=progress.duration_s, energy_j=progress.energy_j,
-                facility_energy_j=progress.facility_energy_j, co2e_g=progress.co2e_g,
-            ))
+                conn.execute(
+                    S.samples.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "t_s": r.t_s,
+                            "component": r.component,
+                            "energy_j": r.energy_j,
+                            "power_w": r.power_w,
+                        }
+                        for r in rows
+                    ],
+                )
+            conn.execute(
+                S.runs.update()
+                .where(S.runs.c.run_id == run_id)
+                .values(
+                    updated_at=time.time(),
+                    duration_s=progress.duration_s,
+                    energy_j=progress.energy_j,
+                    facility_energy_j=progress.facility_energy_j,
+                    co2e_g=progress.co2e_g,
+                )
+            )
             for name, e in progress.components.items():
-                _upsert(conn, S.components, {"run_id": run_id, "name": name},
-                        {"energy_j": e})
+                _upsert(conn, S.components, {"run_id": run_id, "name": name}, {"energy_j": e})
 
     def save_result(self, result: RunResult | dict[str, Any]) -> None:
         """Write a finished run (idempotent: saving the same run again replaces it)."""
@@ -148,35 +174,66 @@ class RunStore:
         d = r.to_dict(timeline=True)
         with self.begin() as conn:
             values = {
-                "project": r.project, "status": r.status, "started_at": r.started_at,
-                "ended_at": r.ended_at, "updated_at": time.time(), "duration_s": r.duration_s,
-                "energy_j": r.energy_j, "facility_energy_j": r.facility_energy_j,
-                "co2e_g": r.co2e_g, "cost": r.cost, "currency": r.currency, "pue": r.pue,
+                "project": r.project,
+                "status": r.status,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "updated_at": time.time(),
+                "duration_s": r.duration_s,
+                "energy_j": r.energy_j,
+                "facility_energy_j": r.facility_energy_j,
+                "co2e_g": r.co2e_g,
+                "cost": r.cost,
+                "currency": r.currency,
+                "pue": r.pue,
                 "location_code": r.location.get("code"),
                 "intensity_g_per_kwh": r.location.get("intensity_g_per_kwh"),
-                "provenance": r.provenance, "host": r.host, "result_json": json.dumps(d, default=str),
+                "provenance": r.provenance,
+                "host": r.host,
+                "result_json": json.dumps(d, default=str),
             }
             _upsert(conn, S.runs, {"run_id": r.run_id}, values)
             conn.execute(S.components.delete().where(S.components.c.run_id == r.run_id))
             if r.components:
-                conn.execute(S.components.insert(), [
-                    {"run_id": r.run_id, "name": c.name, "kind": c.kind, "energy_j": c.energy_j,
-                     "provenance": c.provenance, "low_j": c.low_j, "high_j": c.high_j}
-                    for c in r.components
-                ])
+                conn.execute(
+                    S.components.insert(),
+                    [
+                        {
+                            "run_id": r.run_id,
+                            "name": c.name,
+                            "kind": c.kind,
+                            "energy_j": c.energy_j,
+                            "provenance": c.provenance,
+                            "low_j": c.low_j,
+                            "high_j": c.high_j,
+                        }
+                        for c in r.components
+                    ],
+                )
             conn.execute(S.phases.delete().where(S.phases.c.run_id == r.run_id))
             if r.phases:
-                conn.execute(S.phases.insert(), [
-                    {"run_id": r.run_id, "path": p.path, "name": p.name, "parent": p.parent,
-                     "energy_j": p.energy_j, "duration_s": p.duration_s, "steps": p.steps}
-                    for p in r.phases
-                ])
+                conn.execute(
+                    S.phases.insert(),
+                    [
+                        {
+                            "run_id": r.run_id,
+                            "path": p.path,
+                            "name": p.name,
+                            "parent": p.parent,
+                            "energy_j": p.energy_j,
+                            "duration_s": p.duration_s,
+                            "steps": p.steps,
+                        }
+                        for p in r.phases
+                    ],
+                )
 
     def mark(self, run_id: str, status: str) -> None:
         """Set a run's status (e.g. a distributed run whose rank died)."""
         with self.begin() as conn:
-            n = conn.execute(S.runs.update().where(S.runs.c.run_id == run_id)
-                             .values(status=status, updated_at=time.time())).rowcount
+            n = conn.execute(
+                S.runs.update().where(S.runs.c.run_id == run_id).values(status=status, updated_at=time.time())
+            ).rowcount
         if not n:
             raise RunNotFoundError(f"No run {run_id!r} in {self.url}.")
 
@@ -187,9 +244,15 @@ class RunStore:
             conn.execute(S.runs.delete().where(S.runs.c.run_id == run_id))
 
     # ----------------------------------------------------------------- reads
-    def list_runs(self, project: str | None = None, status: str | None = None,
-                  search: str | None = None, limit: int | None = None,
-                  since: str | None = None, include_rank_rows: bool = False) -> list[dict[str, Any]]:
+    def list_runs(
+        self,
+        project: str | None = None,
+        status: str | None = None,
+        search: str | None = None,
+        limit: int | None = None,
+        since: str | None = None,
+        include_rank_rows: bool = False,
+    ) -> list[dict[str, Any]]:
         """Runs, newest first, as result-JSON dicts (partial for running/killed runs).
 
         Per-rank rows of distributed runs (``metadata.distributed.role == "rank"``, kept so a
@@ -202,8 +265,9 @@ class RunStore:
             q = q.where(S.runs.c.started_at >= since)
         if search:
             like = f"%{search}%"
-            q = q.where(sa.or_(S.runs.c.project.ilike(like), S.runs.c.run_id.ilike(like),
-                               S.runs.c.location_code.ilike(like)))
+            q = q.where(
+                sa.or_(S.runs.c.project.ilike(like), S.runs.c.run_id.ilike(like), S.runs.c.location_code.ilike(like))
+            )
         with self.engine.connect() as conn:
             rows = conn.execute(q).mappings().all()
             out = [self._as_dict(conn, dict(r)) for r in rows]
@@ -218,8 +282,9 @@ class RunStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(S.runs).where(S.runs.c.run_id == run_id)).mappings().first()
             if row is None and len(run_id) >= 4:
-                hits = conn.execute(sa.select(S.runs).where(S.runs.c.run_id.like(f"{run_id}%"))
-                                    .limit(2)).mappings().all()
+                hits = (
+                    conn.execute(sa.select(S.runs).where(S.runs.c.run_id.like(f"{run_id}%")).limit(2)).mappings().all()
+                )
                 if len(hits) > 1:
                     raise RunNotFoundError(f"Run id prefix {run_id!r} is ambiguous; give more characters.")
                 row = hits[0] if hits else None
@@ -230,10 +295,15 @@ class RunStore:
     def get_samples(self, run_id: str) -> list[dict[str, Any]]:
         """Every stored sample of a run, in time order."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(S.samples.c.t_s, S.samples.c.component, S.samples.c.energy_j,
-                                          S.samples.c.power_w)
-                                .where(S.samples.c.run_id == run_id)
-                                .order_by(S.samples.c.t_s, S.samples.c.id)).mappings().all()
+            rows = (
+                conn.execute(
+                    sa.select(S.samples.c.t_s, S.samples.c.component, S.samples.c.energy_j, S.samples.c.power_w)
+                    .where(S.samples.c.run_id == run_id)
+                    .order_by(S.samples.c.t_s, S.samples.c.id)
+                )
+                .mappings()
+                .all()
+            )
         return [dict(r) for r in rows]
 
     def _as_dict(self, conn: sa.Connection, row: dict[str, Any]) -> dict[str, Any]:
@@ -256,24 +326,49 @@ class RunStore:
             warnings.append("run ended without closing its window (killed?): figures are up to the last flush")
         energy = row["energy_j"] or 0.0
         return {
-            "schema_version": 1, "run_id": row["run_id"], "project": row["project"], "status": status,
-            "started_at": row["started_at"], "ended_at": None, "duration_s": row["duration_s"],
-            "energy_j": energy, "energy_low_j": None, "energy_high_j": None,
-            "facility_energy_j": row["facility_energy_j"], "energy_kwh": row["facility_energy_j"] / 3.6e6,
-            "co2e_g": row["co2e_g"], "co2e_low_g": None, "co2e_high_g": None,
-            "cost": None, "currency": None, "pue": pue, "pue_source": "",
-            "location": start.get("location", {"code": row["location_code"],
-                                               "intensity_g_per_kwh": row["intensity_g_per_kwh"]}),
+            "schema_version": 1,
+            "run_id": row["run_id"],
+            "project": row["project"],
+            "status": status,
+            "started_at": row["started_at"],
+            "ended_at": None,
+            "duration_s": row["duration_s"],
+            "energy_j": energy,
+            "energy_low_j": None,
+            "energy_high_j": None,
+            "facility_energy_j": row["facility_energy_j"],
+            "energy_kwh": row["facility_energy_j"] / 3.6e6,
+            "co2e_g": row["co2e_g"],
+            "co2e_low_g": None,
+            "co2e_high_g": None,
+            "cost": None,
+            "currency": None,
+            "pue": pue,
+            "pue_source": "",
+            "location": start.get(
+                "location", {"code": row["location_code"], "intensity_g_per_kwh": row["intensity_g_per_kwh"]}
+            ),
             "components": [
-                {"name": c["name"], "kind": meters.get(c["name"], {}).get("kind", c["kind"]),
-                 "energy_j": c["energy_j"],
-                 "provenance": meters.get(c["name"], {}).get("provenance", c["provenance"]),
-                 "low_j": None, "high_j": None, "scope": meters.get(c["name"], {}).get("scope", "device")}
+                {
+                    "name": c["name"],
+                    "kind": meters.get(c["name"], {}).get("kind", c["kind"]),
+                    "energy_j": c["energy_j"],
+                    "provenance": meters.get(c["name"], {}).get("provenance", c["provenance"]),
+                    "low_j": None,
+                    "high_j": None,
+                    "scope": meters.get(c["name"], {}).get("scope", "device"),
+                }
                 for c in comps
             ],
-            "phases": [], "steps": 0, "provenance": None, "warnings": warnings,
-            "metadata": start.get("metadata", {}), "host": row["host"], "error": None,
-            "forecast": None, "meters": list(meters.values()),
+            "phases": [],
+            "steps": 0,
+            "provenance": None,
+            "warnings": warnings,
+            "metadata": start.get("metadata", {}),
+            "host": row["host"],
+            "error": None,
+            "forecast": None,
+            "meters": list(meters.values()),
         }
 
     @staticmethod

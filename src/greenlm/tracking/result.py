@@ -192,18 +192,28 @@ class RunResult:
         """Rebuild a result from its JSON object (store, team server)."""
         comps = tuple(
             ComponentEnergy(
-                name=c["name"], kind=c["kind"], energy_j=float(c["energy_j"]),
-                provenance=c["provenance"], low_j=float(c["low_j"]), high_j=float(c["high_j"]),
-                scope=c.get("scope", "device"), detail=c.get("detail", ""),
-                node=c.get("node"), rank=c.get("rank"),
+                name=c["name"],
+                kind=c["kind"],
+                energy_j=float(c["energy_j"]),
+                provenance=c["provenance"],
+                low_j=float(c["low_j"]),
+                high_j=float(c["high_j"]),
+                scope=c.get("scope", "device"),
+                detail=c.get("detail", ""),
+                node=c.get("node"),
+                rank=c.get("rank"),
             )
             for c in d.get("components", [])
         )
         phases = tuple(
             PhaseEnergy(
-                name=p["name"], parent=p.get("parent"), energy_j=float(p["energy_j"]),
-                duration_s=float(p["duration_s"]), steps=int(p.get("steps", 0)),
-                entries=int(p.get("entries", 1)), co2e_g=float(p.get("co2e_g", 0.0)),
+                name=p["name"],
+                parent=p.get("parent"),
+                energy_j=float(p["energy_j"]),
+                duration_s=float(p["duration_s"]),
+                steps=int(p.get("steps", 0)),
+                entries=int(p.get("entries", 1)),
+                co2e_g=float(p.get("co2e_g", 0.0)),
             )
             for p in d.get("phases", [])
         )
@@ -212,20 +222,36 @@ class RunResult:
             for t in d.get("timeline", [])
         )
         return cls(
-            run_id=d["run_id"], project=d["project"], status=d["status"],
-            started_at=d["started_at"], ended_at=d.get("ended_at"),
-            duration_s=float(d["duration_s"]), energy_j=float(d["energy_j"]),
+            run_id=d["run_id"],
+            project=d["project"],
+            status=d["status"],
+            started_at=d["started_at"],
+            ended_at=d.get("ended_at"),
+            duration_s=float(d["duration_s"]),
+            energy_j=float(d["energy_j"]),
             energy_low_j=float(d.get("energy_low_j", d["energy_j"])),
             energy_high_j=float(d.get("energy_high_j", d["energy_j"])),
-            facility_energy_j=float(d["facility_energy_j"]), energy_kwh=float(d["energy_kwh"]),
-            co2e_g=float(d["co2e_g"]), co2e_low_g=float(d.get("co2e_low_g", d["co2e_g"])),
-            co2e_high_g=float(d.get("co2e_high_g", d["co2e_g"])), cost=float(d["cost"]),
-            currency=d["currency"], price_per_kwh=float(d.get("price_per_kwh", 0.0)),
-            price_source=d.get("price_source", ""), pue=float(d["pue"]),
-            pue_source=d.get("pue_source", ""), location=dict(d["location"]),
-            components=comps, phases=phases, steps=int(d.get("steps", 0)),
-            provenance=d.get("provenance", "modeled"), warnings=tuple(d.get("warnings", [])),
-            timeline=timeline, metadata=dict(d.get("metadata") or {}), host=d.get("host", ""),
-            error=d.get("error"), forecast=d.get("forecast"),
+            facility_energy_j=float(d["facility_energy_j"]),
+            energy_kwh=float(d["energy_kwh"]),
+            co2e_g=float(d["co2e_g"]),
+            co2e_low_g=float(d.get("co2e_low_g", d["co2e_g"])),
+            co2e_high_g=float(d.get("co2e_high_g", d["co2e_g"])),
+            cost=float(d["cost"]),
+            currency=d["currency"],
+            price_per_kwh=float(d.get("price_per_kwh", 0.0)),
+            price_source=d.get("price_source", ""),
+            pue=float(d["pue"]),
+            pue_source=d.get("pue_source", ""),
+            location=dict(d["location"]),
+            components=comps,
+            phases=phases,
+            steps=int(d.get("steps", 0)),
+            provenance=d.get("provenance", "modeled"),
+            warnings=tuple(d.get("warnings", [])),
+            timeline=timeline,
+            metadata=dict(d.get("metadata") or {}),
+            host=d.get("host", ""),
+            error=d.get("error"),
+            forecast=d.get("forecast"),
             meters=tuple(d.get("meters") or ()),
         )

@@ -102,16 +102,28 @@ class EnergyTracker:
         sync_cuda: bool = True,
     ) -> None:
         self.config = config or TrackerConfig.resolve(
-            project=project, location=location, pue=pue, pue_setting=pue_setting,
-            price_per_kwh=price_per_kwh, currency=currency, interval_s=interval_s,
-            flush_interval_s=flush_interval_s, store=store if isinstance(store, str) else None,
-            cpu_tdp_w=cpu_tdp_w, attribution=attribution, gpus=gpus,
-            tensorboard_dir=tensorboard_dir, metadata=dict(metadata or {}) or None,
+            project=project,
+            location=location,
+            pue=pue,
+            pue_setting=pue_setting,
+            price_per_kwh=price_per_kwh,
+            currency=currency,
+            interval_s=interval_s,
+            flush_interval_s=flush_interval_s,
+            store=store if isinstance(store, str) else None,
+            cpu_tdp_w=cpu_tdp_w,
+            attribution=attribution,
+            gpus=gpus,
+            tensorboard_dir=tensorboard_dir,
+            metadata=dict(metadata or {}) or None,
         )
         c = self.config
         self.carbon = CarbonConfig.build(
-            location=c.location, pue=c.pue, pue_setting=c.pue_setting,
-            price_per_kwh=c.price_per_kwh, currency=c.currency,
+            location=c.location,
+            pue=c.pue,
+            pue_setting=c.pue_setting,
+            price_per_kwh=c.price_per_kwh,
+            currency=c.currency,
         )
         if total_steps is not None and (not isinstance(total_steps, int) or total_steps <= 0):
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}.")
@@ -305,8 +317,9 @@ class EnergyTracker:
         from greenlm.meters.detect import detect
 
         c = self.config
-        det = detect(pid=self._pid, rapl_root=c.rapl_root, cpu_tdp_w=c.cpu_tdp_w,
-                     attribution=c.attribution, gpus=c.gpus)
+        det = detect(
+            pid=self._pid, rapl_root=c.rapl_root, cpu_tdp_w=c.cpu_tdp_w, attribution=c.attribution, gpus=c.gpus
+        )
         self._warnings += det.warnings
         return det.meters
 
@@ -427,8 +440,9 @@ class EnergyTracker:
     def _progress(self) -> Progress:
         e = self._total[-1]
         fp = account(e, self.carbon)
-        return Progress(self._times[-1], e, fp.facility_energy_j, fp.co2e_g,
-                        {s.meter.name: s.last_j for s in self._slots})
+        return Progress(
+            self._times[-1], e, fp.facility_energy_j, fp.co2e_g, {s.meter.name: s.last_j for s in self._slots}
+        )
 
     def _energy_at(self, t_abs: float) -> float:
         """Cumulative IT energy at monotonic time ``t_abs`` (linear between samples)."""
@@ -456,18 +470,30 @@ class EnergyTracker:
         energies = [max(0.0, self._energy_at(b) - self._energy_at(a)) for a, b in zip(start, times)]
         durations = [b - a for a, b in zip(start, times)]
         try:
-            fc = forecast_total(energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
-                                step_times_s=durations)
+            fc = forecast_total(
+                energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps, step_times_s=durations
+            )
         except Exception as e:
             log.debug("forecast failed: %s", e)
             return
         g_per_j = account(1.0, self.carbon).co2e_g
-        d: dict[str, Any] = {**fc.to_dict(), "co2e_g": fc.energy_j * g_per_j, "co2e_low_g": fc.low_j * g_per_j,
-                             "co2e_high_g": fc.high_j * g_per_j, "steps_done": len(times),
-                             "total_steps": self.total_steps}
+        d: dict[str, Any] = {
+            **fc.to_dict(),
+            "co2e_g": fc.energy_j * g_per_j,
+            "co2e_low_g": fc.low_j * g_per_j,
+            "co2e_high_g": fc.high_j * g_per_j,
+            "steps_done": len(times),
+            "total_steps": self.total_steps,
+        }
         self.forecast = d
-        log.info("greenlm forecast: %.0f J (%.3g-%.3g J), %.3g gCO2e for %d steps",
-                 fc.energy_j, fc.low_j, fc.high_j, d["co2e_g"], self.total_steps)
+        log.info(
+            "greenlm forecast: %.0f J (%.3g-%.3g J), %.3g gCO2e for %d steps",
+            fc.energy_j,
+            fc.low_j,
+            fc.high_j,
+            d["co2e_g"],
+            self.total_steps,
+        )
 
     def _close(self, status: str, error: str | None) -> RunResult:
         with self._lock:
@@ -514,31 +540,60 @@ class EnergyTracker:
             lo, hi = s.bounds_j()
             e = self._cum[i][-1]
             info = s.meter.describe()
-            comps.append(ComponentEnergy(
-                name=s.meter.name, kind=s.meter.kind, energy_j=e,
-                provenance=weakest(s.provenances), low_j=min(lo, e), high_j=max(hi, e),
-                scope=str(info.get("scope", "device")), detail=s.meter.band.source,
-            ))
+            comps.append(
+                ComponentEnergy(
+                    name=s.meter.name,
+                    kind=s.meter.kind,
+                    energy_j=e,
+                    provenance=weakest(s.provenances),
+                    low_j=min(lo, e),
+                    high_j=max(hi, e),
+                    scope=str(info.get("scope", "device")),
+                    detail=s.meter.band.source,
+                )
+            )
         energy = sum(c.energy_j for c in comps)
         low = sum(c.low_j for c in comps)
         high = sum(c.high_j for c in comps)
         fp = account(energy, self.carbon)
-        g_per_j = (fp.co2e_g / energy if energy > 0
-                   else self.carbon.pue.value * self.carbon.location.intensity_g_per_kwh / 3.6e6)
+        g_per_j = (
+            fp.co2e_g / energy
+            if energy > 0
+            else self.carbon.pue.value * self.carbon.location.intensity_g_per_kwh / 3.6e6
+        )
         return RunResult(
-            run_id=self._run_id, project=self.config.project, status=status,
+            run_id=self._run_id,
+            project=self.config.project,
+            status=status,
             started_at=self._wall0.isoformat(),
             ended_at=None if status == "running" else (self._wall0 + dt.timedelta(seconds=duration)).isoformat(),
-            duration_s=duration, energy_j=energy, energy_low_j=low, energy_high_j=high,
-            facility_energy_j=fp.facility_energy_j, energy_kwh=fp.energy_kwh, co2e_g=fp.co2e_g,
-            co2e_low_g=low * g_per_j, co2e_high_g=high * g_per_j, cost=fp.cost,
-            currency=fp.currency, price_per_kwh=self.carbon.price.per_kwh,
-            price_source=self.carbon.price.source, pue=self.carbon.pue.value,
-            pue_source=self.carbon.pue.source, location=self.carbon.location.to_dict(),
-            components=tuple(comps), phases=self._phases(g_per_j), steps=self._steps,
-            provenance=weakest([c.provenance for c in comps]), warnings=tuple(self._warnings),
-            timeline=self._timeline(), metadata=dict(self.metadata), host=socket.gethostname(),
-            error=error, forecast=self.forecast, meters=tuple(self._meter_info),
+            duration_s=duration,
+            energy_j=energy,
+            energy_low_j=low,
+            energy_high_j=high,
+            facility_energy_j=fp.facility_energy_j,
+            energy_kwh=fp.energy_kwh,
+            co2e_g=fp.co2e_g,
+            co2e_low_g=low * g_per_j,
+            co2e_high_g=high * g_per_j,
+            cost=fp.cost,
+            currency=fp.currency,
+            price_per_kwh=self.carbon.price.per_kwh,
+            price_source=self.carbon.price.source,
+            pue=self.carbon.pue.value,
+            pue_source=self.carbon.pue.source,
+            location=self.carbon.location.to_dict(),
+            components=tuple(comps),
+            phases=self._phases(g_per_j),
+            steps=self._steps,
+            provenance=weakest([c.provenance for c in comps]),
+            warnings=tuple(self._warnings),
+            timeline=self._timeline(),
+            metadata=dict(self.metadata),
+            host=socket.gethostname(),
+            error=error,
+            forecast=self.forecast,
+            meters=tuple(self._meter_info),
         )
 
     def _phases(self, g_per_j: float) -> tuple[PhaseEnergy, ...]:
@@ -559,8 +614,17 @@ class EnergyTracker:
             kids = [p for p in agg if (p.rpartition("/")[0] or None) == parent]
             for path in sorted(kids, key=first.__getitem__):
                 e, d, st, n = agg[path]
-                out.append(PhaseEnergy(name=path.rpartition("/")[2], parent=parent, energy_j=e,
-                                       duration_s=d, steps=int(st), entries=int(n), co2e_g=e * g_per_j))
+                out.append(
+                    PhaseEnergy(
+                        name=path.rpartition("/")[2],
+                        parent=parent,
+                        energy_j=e,
+                        duration_s=d,
+                        steps=int(st),
+                        entries=int(n),
+                        co2e_g=e * g_per_j,
+                    )
+                )
                 visit(path)
 
         visit(None)
@@ -568,8 +632,17 @@ class EnergyTracker:
         for path in sorted(set(agg) - seen, key=first.__getitem__):  # parent still open at stop
             e, d, st, n = agg[path]
             parent, _, name = path.rpartition("/")
-            out.append(PhaseEnergy(name=name, parent=parent or None, energy_j=e, duration_s=d,
-                                   steps=int(st), entries=int(n), co2e_g=e * g_per_j))
+            out.append(
+                PhaseEnergy(
+                    name=name,
+                    parent=parent or None,
+                    energy_j=e,
+                    duration_s=d,
+                    steps=int(st),
+                    entries=int(n),
+                    co2e_g=e * g_per_j,
+                )
+            )
         return tuple(out)
 
     def _timeline(self) -> tuple[TimelinePoint, ...]:
@@ -585,9 +658,12 @@ class EnergyTracker:
             dt_s = self._times[b] - self._times[a]
             if dt_s <= 0:
                 continue
-            pts.append(TimelinePoint(self._times[b], {
-                s.meter.name: (self._cum[i][b] - self._cum[i][a]) / dt_s for i, s in enumerate(self._slots)
-            }))
+            pts.append(
+                TimelinePoint(
+                    self._times[b],
+                    {s.meter.name: (self._cum[i][b] - self._cum[i][a]) / dt_s for i, s in enumerate(self._slots)},
+                )
+            )
         return tuple(pts)
 
     def _run_start(self) -> RunStart:
@@ -599,12 +675,16 @@ class EnergyTracker:
         except psutil.Error:
             ct = 0.0
         return RunStart(
-            run_id=self._run_id, project=self.config.project, started_at=self._wall0.isoformat(),
-            pid=pid, host=socket.gethostname(), process_start_time=ct,
-            location=self.carbon.location.to_dict(), pue=self.carbon.pue.value,
-            metadata=dict(self.metadata), meters=[
-                {**m, "band": s.meter.band.source} for m, s in zip(self._meter_info, self._slots)
-            ],
+            run_id=self._run_id,
+            project=self.config.project,
+            started_at=self._wall0.isoformat(),
+            pid=pid,
+            host=socket.gethostname(),
+            process_start_time=ct,
+            location=self.carbon.location.to_dict(),
+            pue=self.carbon.pue.value,
+            metadata=dict(self.metadata),
+            meters=[{**m, "band": s.meter.band.source} for m, s in zip(self._meter_info, self._slots)],
         )
 
     # ----------------------------------------------------------------- signals
