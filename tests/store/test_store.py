@@ -173,3 +173,20 @@ def test_store_failure_never_breaks_the_job(tmp_path):
     assert t.result.status == "completed"
     assert any("not stored" in w for w in t.result.warnings)
     json.dumps(t.result.to_dict())
+
+
+def test_rank_rows_are_hidden_only_once_their_merged_run_exists(store_url):
+    import dataclasses
+
+    st = open_store(store_url)
+    r = tracked_run(store_url)
+    rank_row = dataclasses.replace(
+        r, run_id="rank1row", metadata={"distributed": {"role": "rank", "group_run_id": "g"}}
+    )
+    st.save_result(rank_row)
+    assert "rank1row" in [d["run_id"] for d in st.list_runs()]  # no merged run: the rank row is the record
+    group = dataclasses.replace(r, run_id="grouprow", metadata={"distributed": {"role": "group", "group_run_id": "g"}})
+    st.save_result(group)
+    ids = [d["run_id"] for d in st.list_runs()]
+    assert "grouprow" in ids and "rank1row" not in ids
+    assert "rank1row" in [d["run_id"] for d in st.list_runs(include_rank_rows=True)]

@@ -292,20 +292,23 @@ def test_result_json_round_trips_with_the_documented_keys():
 
 def test_a_forked_child_never_closes_the_parents_run(store_url):
     import os
-    import sys
 
     from greenlm.store import open_store
+    from greenlm.tracking import tracker as tracker_module
 
     t = EnergyTracker(location="FRA", interval_s=0.02, store=store_url, meters=[replay(10.0)])
     t.start()
     time.sleep(0.1)
     pid = os.fork()
-    if pid == 0:  # child: a normal interpreter exit runs atexit handlers
+    if pid == 0:  # child: run what interpreter exit would run, then leave without pytest
+        code = 0
         try:
-            sys.stdout.flush()
-        finally:
-            sys.exit(0)
-    os.waitpid(pid, 0)
+            tracker_module._close_open_windows()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     time.sleep(0.05)
     assert open_store(store_url).get_run(t.run_id)["status"] == "running"
     t.stop()

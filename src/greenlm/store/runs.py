@@ -256,7 +256,8 @@ class RunStore:
         """Runs, newest first, as result-JSON dicts (partial for running/killed runs).
 
         Per-rank rows of distributed runs (``metadata.distributed.role == "rank"``, kept so a
-        rank's energy survives its death) are hidden unless ``include_rank_rows``.
+        rank's energy survives its death) are hidden once their merged run is stored, unless
+        ``include_rank_rows``.
         """
         q = sa.select(S.runs).order_by(S.runs.c.started_at.desc())
         if project:
@@ -272,7 +273,7 @@ class RunStore:
             rows = conn.execute(q).mappings().all()
             out = [self._as_dict(conn, dict(r)) for r in rows]
         if not include_rank_rows:
-            out = [d for d in out if ((d.get("metadata") or {}).get("distributed") or {}).get("role") != "rank"]
+            out = _hide_merged_rank_rows(out)
         if status:
             out = [d for d in out if d["status"] == status]
         return out[:limit] if limit else out
@@ -389,6 +390,20 @@ class RunStore:
         if time.time() - float(row.get("updated_at") or 0) > STALE_AFTER_S:
             return "interrupted"
         return "running"
+
+
+def _hide_merged_rank_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop per-rank rows of distributed runs whose merged (group) run is stored.
+
+    Rank rows of a group with no merged run (rank 0 was killed before it could write one)
+    stay visible: they are then the only record of what was measured.
+    """
+
+    def dist(d: dict[str, Any]) -> dict[str, Any]:
+        return (d.get("metadata") or {}).get("distributed") or {}
+
+    merged = {dist(d).get("group_run_id") for d in runs if dist(d).get("role") == "group"}
+    return [d for d in runs if not (dist(d).get("role") == "rank" and dist(d).get("group_run_id") in merged)]
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
