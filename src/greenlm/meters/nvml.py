@@ -71,7 +71,24 @@ def visible_handles(nvml: ModuleType, env: str | None = None) -> list[tuple[int,
     return out
 
 
-class NvmlEnergyMeter(Meter):
+class _NvmlDevice:
+    """What both NVML meters know about their GPU: handle, NVML index, CUDA name, model."""
+
+    name: str
+
+    def _bind(self, nvml: ModuleType, index: int, handle: Any, cuda_index: int) -> None:
+        self._nvml = nvml
+        self._h = handle
+        self.index = index
+        self.cuda_index = cuda_index
+        self.name = f"gpu:{cuda_index}"
+        self.model = _decode(nvml.nvmlDeviceGetName(handle))
+
+    def _device_info(self) -> dict[str, object]:
+        return {"model": self.model, "nvml_index": self.index, "scope": "device"}
+
+
+class NvmlEnergyMeter(_NvmlDevice, Meter):
     """A GPU's total-energy counter (mJ)."""
 
     kind = "gpu"
@@ -80,11 +97,7 @@ class NvmlEnergyMeter(Meter):
 
     def __init__(self, nvml: ModuleType, index: int, handle: Any, cuda_index: int) -> None:
         super().__init__()
-        self._nvml = nvml
-        self._h = handle
-        self.index = index
-        self.name = f"gpu:{cuda_index}"
-        self.model = _decode(nvml.nvmlDeviceGetName(handle))
+        self._bind(nvml, index, handle, cuda_index)
         self._mj0 = 0
         self._last_mj = 0
         self._last_t: float | None = None
@@ -103,16 +116,16 @@ class NvmlEnergyMeter(Meter):
         return (mj - self._mj0) / 1e3
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "model": self.model, "nvml_index": self.index, "scope": "device"}
+        return {**super().describe(), **self._device_info()}
 
     def fallback(self) -> Meter:
         """If the counter stops answering: sample this GPU's power instead."""
-        m = NvmlPowerMeter(self._nvml, self.index, self._h, int(self.name.split(":")[1]))
+        m = NvmlPowerMeter(self._nvml, self.index, self._h, self.cuda_index)
         m.read_power_w()  # raise now if power readings fail too
         return m
 
 
-class NvmlPowerMeter(IntegratingMeter):
+class NvmlPowerMeter(_NvmlDevice, IntegratingMeter):
     """A GPU's power readings (mW), integrated: for GPUs without the energy counter."""
 
     kind = "gpu"
@@ -121,17 +134,13 @@ class NvmlPowerMeter(IntegratingMeter):
 
     def __init__(self, nvml: ModuleType, index: int, handle: Any, cuda_index: int) -> None:
         super().__init__()
-        self._nvml = nvml
-        self._h = handle
-        self.index = index
-        self.name = f"gpu:{cuda_index}"
-        self.model = _decode(nvml.nvmlDeviceGetName(handle))
+        self._bind(nvml, index, handle, cuda_index)
 
     def read_power_w(self) -> float:
         return float(self._nvml.nvmlDeviceGetPowerUsage(self._h)) / 1e3
 
     def describe(self) -> dict[str, object]:
-        return {**super().describe(), "model": self.model, "nvml_index": self.index, "scope": "device"}
+        return {**super().describe(), **self._device_info()}
 
 
 def nvml_meters(nvml: ModuleType | None = None) -> list[Meter]:
