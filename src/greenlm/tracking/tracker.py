@@ -306,6 +306,7 @@ class EnergyTracker:
         self._running = True
         for lst in self._listeners:
             _safe(self._warnings, "listener", getattr(lst, "on_start", None), self)
+        threading.Thread(target=self._open_sink, name="greenlm-store", daemon=True).start()
         self._thread = threading.Thread(target=self._loop, name="greenlm-sampler", daemon=True)
         self._thread.start()
         self._install_signals()
@@ -385,18 +386,22 @@ class EnergyTracker:
             s.meter = _Frozen(s.meter)
         return s.last_j
 
-    def _loop(self) -> None:
-        c = self.config
+    def _open_sink(self) -> None:
+        """Open the store and record the run as running (own thread: sampling starts at once)."""
         try:
-            self._sink = self._make_sink()
-            if self._sink is not None:
-                self._sink.begin(self._run_start())
+            sink = self._make_sink()
+            if sink is not None:
+                sink.begin(self._run_start())
+            self._sink = sink
         except Exception as e:
             self._warnings.append(f"run store unavailable ({e}); the result is returned but not stored")
             log.warning("greenlm: run store unavailable: %s", e)
             self._sink = None
         finally:
             self._sink_ready.set()
+
+    def _loop(self) -> None:
+        c = self.config
         next_flush = time.monotonic() + c.flush_interval_s
         while not self._stop_evt.wait(c.interval_s):
             try:
@@ -426,6 +431,10 @@ class EnergyTracker:
         return out
 
     def _flush(self) -> None:
+        if not self._sink_ready.is_set():  # the store is still opening: keep the rows for later
+            with self._lock:
+                self._update_forecast()
+            return
         with self._lock:
             rows, self._pending = self._pending, []
             progress = self._progress()
