@@ -264,14 +264,9 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     runs = open_store(args.store).list_runs(project=args.project)
     text = to_csv(runs) if args.format == "csv" else json.dumps(runs, indent=2, default=str) + "\n"
     if args.output:
-        import tempfile
-        from pathlib import Path
+        from greenlm._files import write_text_atomic
 
-        out = Path(args.output)
-        fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
+        out = write_text_atomic(args.output, text)
         print(f"wrote {len(runs)} runs to {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

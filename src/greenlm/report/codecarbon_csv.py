@@ -13,11 +13,11 @@ import csv
 import io
 import os
 import platform
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from greenlm._files import write_text_atomic
 from greenlm.errors import ConfigError
 
 CODECARBON_COLUMNS = (
@@ -195,11 +195,4 @@ def append_csv(path: str | os.PathLike[str], results: Iterable[dict[str, Any]]) 
             )
     new = to_csv(results)
     text = existing + new.split("\n", 1)[1] if existing else new
-    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(p, text)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from greenlm._files import write_text_atomic
 from greenlm.errors import MissingExtraError
 from greenlm.report import views
 from greenlm.report.plots import Chart
@@ -177,12 +176,4 @@ def write_report(path: str | Path, html: str) -> Path:
     """Write ``html`` to ``path`` atomically (a reader never sees half a report)."""
     p = Path(path).expanduser()
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".greenlm-report-", suffix=".html", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(html)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_text_atomic(p, html)

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from greenlm._files import write_text_atomic
 from greenlm.config import greenlm_home
 from greenlm.tracking.result import RunResult
 from greenlm.tracking.sink import Progress, RunStart, SampleRow
@@ -157,17 +157,7 @@ def _mtime(p: Path) -> float:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, fsync=True)
 
 
 @contextlib.contextmanager
