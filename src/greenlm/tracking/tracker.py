@@ -283,6 +283,7 @@ class EnergyTracker:
         self._intervals = []
         self._steps = 0
         self._step_times: array[float] = array("d")
+        self._step_energies: list[float] = []  # per-step energy of steps already final
         self._sink: RunSink | None = None
         self._sink_ready = threading.Event()
         self.forecast = None
@@ -470,14 +471,24 @@ class EnergyTracker:
         """Predict the whole run's energy from the steps so far (needs ``total_steps``)."""
         if self.total_steps is None:
             return
-        times = list(self._step_times)
-        if len(times) < self.warmup_steps + 2 or len(times) > self.total_steps:
+        times = self._step_times
+        n = len(times)
+        if n < self.warmup_steps + 2 or n > self.total_steps:
             return
         from greenlm.estimate.forecast import forecast_total
 
-        start = [self._t0, *times[:-1]]
-        energies = [max(0.0, self._energy_at(b) - self._energy_at(a)) for a, b in zip(start, times)]
-        durations = [b - a for a, b in zip(start, times)]
+        # Steps that ended before the last sample have final energies: compute each once.
+        last_sample = self._t0 + self._times[-1]
+        done = self._step_energies
+        while len(done) < n and times[len(done)] <= last_sample:
+            i = len(done)
+            a = times[i - 1] if i else self._t0
+            done.append(max(0.0, self._energy_at(times[i]) - self._energy_at(a)))
+        energies = list(done)
+        for i in range(len(done), n):  # ended after the last sample: provisional
+            a = times[i - 1] if i else self._t0
+            energies.append(max(0.0, self._energy_at(times[i]) - self._energy_at(a)))
+        durations = [times[i] - (times[i - 1] if i else self._t0) for i in range(n)]
         try:
             fc = forecast_total(
                 energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps, step_times_s=durations
