@@ -214,8 +214,8 @@ def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
         except ChildProcessError:
             return child.wait()
     busy = ru.ru_utime + ru.ru_stime
-    for s in getattr(tracker, "_slots", []):
-        tree = getattr(s.meter, "tree", None)
+    for meter in tracker.meters:
+        tree = getattr(meter, "tree", None)
         if tree is not None:
             tree.record_exit(busy)
     child.returncode = os.waitstatus_to_exitcode(status)
