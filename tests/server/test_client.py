@@ -23,6 +23,15 @@ def _server(tmp_path: Path, name: str = "server.db") -> tuple[Any, str]:
     return app, token
 
 
+def _start_payload(run_id: str) -> dict[str, Any]:
+    import dataclasses
+
+    from greenlm.tracking.sink import RunStart
+
+    loc = {"code": "FRA", "intensity_g_per_kwh": 56.0, "source": "test", "year": 2023, "defaulted": False}
+    return dataclasses.asdict(RunStart(run_id, "p", "2025-01-01T00:00:00+00:00", 1, "h", 0.0, loc, 1.0))
+
+
 def _outbox_events(url: str) -> list[Path]:
     d = outbox_root() / server_key(url)
     return sorted(d.glob("*/*.json")) if d.is_dir() else []
@@ -212,3 +221,82 @@ def test_sinks_share_one_delivery_thread_per_server(tmp_path: Path) -> None:
     assert other.courier is not sinks[0].courier
     for c in {id(s.courier): s.courier for s in [*sinks, other]}.values():
         c.close(timeout_s=2)
+
+
+def test_delivery_keeps_the_empty_folder_of_a_live_run(tmp_path: Path) -> None:
+    """The courier drains a run folder while the tracker writes the run's next event into it:
+    the folder must survive until the run's result is delivered, or the event is lost (the
+    server then refuses every later batch of that run with 404)."""
+    import dataclasses
+
+    from greenlm.server.client import Delivery
+    from greenlm.tracking.sink import Progress
+
+    app, token = _server(tmp_path)
+    with LiveServer(app) as live:
+        box = Outbox(live.url, tmp_path / "outbox")
+        box.put("run-live", "start", _start_payload("run-live"))
+        delivery = Delivery(box, token)
+        try:
+            assert delivery.drain().delivered == 1
+            assert (box.dir / "run-live").is_dir(), "the run has not ended: its folder stays"
+            sample = {"t_s": 0.1, "component": "cpu", "energy_j": 1.0, "power_w": 10.0}
+            progress = dataclasses.asdict(Progress(0.1, 1, 1, 0.1, {"cpu": 1.0}))
+            box.put("run-live", "samples", {"samples": [sample], "progress": progress})
+            rep = delivery.drain()
+            assert rep.delivered == 1 and rep.rejected == 0, "the batch found its run on the server"
+        finally:
+            delivery.close()
+
+
+def test_delivery_removes_a_finished_or_abandoned_run_folder(tmp_path: Path) -> None:
+    import os
+
+    from greenlm.server.client import STALE_RUN_DIR_S, Delivery
+
+    app, token = _server(tmp_path)
+    box = Outbox("http://127.0.0.1:9", tmp_path / "outbox")
+    abandoned = box.dir / "run-killed"
+    abandoned.mkdir(parents=True)
+    old = time.time() - STALE_RUN_DIR_S - 60
+    os.utime(abandoned, (old, old))
+    delivery = Delivery(box, token)
+    try:
+        assert delivery.drain().runs_done == 1
+        assert not abandoned.exists(), "an empty folder untouched for an hour is removed"
+    finally:
+        delivery.close()
+
+    r = track_run(f"sqlite:///{tmp_path / 'local.db'}", "done")
+    with LiveServer(app) as live:
+        box = Outbox(live.url, tmp_path / "outbox2")
+        box.put(r.run_id, "result", r.to_dict(timeline=True))
+        delivery = Delivery(box, token)
+        try:
+            rep = delivery.drain()
+            assert rep.delivered == 1 and rep.runs_done == 1
+            assert not (box.dir / r.run_id).exists(), "a run whose result went out leaves no folder"
+        finally:
+            delivery.close()
+
+
+def test_put_survives_its_folder_being_removed_mid_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection at the write: the run folder vanishes just before the event is written."""
+    import shutil
+
+    import greenlm.server.client as client
+
+    box = Outbox("http://127.0.0.1:9", tmp_path)
+    real = client._atomic_write
+    removed: list[Path] = []
+
+    def racing_write(path: Path, text: str) -> None:
+        if path.parent.name == "run-r" and not removed:
+            shutil.rmtree(path.parent)
+            removed.append(path.parent)
+        real(path, text)
+
+    monkeypatch.setattr(client, "_atomic_write", racing_write)
+    p = box.put("run-r", "start", {"run_id": "run-r"})
+    assert removed, "the fault was injected"
+    assert json.loads(p.read_text()) == {"run_id": "run-r"}

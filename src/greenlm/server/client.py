@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: At most this many samples per batch (one request each); larger flushes are split.
 MAX_SAMPLES_PER_EVENT = 10_000
 KINDS = ("start", "samples", "result")
+#: An empty run folder untouched for this long belongs to a run that ended without a result
+#: (its process was killed); delivery then removes it.
+STALE_RUN_DIR_S = 3600.0
 
 
 def normalise_url(url: str) -> str:
@@ -106,7 +109,12 @@ class Outbox:
             _atomic_write(self.dir / "server.json", json.dumps({"url": self.url}))
 
     def put(self, run_id: str, kind: str, payload: dict[str, Any]) -> Path:
-        """Write one event atomically; events of a run are numbered in order."""
+        """Write one event atomically; events of a run are numbered in order.
+
+        A delivery thread may remove a run folder it has emptied (see
+        :meth:`Delivery.deliver_run`) between our ``mkdir`` and our write; the folder is then
+        made again and the write retried, so an event is never lost to that race.
+        """
         self._ensure()
         d = self.dir / run_id
         d.mkdir(parents=True, exist_ok=True)
@@ -118,7 +126,15 @@ class Outbox:
         if kind == "samples":
             payload = {**payload, "seq": seq}
         path = d / f"{seq:08d}-{kind}.json"
-        _atomic_write(path, json.dumps(_clean(payload), allow_nan=False, default=str))
+        text = json.dumps(_clean(payload), allow_nan=False, default=str)
+        for attempt in range(3):
+            try:
+                _atomic_write(path, text)
+                break
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                d.mkdir(parents=True, exist_ok=True)
         return path
 
     def run_dirs(self) -> list[Path]:
@@ -147,6 +163,11 @@ def _seq_of(p: Path) -> int:
         return int(p.name.split("-", 1)[0])
     except ValueError:
         return 0
+
+
+def _idle_for(p: Path) -> float:
+    """Seconds since anything was added to or removed from a folder."""
+    return time.time() - _mtime(p)
 
 
 def _mtime(p: Path) -> float:
@@ -230,11 +251,13 @@ class Delivery:
         rep = DrainReport()
         if not run_dir.is_dir():
             return rep
+        idle_s = _idle_for(run_dir)  # before the lock file touches the folder
         with _run_lock(run_dir, wait_s) as got:
             if not got:
                 rep.pending = len(list(run_dir.glob("*.json")))
                 return rep
             files = sorted(run_dir.glob("*.json"), key=_seq_of)
+            finished = False
             for i, f in enumerate(files):
                 if deadline is not None and time.monotonic() > deadline:
                     rep.pending += len(files) - i
@@ -266,11 +289,13 @@ class Delivery:
                     with contextlib.suppress(FileNotFoundError):
                         f.unlink()
                     rep.delivered += 1
+                    finished = finished or kind == "result"
                 elif r.status_code in (413, 422) or (r.status_code == 404 and kind == "samples"):
                     # 404 for samples: the server never got this run's start (it was rejected),
                     # so these samples cannot be stored; the result can, without them.
                     reason = f"HTTP {r.status_code}: {r.text[:2000]}"
                     self.outbox.reject(f, reason)
+                    finished = finished or kind == "result"
                     self._warn_once(
                         f"rej-{run_dir.name}",
                         "greenlm: server %s refused an event of run %s (%s); kept in %s",
@@ -293,7 +318,9 @@ class Delivery:
                             self.outbox.dir,
                         )
                     return rep
-            if not any(run_dir.glob("*.json")):
+            if not any(run_dir.glob("*.json")) and (finished or idle_s > STALE_RUN_DIR_S):
+                # Only a run whose result went out (or a folder nobody has written to for a
+                # long time) is removed: an empty folder of a live run is about to get events.
                 with contextlib.suppress(OSError):
                     (run_dir / ".lock").unlink()
                     run_dir.rmdir()
