@@ -300,3 +300,83 @@ def test_put_survives_its_folder_being_removed_mid_write(tmp_path: Path, monkeyp
     p = box.put("run-r", "start", {"run_id": "run-r"})
     assert removed, "the fault was injected"
     assert json.loads(p.read_text()) == {"run_id": "run-r"}
+
+
+def _wait_for_run(store: Any, run_id: str, timeout_s: float = 10.0) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            got = store.get_run(run_id)
+            if got and got.get("status") == "completed":
+                return dict(got)
+        except Exception:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def test_a_broken_local_store_does_not_keep_the_run_from_the_team_server(tmp_path: Path) -> None:
+    app, token = _server(tmp_path)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with LiveServer(app) as live:
+        t = EnergyTracker(
+            project="isolated",
+            location="FRA",
+            interval_s=0.05,
+            store=f"sqlite:///{blocker / 'runs.db'}",
+            server=live.url,
+            token=token,
+            handle_signals=False,
+        )
+        with t:
+            burn_cpu(0.3)
+        r = t.result
+        assert any(w.startswith("run store unavailable") for w in r.warnings), r.warnings
+        got = _wait_for_run(app.state.store, r.run_id)
+    assert got is not None, "the run reached the team server"
+    assert got["energy_j"] == pytest.approx(r.energy_j)
+    assert app.state.store.get_samples(r.run_id), "with its samples"
+
+
+class _StoreThatDiesMidRun:
+    """A RunSink (the protocol a local store implements) whose disk fills up after the start."""
+
+    def __init__(self) -> None:
+        self.begun = False
+
+    def begin(self, run: Any) -> None:
+        self.begun = True
+
+    def flush(self, run_id: str, samples: Any, progress: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    def finish(self, result: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_store_failing_mid_run_does_not_stop_delivery_to_the_team_server(tmp_path: Path) -> None:
+    app, token = _server(tmp_path)
+    dying = _StoreThatDiesMidRun()
+    with LiveServer(app) as live:
+        t = EnergyTracker(
+            project="isolated",
+            location="FRA",
+            interval_s=0.05,
+            flush_interval_s=0.1,
+            store=dying,
+            server=live.url,
+            token=token,
+            handle_signals=False,
+        )
+        with t:
+            with t.phase("work"):
+                burn_cpu(0.5)
+        r = t.result
+        got = _wait_for_run(app.state.store, r.run_id)
+    assert dying.begun
+    failures = [w for w in r.warnings if "run store write failed" in w]
+    assert len(failures) == 1 and "No space left" in failures[0], r.warnings
+    assert got is not None and [p["name"] for p in got["phases"]] == ["work"]
+    samples = app.state.store.get_samples(r.run_id)
+    assert max(s["t_s"] for s in samples) == pytest.approx(r.duration_s, abs=1e-6), "every sample arrived"

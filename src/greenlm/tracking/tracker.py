@@ -284,7 +284,7 @@ class EnergyTracker:
         self._steps = 0
         self._step_times: array[float] = array("d")
         self._step_energies: list[float] = []  # per-step energy of steps already final
-        self._sink: RunSink | None = None
+        self._sink: _Tee | None = None
         self._sink_ready = threading.Event()
         self.forecast = None
         _sync_cuda(self._sync_cuda)
@@ -325,24 +325,57 @@ class EnergyTracker:
         self._warnings += det.warnings
         return det.meters
 
-    def _make_sink(self) -> RunSink | None:
+    def _sink_factories(self) -> list[tuple[str, Callable[[], RunSink]]]:
+        """The run's destinations (local store, team server), each opened on its own."""
+        out: list[tuple[str, Callable[[], RunSink]]] = []
         arg = self._store_arg
-        local: RunSink | None
-        if arg is False:
-            local = None
-        elif arg is not None and not isinstance(arg, str):
-            local = arg
-        else:
-            from greenlm.store import StoreSink, open_store
+        if arg is not None and arg is not False and not isinstance(arg, str):
+            given: RunSink = arg
+            out.append(("run store", lambda: given))
+        elif arg is not False:
 
-            local = StoreSink(open_store(self.config.store))
+            def local() -> RunSink:
+                from greenlm.store import StoreSink, open_store
+
+                return StoreSink(open_store(self.config.store))
+
+            out.append(("run store", local))
         if self._server:
-            # Team server: runs are buffered locally and retried until the server has them.
-            from greenlm.server.client import HttpSink
+            server, token = self._server, self._token
 
-            remote = HttpSink(self._server, self._token)
-            return remote if local is None else _Tee(local, remote)
-        return local
+            def remote() -> RunSink:
+                # Team server: runs are buffered locally and retried until the server has them.
+                from greenlm.server.client import HttpSink
+
+                return HttpSink(server, token)
+
+            out.append((f"team server {server}", remote))
+        return out
+
+    def _open_sink(self) -> None:
+        """Open the store and record the run as running (own thread: sampling starts at once).
+
+        Each destination is opened and fed on its own: a local store that cannot be opened
+        does not keep the run from the team server, and the other way round.
+        """
+        try:
+            opened: list[tuple[str, RunSink]] = []
+            for label, factory in self._sink_factories():
+                try:
+                    sink = factory()
+                    sink.begin(self._run_start())
+                except Exception as e:
+                    consequence = "the result is returned but not stored" if label == "run store" else "not sent there"
+                    self._warnings.append(f"{label} unavailable ({e}); {consequence}")
+                    log.warning("greenlm: %s unavailable: %s", label, e)
+                    continue
+                opened.append((label, sink))
+            self._sink = _Tee(opened, self._warnings) if opened else None
+        except Exception as e:  # never raise into the user's job
+            self._warnings.append(f"run store unavailable ({e}); the result is returned but not stored")
+            self._sink = None
+        finally:
+            self._sink_ready.set()
 
     def _read(self) -> None:
         """Read every meter once (sampling thread, or stop())."""
@@ -387,20 +420,6 @@ class EnergyTracker:
             s.meter = _Frozen(s.meter)
         return s.last_j
 
-    def _open_sink(self) -> None:
-        """Open the store and record the run as running (own thread: sampling starts at once)."""
-        try:
-            sink = self._make_sink()
-            if sink is not None:
-                sink.begin(self._run_start())
-            self._sink = sink
-        except Exception as e:
-            self._warnings.append(f"run store unavailable ({e}); the result is returned but not stored")
-            log.warning("greenlm: run store unavailable: %s", e)
-            self._sink = None
-        finally:
-            self._sink_ready.set()
-
     def _loop(self) -> None:
         c = self.config
         next_flush = time.monotonic() + c.flush_interval_s
@@ -441,11 +460,7 @@ class EnergyTracker:
             progress = self._progress()
             self._update_forecast()
         if self._sink is not None and rows:
-            try:
-                self._sink.flush(self._run_id, rows, progress)
-            except Exception as e:
-                self._warnings.append(f"run store write failed ({e}); later samples are not stored")
-                self._sink = None
+            self._sink.flush(self._run_id, rows, progress)  # each destination isolates its own failure
 
     def _progress(self) -> Progress:
         e = self._total[-1]
@@ -537,6 +552,7 @@ class EnergyTracker:
         _OPEN.discard(self)
         self._sink_ready.wait(timeout=30)
         if self._sink is not None:
+            known = len(self._warnings)
             try:
                 rows, self._pending = self._pending, []
                 if rows:
@@ -544,8 +560,10 @@ class EnergyTracker:
                 self._sink.finish(result)
             except Exception as e:
                 log.warning("greenlm: could not store run %s: %s", self._run_id, e)
-                result = _with_warning(result, f"run store write failed ({e}); run not stored")
-                self._result = result
+                self._warnings.append(f"run store write failed ({e}); run not stored")
+            for w in self._warnings[known:]:  # a destination that failed at the end
+                result = _with_warning(result, w)
+            self._result = result
         for lst in self._listeners:
             _safe([], "listener", getattr(lst, "on_stop", None), result)
         for s in self._slots:
@@ -737,22 +755,33 @@ class EnergyTracker:
 
 
 class _Tee:
-    """Send a run to two sinks (local store and team server)."""
+    """Send a run to each of its sinks (local store, team server), isolating their failures.
 
-    def __init__(self, *sinks: RunSink) -> None:
-        self.sinks = sinks
+    A sink that raises is dropped for the rest of the run, with a warning on the result that
+    names it; the others keep receiving the run.
+    """
+
+    def __init__(self, sinks: list[tuple[str, RunSink]], warnings: list[str]) -> None:
+        self.sinks = list(sinks)
+        self._warnings = warnings
+
+    def _each(self, what: str, call: Callable[[RunSink], None]) -> None:
+        for label, sink in list(self.sinks):
+            try:
+                call(sink)
+            except Exception as e:
+                self.sinks.remove((label, sink))
+                self._warnings.append(f"{label} write failed ({e}); the run's later {what} are not sent there")
+                log.warning("greenlm: %s write failed: %s", label, e)
 
     def begin(self, run: RunStart) -> None:
-        for s in self.sinks:
-            s.begin(run)
+        self._each("events", lambda s: s.begin(run))
 
     def flush(self, run_id: str, samples: list[SampleRow], progress: Progress) -> None:
-        for s in self.sinks:
-            s.flush(run_id, samples, progress)
+        self._each("samples", lambda s: s.flush(run_id, samples, progress))
 
     def finish(self, result: RunResult) -> None:
-        for s in self.sinks:
-            s.finish(result)
+        self._each("result", lambda s: s.finish(result))
 
 
 class _Frozen(Meter):
