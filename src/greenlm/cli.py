@@ -158,13 +158,11 @@ def cmd_track(args: argparse.Namespace) -> int:
         store=args.store,
         metadata={"command": cmd, **_meta(args.meta)},
         handle_signals=False,
-        pid=-1,
     )
     try:
         child = subprocess.Popen(cmd)
     except OSError as e:
         raise GreenlmError(f"cannot start {cmd[0]!r}: {e}") from e
-    tracker._pid = child.pid
     got_signal: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
@@ -173,7 +171,7 @@ def cmd_track(args: argparse.Namespace) -> int:
             child.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    tracker.start()
+    tracker.start(pid=child.pid)
     try:
         rc = _wait_child(child, tracker)
     finally:
@@ -185,7 +183,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         status, err = "completed", None
     else:
         status, err = "failed", f"command exited with code {rc}"
-    result = tracker._close(status, err)
+    result = tracker.stop(status, err)
     d = result.to_dict()
     if args.output:
         try:

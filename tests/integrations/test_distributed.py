@@ -50,6 +50,20 @@ def _wait(p: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
     return p.returncode, out
 
 
+def _workers_succeeded(rc: int, out: str) -> bool:
+    """Whether a torchrun agent's workers all succeeded.
+
+    With two simulated nodes on one machine, the agents meet at torchrun's exit barrier on
+    node 0's store after their workers are done; node 0's agent may close that store while
+    node 1's agent still reads it. torchrun then logs "Error waiting on exit barrier" and can
+    exit non-zero although every worker succeeded: a launcher teardown race, not the
+    workload's failure (a failed worker is reported as ChildFailedError).
+    """
+    if rc == 0:
+        return True
+    return "Error waiting on exit barrier" in out and "ChildFailedError" not in out
+
+
 def _group_runs() -> list[dict]:
     runs = open_store().list_runs(project="dist")
     return [r for r in runs if r["metadata"].get("distributed", {}).get("role") == "group"]
@@ -99,8 +113,9 @@ def test_simulated_two_nodes_count_node_meters_once_per_node() -> None:
     a = _torchrun(2, port, nnodes=2, node_rank=0, env={"GREENLM_NODE_ID": "node-a"})
     b = _torchrun(2, port, nnodes=2, node_rank=1, env={"GREENLM_NODE_ID": "node-b"})
     (rc_a, out_a), (rc_b, out_b) = _wait(a), _wait(b)
-    assert rc_a == 0 and rc_b == 0, out_a + out_b
+    assert _workers_succeeded(rc_a, out_a) and _workers_succeeded(rc_b, out_b), out_a + out_b
     (run,) = _group_runs()
+    assert run["status"] == "completed", "every rank of both nodes finished"
     meta = run["metadata"]["distributed"]
     assert meta["world_size"] == 4
     assert meta["nodes"] == {"node-a": [0, 1], "node-b": [2, 3]}

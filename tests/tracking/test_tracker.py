@@ -107,6 +107,29 @@ def test_keyboard_interrupt_marks_interrupted():
     assert t.result.status == "interrupted"
 
 
+def test_stop_records_how_the_work_ended():
+    t = tracker().start()
+    r = t.stop("failed", "command exited with code 3")
+    assert (r.status, r.error) == ("failed", "command exited with code 3")
+    assert t.result.to_dict()["status"] == "failed"
+
+
+def test_stop_with_an_unknown_status_is_refused_and_the_window_stays_open():
+    t = tracker().start()
+    with pytest.raises(ConfigError, match="completed, failed or interrupted|completed, failed, interrupted"):
+        t.stop("done")
+    assert t.running
+    assert t.stop().status == "completed"
+
+
+@pytest.mark.parametrize("pid", [0, -5, True, "123"])
+def test_start_refuses_a_pid_that_is_not_a_process_id(pid):
+    t = tracker()
+    with pytest.raises(ConfigError, match="positive process id"):
+        t.start(pid=pid)
+    assert not t.running
+
+
 def test_decorator_is_reentrant_and_each_outer_call_is_a_run():
     t = tracker(replay(10.0))
     depth = []

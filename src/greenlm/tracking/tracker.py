@@ -204,20 +204,34 @@ class EnergyTracker:
         """Record facts about the workload (``params``, ``tokens``, ``hardware``...) with the run."""
         self.metadata.update(items)
 
-    def start(self) -> EnergyTracker:
-        """Open the window (no-op while one is open: nested use shares the outer window)."""
+    def start(self, *, pid: int | None = None) -> EnergyTracker:
+        """Open the window (no-op while one is open: nested use shares the outer window).
+
+        ``pid`` attributes CPU energy to that process tree instead of the one given when the
+        tracker was built (for a command spawned after the tracker was configured, as
+        ``greenlm track`` does).
+        """
+        if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+            raise ConfigError(f"pid must be a positive process id, got {pid!r}.")
         with self._lock:
             self._depth += 1
             if self._depth > 1:
                 return self
+            if pid is not None:
+                self._pid = pid
             self._open()
         return self
 
-    def stop(self) -> RunResult:
+    def stop(self, status: str = "completed", error: str | None = None) -> RunResult:
         """Close the window and return its result (inner calls of nested use return the
         result so far without closing).
+
+        ``status`` is how the work ended: ``completed``, ``failed`` or ``interrupted``, with
+        ``error`` saying why for the last two (a wrapped command's exit code, a signal).
         """
-        return self._close("completed", None)
+        if status not in _END_STATUSES:
+            raise ConfigError(f"status must be one of {', '.join(_END_STATUSES)}, got {status!r}.")
+        return self._close(status, error)
 
     def __enter__(self) -> EnergyTracker:
         return self.start()
@@ -822,6 +836,9 @@ def _sync_cuda(enabled: bool) -> None:
             torch.cuda.synchronize()
     except Exception as e:  # pragma: no cover - depends on the CUDA runtime
         log.debug("cuda synchronize failed: %s", e)
+
+
+_END_STATUSES = ("completed", "failed", "interrupted")
 
 
 def _with_warning(r: RunResult, w: str) -> RunResult:
