@@ -32,6 +32,20 @@ def _start_payload(run_id: str) -> dict[str, Any]:
     return dataclasses.asdict(RunStart(run_id, "p", "2025-01-01T00:00:00+00:00", 1, "h", 0.0, loc, 1.0))
 
 
+def _tracker(url: str, token: str, store: Any, project: str) -> EnergyTracker:
+    """A tracker that reports to the team server at ``url`` (fast sampling and flushes)."""
+    return EnergyTracker(
+        project=project,
+        location="FRA",
+        interval_s=0.05,
+        flush_interval_s=0.1,
+        store=store,
+        server=url,
+        token=token,
+        handle_signals=False,
+    )
+
+
 def _outbox_events(url: str) -> list[Path]:
     d = outbox_root() / server_key(url)
     return sorted(d.glob("*/*.json")) if d.is_dir() else []
@@ -41,16 +55,7 @@ def test_server_stopped_mid_run_then_started_run_arrives_complete(tmp_path: Path
     app, token = _server(tmp_path)
     live = LiveServer(app).start()
     local_url = f"sqlite:///{tmp_path / 'local.db'}"
-    t = EnergyTracker(
-        project="resilient",
-        location="FRA",
-        interval_s=0.05,
-        flush_interval_s=0.1,
-        store=local_url,
-        server=live.url,
-        token=token,
-        handle_signals=False,
-    )
+    t = _tracker(live.url, token, local_url, "resilient")
     with t:
         with t.phase("before"):
             burn_cpu(0.4)
@@ -320,15 +325,7 @@ def test_a_broken_local_store_does_not_keep_the_run_from_the_team_server(tmp_pat
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     with LiveServer(app) as live:
-        t = EnergyTracker(
-            project="isolated",
-            location="FRA",
-            interval_s=0.05,
-            store=f"sqlite:///{blocker / 'runs.db'}",
-            server=live.url,
-            token=token,
-            handle_signals=False,
-        )
+        t = _tracker(live.url, token, f"sqlite:///{blocker / 'runs.db'}", "isolated")
         with t:
             burn_cpu(0.3)
         r = t.result
@@ -359,16 +356,7 @@ def test_a_store_failing_mid_run_does_not_stop_delivery_to_the_team_server(tmp_p
     app, token = _server(tmp_path)
     dying = _StoreThatDiesMidRun()
     with LiveServer(app) as live:
-        t = EnergyTracker(
-            project="isolated",
-            location="FRA",
-            interval_s=0.05,
-            flush_interval_s=0.1,
-            store=dying,
-            server=live.url,
-            token=token,
-            handle_signals=False,
-        )
+        t = _tracker(live.url, token, dying, "isolated")
         with t:
             with t.phase("work"):
                 burn_cpu(0.5)
