@@ -61,3 +61,42 @@ def test_duration_forecast_when_step_times_given():
 def test_bad_forecast_inputs(steps, total, warm, match):
     with pytest.raises(ConfigError, match=match):
         forecast_total(steps, total_steps=total, warmup_steps=warm)
+
+
+def _reference(steps: list[float], total: int, warm: int, times: list[float]) -> dict[str, float]:
+    """The forecast written out directly from its definition (module docstring)."""
+    import math
+    import statistics
+
+    steady = steps[warm:]
+    n, remaining, spent = len(steady), total - len(steps), math.fsum(steps)
+    mean, sd = statistics.fmean(steady), statistics.stdev(steady)
+    central = spent + remaining * mean
+    spread = 2.0 * math.sqrt(remaining**2 * sd**2 / n + remaining * sd**2)
+    halves = (statistics.fmean(steady[: n // 2]), statistics.fmean(steady[n // 2 :]))
+    return {
+        "energy_j": central,
+        "low_j": max(spent, min(central - spread, spent + remaining * min(halves))),
+        "high_j": max(central + spread, spent + remaining * max(halves)),
+        "duration_s": math.fsum(times) + remaining * statistics.fmean(times[warm:]),
+    }
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_incremental_forecast_matches_the_definition_at_every_step(seed: int) -> None:
+    import random
+
+    from greenlm.estimate.forecast import StepForecaster
+
+    rng = random.Random(seed)
+    warm = rng.randint(0, 3)
+    steps = [rng.uniform(50, 150) * (1 + 0.002 * i) for i in range(300)]  # noisy, drifting
+    times = [rng.uniform(0.1, 0.3) for _ in steps]
+    fc = StepForecaster(warm)
+    for k, (e, t) in enumerate(zip(steps, times), start=1):
+        fc.add(e, t)
+        if k >= warm + 2 and k % 37 == 0:
+            got = fc.forecast(1000).to_dict()
+            want = _reference(steps[:k], 1000, warm, times[:k])
+            for key, value in want.items():
+                assert got[key] == pytest.approx(value, rel=1e-9), (key, k)

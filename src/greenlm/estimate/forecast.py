@@ -15,7 +15,6 @@ trend (thermal throttling, growing sequence length) widens the band instead of h
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,6 +56,89 @@ class Forecast:
         }
 
 
+class StepForecaster:
+    """The forecast built step by step: O(1) work per step and per forecast.
+
+    The tracker feeds it each step's energy once the step is final and asks for a forecast
+    at every flush; a run of millions of steps costs the sampling thread (and the job's GIL)
+    no more at the end than at the start. :func:`forecast_total` is the same computation
+    over a list.
+    """
+
+    def __init__(self, warmup_steps: int = 1) -> None:
+        self.warmup_steps = int(finite("warmup_steps", warmup_steps, minimum=0.0))
+        self.steps = 0
+        self._spent_j = 0.0
+        self._steady_prefix_j = [0.0]  # prefix sums of steady-step energies (half means)
+        self._mean_j = 0.0  # Welford mean and sum of squared deviations of steady steps
+        self._m2 = 0.0
+        self._time_s: float | None = 0.0
+        self._steady_time_s = 0.0
+
+    def add(self, energy_j: float, duration_s: float | None = None) -> None:
+        """Record one completed step: its energy (J) and, optionally, its duration (s)."""
+        e = finite(f"step_energies_j[{self.steps}]", energy_j, minimum=0.0)
+        d = None if duration_s is None else finite(f"step_times_s[{self.steps}]", duration_s, minimum=0.0)
+        self.steps += 1
+        self._spent_j += e
+        if d is None or self._time_s is None:
+            self._time_s = None
+        else:
+            self._time_s += d
+        if self.steps <= self.warmup_steps:
+            return
+        self._steady_prefix_j.append(self._steady_prefix_j[-1] + e)
+        k = len(self._steady_prefix_j) - 1
+        delta = e - self._mean_j
+        self._mean_j += delta / k
+        self._m2 += delta * (e - self._mean_j)
+        if d is not None:
+            self._steady_time_s += d
+
+    def forecast(self, total_steps: int) -> Forecast:
+        """The forecast for a run of ``total_steps`` steps from the steps added so far."""
+        done = self.steps
+        total = int(finite("total_steps", total_steps, minimum=1.0))
+        warm = self.warmup_steps
+        if done > total:
+            raise ConfigError(
+                f"{done} steps completed but total_steps is {total}: total_steps must "
+                "be the number of steps of the whole run."
+            )
+        n = len(self._steady_prefix_j) - 1
+        if n < 2:
+            raise ConfigError(
+                f"A forecast needs at least 2 steps after the {warm} warm-up step(s); {done} "
+                f"completed. Forecast after at least {warm + 2} steps."
+            )
+        spent = self._spent_j
+        remaining = total - done
+        mean = self._mean_j
+        sd = math.sqrt(max(self._m2, 0.0) / (n - 1))
+        central = spent + remaining * mean
+        # Uncertainty of the rate, plus noise of the remaining steps (independent steps).
+        spread = 2.0 * math.sqrt(remaining**2 * sd**2 / n + remaining * sd**2)
+        half = n // 2
+        prefix = self._steady_prefix_j
+        first, second = prefix[half] / half, (prefix[n] - prefix[half]) / (n - half)
+        low = min(central - spread, spent + remaining * min(first, second))
+        high = max(central + spread, spent + remaining * max(first, second))
+        duration = None
+        if self._time_s is not None:
+            duration = self._time_s + remaining * (self._steady_time_s / n)
+        return Forecast(
+            energy_j=central,
+            low_j=max(spent, low),
+            high_j=high,
+            done_energy_j=spent,
+            steps_completed=done,
+            steps_used=n,
+            total_steps=total,
+            mean_step_energy_j=mean,
+            duration_s=duration,
+        )
+
+
 def forecast_total(
     step_energies_j: Sequence[float],
     total_steps: int,
@@ -83,50 +165,12 @@ def forecast_total(
         ConfigError: negative or non-finite energies, too few steady steps, or more steps
         completed than ``total_steps``.
     """
-    energies = [finite(f"step_energies_j[{i}]", e, minimum=0.0) for i, e in enumerate(step_energies_j)]
-    done = len(energies)
-    total = int(finite("total_steps", total_steps, minimum=1.0))
-    warm = int(finite("warmup_steps", warmup_steps, minimum=0.0))
-    if done > total:
+    if step_times_s is not None and len(step_times_s) != len(step_energies_j):
         raise ConfigError(
-            f"{done} steps completed but total_steps is {total}: total_steps must "
-            "be the number of steps of the whole run."
+            f"step_times_s has {len(step_times_s)} entries but step_energies_j has "
+            f"{len(step_energies_j)}: give one duration per completed step."
         )
-    steady = energies[warm:]
-    if len(steady) < 2:
-        raise ConfigError(
-            f"A forecast needs at least 2 steps after the {warm} warm-up step(s); {done} "
-            f"completed. Forecast after at least {warm + 2} steps."
-        )
-    spent = math.fsum(energies)
-    remaining = total - done
-    mean = statistics.fmean(steady)
-    sd = statistics.stdev(steady)
-    n = len(steady)
-    central = spent + remaining * mean
-    # Uncertainty of the rate, plus noise of the remaining steps (independent steps).
-    spread = 2.0 * math.sqrt(remaining**2 * sd**2 / n + remaining * sd**2)
-    half = n // 2
-    first, second = statistics.fmean(steady[:half]), statistics.fmean(steady[half:])
-    low = min(central - spread, spent + remaining * min(first, second))
-    high = max(central + spread, spent + remaining * max(first, second))
-    duration = None
-    if step_times_s is not None:
-        times = [finite(f"step_times_s[{i}]", t, minimum=0.0) for i, t in enumerate(step_times_s)]
-        if len(times) != done:
-            raise ConfigError(
-                f"step_times_s has {len(times)} entries but step_energies_j has "
-                f"{done}: give one duration per completed step."
-            )
-        duration = math.fsum(times) + remaining * statistics.fmean(times[warm:])
-    return Forecast(
-        energy_j=central,
-        low_j=max(spent, low),
-        high_j=high,
-        done_energy_j=spent,
-        steps_completed=done,
-        steps_used=n,
-        total_steps=total,
-        mean_step_energy_j=mean,
-        duration_s=duration,
-    )
+    fc = StepForecaster(warmup_steps)
+    for i, e in enumerate(step_energies_j):
+        fc.add(e, None if step_times_s is None else step_times_s[i])
+    return fc.forecast(total_steps)

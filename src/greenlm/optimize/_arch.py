@@ -161,6 +161,11 @@ def parameter_count(model: nn.Module) -> int:
     """
     total = 0
     seen: set[int] = set()
+    for m in model.modules():  # weight-only quantized layers pack their weights in integer buffers
+        count = getattr(m, "weight_count", None)
+        if callable(count):
+            total += int(count())
+            seen.update(id(b) for b in m.buffers(recurse=False))
     for v in model.state_dict(keep_vars=True).values():
         for t in v if isinstance(v, tuple) else (v,):
             if (
@@ -185,6 +190,11 @@ def memory_bytes(model: nn.Module) -> int:
     """Bytes of parameters and buffers held in memory (packed int8 weights included)."""
     total = 0
     seen: set[int] = set()
+    for m in model.modules():  # weight-only quantized layers pack their weights in integer buffers
+        count = getattr(m, "weight_count", None)
+        if callable(count):
+            total += int(count())
+            seen.update(id(b) for b in m.buffers(recurse=False))
     for v in model.state_dict(keep_vars=True).values():
         for t in v if isinstance(v, tuple) else (v,):
             if isinstance(t, torch.Tensor) and id(t) not in seen:

@@ -157,7 +157,7 @@ def apply_spec(
     spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int, on_step: Callable[[], None] | None = None
 ) -> Transformed:
     """Apply each step of ``spec`` in order; raises NotApplicableError to skip the variant."""
-    from greenlm.optimize import distill, lowrank, prune, quantize
+    from greenlm.optimize import distill, lowrank, prune, quantize, weight_only
 
     current = model
     descriptions: list[str] = []
@@ -166,6 +166,10 @@ def apply_spec(
         a = step.args
         if step.name == "int8":
             t = quantize.dynamic_int8(current)
+        elif step.name == "int8w":
+            t = weight_only.int8_weight_only(current)
+        elif step.name == "int4w":
+            t = weight_only.int4_weight_only(current, int(a["group"]))
         elif step.name in ("fp16", "bf16"):
             t = quantize.half(current, step.name)
         elif step.name in ("bnb8", "bnb4"):

@@ -18,6 +18,8 @@ KNOWN: dict[str, tuple[str | None, frozenset[str]]] = {
     "int8": (None, frozenset()),
     "fp16": (None, frozenset()),
     "bf16": (None, frozenset()),
+    "int8w": (None, frozenset()),
+    "int4w": ("group", frozenset({"group"})),
     "bnb8": (None, frozenset()),
     "bnb4": (None, frozenset()),
     "prune": ("sparsity", frozenset({"sparsity"})),
@@ -27,7 +29,7 @@ KNOWN: dict[str, tuple[str | None, frozenset[str]]] = {
     "distill": ("layers", frozenset({"layers", "epochs", "temperature", "lr", "batch"})),
 }
 
-DEFAULT_TECHNIQUES = "int8,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,distill:layers=3"
+DEFAULT_TECHNIQUES = "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,distill:layers=3"
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,9 @@ def _validate(name: str, args: dict[str, float]) -> None:
     if name == "prune":
         args.setdefault("sparsity", 0.5)
         check("sparsity", 0.0 <= args["sparsity"] < 1.0, "a sparsity in [0, 1), e.g. prune:0.3")
+    elif name == "int4w":
+        args.setdefault("group", 32)
+        check("group", args["group"] in (32, 64, 128, 256), "a group size of 32, 64, 128 or 256, e.g. int4w:32")
     elif name in ("heads", "ffn"):
         args.setdefault("fraction", 0.25)
         check("fraction", 0.0 < args["fraction"] < 1.0, f"a fraction of units to remove in (0, 1), e.g. {name}:0.25")

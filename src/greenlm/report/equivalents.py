@@ -6,7 +6,7 @@ grid), one is carbon (g CO2e, so it does):
 
 ``car_km``
     Kilometres driven by a typical gasoline passenger car. US EPA, "Greenhouse Gas
-    Emissions from a Typical Passenger Vehicle" (2023): burning one US gallon of gasoline
+    Emissions from a Typical Passenger Vehicle", EPA-420-F-23-014 (June 2023): burning one US gallon of gasoline
     emits 8,887 g CO2 and a typical car covers about 22 miles on it, so about 400 g CO2 per
     mile, that is 400 / 1.609344 = 248.5 g CO2 per km (tailpipe only).
 ``phone_charges``
@@ -49,7 +49,7 @@ class Equivalent:
 
 SOURCES = {
     "car_km": (
-        "US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle (2023): "
+        "US EPA, Tailpipe Greenhouse Gas Emissions from a Typical Passenger Vehicle, EPA-420-F-23-014 (June 2023): "
         "8,887 g CO2 per gallon, ~400 g CO2 per mile = 248.5 g CO2/km, tailpipe"
     ),
     "phone_charges": ("4,000 mAh x 3.85 V = 15.4 Wh battery, ~80 % charging efficiency: 0.019 kWh per full charge"),

@@ -31,7 +31,7 @@ import weakref
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from greenlm.carbon.accounting import CarbonConfig, account
 from greenlm.config import TrackerConfig
@@ -39,6 +39,9 @@ from greenlm.errors import ConfigError, ResultNotReadyError
 from greenlm.meters.base import Meter, weakest
 from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, TimelinePoint
 from greenlm.tracking.sink import Progress, RunSink, RunStart, SampleRow
+
+if TYPE_CHECKING:
+    from greenlm.estimate.forecast import StepForecaster
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +300,7 @@ class EnergyTracker:
         self._intervals = []
         self._steps = 0
         self._step_times: array[float] = array("d")
-        self._step_energies: list[float] = []  # per-step energy of steps already final
+        self._forecaster: StepForecaster | None = None  # fed each step once its energy is final
         self._sink: _Tee | None = None
         self._sink_ready = threading.Event()
         self.forecast = None
@@ -504,24 +507,22 @@ class EnergyTracker:
         n = len(times)
         if n < self.warmup_steps + 2 or n > self.total_steps:
             return
-        from greenlm.estimate.forecast import forecast_total
+        from greenlm.estimate.forecast import StepForecaster
 
-        # Steps that ended before the last sample have final energies: compute each once.
+        if self._forecaster is None:
+            self._forecaster = StepForecaster(self.warmup_steps)
+        fcst = self._forecaster
+        # A step's energy is final once a sample was taken after it ended: each step is added
+        # once, so a flush costs the same at step 10 and at step 10 million.
         last_sample = self._t0 + self._times[-1]
-        done = self._step_energies
-        while len(done) < n and times[len(done)] <= last_sample:
-            i = len(done)
-            a = times[i - 1] if i else self._t0
-            done.append(max(0.0, self._energy_at(times[i]) - self._energy_at(a)))
-        energies = list(done)
-        for i in range(len(done), n):  # ended after the last sample: provisional
-            a = times[i - 1] if i else self._t0
-            energies.append(max(0.0, self._energy_at(times[i]) - self._energy_at(a)))
-        durations = [times[i] - (times[i - 1] if i else self._t0) for i in range(n)]
         try:
-            fc = forecast_total(
-                energies, total_steps=self.total_steps, warmup_steps=self.warmup_steps, step_times_s=durations
-            )
+            while fcst.steps < n and times[fcst.steps] <= last_sample:
+                i = fcst.steps
+                a = times[i - 1] if i else self._t0
+                fcst.add(max(0.0, self._energy_at(times[i]) - self._energy_at(a)), times[i] - a)
+            if fcst.steps < self.warmup_steps + 2:
+                return
+            fc = fcst.forecast(self.total_steps)
         except Exception as e:
             log.debug("forecast failed: %s", e)
             return
