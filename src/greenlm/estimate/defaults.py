@@ -50,8 +50,9 @@ MFU: dict[str, Default] = {
         0.55,
         "A100-generation GPUs: MT-NLG 530B 30.2% MFU (Smith et al. 2022, as tabulated "
         "by Chowdhery et al. 2022, Table 3); Megatron 1.7B-1T 44-52% of peak incl. "
-        "recomputation = 33-39% MFU (Narayanan et al. 2021, Table 1); up to ~55% with "
-        "selective recomputation (Korthikanti et al. 2022)",
+        "recomputation = 33-39% MFU (Narayanan et al. 2021, Table 1); 54.2% MFU for a "
+        "530B model on 2,240 A100s with selective recomputation, 42.1% with full "
+        "recomputation (Korthikanti et al. 2022, MLSys 2023)",
     ),
     "gpu-2022": _d(
         0.40,
@@ -64,8 +65,9 @@ MFU: dict[str, Default] = {
         0.32,
         0.20,
         0.40,
-        "AMD Instinct: 32-38% of peak for 22B-1T models on Frontier MI250X "
-        "(Dash et al. 2024, Optimizing Distributed Training on Frontier for LLMs)",
+        "AMD Instinct: 38.38%, 36.14% and 31.96% of peak for 22B, 175B and 1T models on "
+        "Frontier's MI250X (Dash et al. 2024, Optimizing Distributed Training on Frontier "
+        "for LLMs, ISC 2024)",
     ),
     "tpu-2017": _d(
         0.33,
