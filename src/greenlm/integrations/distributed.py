@@ -56,9 +56,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from greenlm.carbon.accounting import account
-from greenlm.meters.base import Meter, weakest
-from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult
+from greenlm.meters.base import Meter
+from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, totals_from_components
 
 log = logging.getLogger(__name__)
 
@@ -445,11 +444,7 @@ class DistributedTracker:
                     "rank_run_id": d.get("run_id"),
                 }
             )
-        energy = sum(c.energy_j for c in comps)
-        low, high = sum(c.low_j for c in comps), sum(c.high_j for c in comps)
-        carbon = self.local.carbon
-        fp = account(energy, carbon)
-        g_per_j = fp.co2e_g / energy if energy > 0 else account(1.0, carbon).co2e_g
+        totals, g_per_j = totals_from_components(comps, self.local.carbon)
         phase_objs = tuple(
             PhaseEnergy(
                 name=ph["name"],
@@ -491,25 +486,10 @@ class DistributedTracker:
             started_at=started_at,
             ended_at=ended,
             duration_s=duration,
-            energy_j=energy,
-            energy_low_j=low,
-            energy_high_j=high,
-            facility_energy_j=fp.facility_energy_j,
-            energy_kwh=fp.energy_kwh,
-            co2e_g=fp.co2e_g,
-            co2e_low_g=low * g_per_j,
-            co2e_high_g=high * g_per_j,
-            cost=fp.cost,
-            currency=fp.currency,
-            price_per_kwh=own.price_per_kwh,
-            price_source=own.price_source,
-            pue=own.pue,
-            pue_source=own.pue_source,
-            location=dict(own.location),
+            **totals,
             components=tuple(comps),
             phases=phase_objs,
             steps=own.steps,
-            provenance=weakest([c.provenance for c in comps]),
             warnings=tuple(dict.fromkeys(warnings + dup_warnings)),
             timeline=(),
             metadata=meta,

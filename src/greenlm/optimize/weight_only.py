@@ -34,44 +34,56 @@ INT4_GROUPS = (32, 64, 128, 256)
 _INNER_K_TILES = 8
 
 
-class Int8WeightOnlyLinear(nn.Module):
-    """A Linear layer with int8 weights (one scale per output channel) and float activations."""
+class _WeightOnlyLinear(nn.Module):
+    """What both weight-only layers share: shapes, bias, and float activations in and out."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def weight_count(self) -> int:
+        """Weights the layer stands for (its buffers pack them into fewer elements)."""
+        return self.in_features * self.out_features
+
+    def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self._matmul(x.reshape(-1, self.in_features).to(torch.bfloat16))
+        y = y.to(x.dtype).reshape(*lead, self.out_features)
+        return y if self.bias is None else y + self.bias
+
+
+class Int8WeightOnlyLinear(_WeightOnlyLinear):
+    """A Linear layer with int8 weights (one scale per output channel) and float activations."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__(linear)
         with torch.no_grad():
             w = linear.weight.detach().float()
             scale = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)
             q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
         self.register_buffer("weight_int8", q.contiguous())
         self.register_buffer("scale", scale.to(torch.bfloat16))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
-    def weight_count(self) -> int:
-        return self.in_features * self.out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        y = torch.ops.aten._weight_int8pack_mm(
-            x.reshape(-1, self.in_features).to(torch.bfloat16), self.weight_int8, self.scale
-        )
-        y = y.to(x.dtype).reshape(*lead, self.out_features)
-        return y if self.bias is None else y + self.bias
+    def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(x2d, self.weight_int8, self.scale)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bits=8, per-channel"
 
 
-class Int4WeightOnlyLinear(nn.Module):
+class Int4WeightOnlyLinear(_WeightOnlyLinear):
     """A Linear layer with 4-bit weights in groups of ``group`` inputs and float activations."""
 
     def __init__(self, linear: nn.Linear, group: int) -> None:
-        super().__init__()
         n, k = linear.out_features, linear.in_features
         if k % group:
             raise ValueError(f"in_features {k} is not a multiple of the group size {group}")
-        self.in_features, self.out_features, self.group = k, n, group
+        super().__init__(linear)
+        self.group = group
         with torch.no_grad():
             w = linear.weight.detach().float().reshape(n, k // group, group)
             lo, hi = w.amin(dim=2, keepdim=True), w.amax(dim=2, keepdim=True)
@@ -82,18 +94,9 @@ class Int4WeightOnlyLinear(nn.Module):
             scale_zero = torch.cat([scale, zero], dim=2).transpose(0, 1).contiguous()  # (k/group, n, 2)
         self.register_buffer("weight_int4", packed)
         self.register_buffer("scale_zero", scale_zero.to(torch.bfloat16))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
-    def weight_count(self) -> int:
-        return self.in_features * self.out_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.reshape(-1, self.in_features).to(torch.bfloat16), self.weight_int4, self.group, self.scale_zero
-        )
-        y = y.to(x.dtype).reshape(*lead, self.out_features)
-        return y if self.bias is None else y + self.bias
+    def _matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(x2d, self.weight_int4, self.group, self.scale_zero)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bits=4, group={self.group}"

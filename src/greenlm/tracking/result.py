@@ -7,8 +7,12 @@ exports, the dashboard and the team server: add keys, never rename or remove the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from greenlm.carbon.accounting import CarbonConfig
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -255,3 +259,39 @@ class RunResult:
             forecast=d.get("forecast"),
             meters=tuple(d.get("meters") or ()),
         )
+
+
+def totals_from_components(components: Sequence[ComponentEnergy], carbon: CarbonConfig) -> tuple[dict[str, Any], float]:
+    """The energy, band, carbon and cost fields of a :class:`RunResult`, from its components.
+
+    One place for what a tracker window and a merged distributed run both derive: IT energy
+    and its band (sums over components), facility energy, kWh, CO2e and its band, cost, and
+    the PUE, price and location they rest on. Also returns g CO2e per IT joule, for phases.
+    """
+    from greenlm.carbon.accounting import account
+    from greenlm.meters.base import weakest
+
+    energy = sum(c.energy_j for c in components)
+    low = sum(c.low_j for c in components)
+    high = sum(c.high_j for c in components)
+    fp = account(energy, carbon)
+    g_per_j = account(1.0, carbon).co2e_g  # accounting is linear in energy
+    fields = {
+        "energy_j": energy,
+        "energy_low_j": low,
+        "energy_high_j": high,
+        "facility_energy_j": fp.facility_energy_j,
+        "energy_kwh": fp.energy_kwh,
+        "co2e_g": fp.co2e_g,
+        "co2e_low_g": low * g_per_j,
+        "co2e_high_g": high * g_per_j,
+        "cost": fp.cost,
+        "currency": fp.currency,
+        "price_per_kwh": carbon.price.per_kwh,
+        "price_source": carbon.price.source,
+        "pue": carbon.pue.value,
+        "pue_source": carbon.pue.source,
+        "location": carbon.location.to_dict(),
+        "provenance": weakest([c.provenance for c in components]),
+    }
+    return fields, g_per_j

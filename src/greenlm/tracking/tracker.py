@@ -37,7 +37,7 @@ from greenlm.carbon.accounting import CarbonConfig, account
 from greenlm.config import TrackerConfig
 from greenlm.errors import ConfigError, ResultNotReadyError
 from greenlm.meters.base import Meter, weakest
-from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, TimelinePoint
+from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, TimelinePoint, totals_from_components
 from greenlm.tracking.sink import Progress, RunSink, RunStart, SampleRow
 
 if TYPE_CHECKING:
@@ -605,15 +605,7 @@ class EnergyTracker:
                     detail=s.meter.band.source,
                 )
             )
-        energy = sum(c.energy_j for c in comps)
-        low = sum(c.low_j for c in comps)
-        high = sum(c.high_j for c in comps)
-        fp = account(energy, self.carbon)
-        g_per_j = (
-            fp.co2e_g / energy
-            if energy > 0
-            else self.carbon.pue.value * self.carbon.location.intensity_g_per_kwh / 3.6e6
-        )
+        totals, g_per_j = totals_from_components(comps, self.carbon)
         return RunResult(
             run_id=self._run_id,
             project=self.config.project,
@@ -621,25 +613,10 @@ class EnergyTracker:
             started_at=self._wall0.isoformat(),
             ended_at=None if status == "running" else (self._wall0 + dt.timedelta(seconds=duration)).isoformat(),
             duration_s=duration,
-            energy_j=energy,
-            energy_low_j=low,
-            energy_high_j=high,
-            facility_energy_j=fp.facility_energy_j,
-            energy_kwh=fp.energy_kwh,
-            co2e_g=fp.co2e_g,
-            co2e_low_g=low * g_per_j,
-            co2e_high_g=high * g_per_j,
-            cost=fp.cost,
-            currency=fp.currency,
-            price_per_kwh=self.carbon.price.per_kwh,
-            price_source=self.carbon.price.source,
-            pue=self.carbon.pue.value,
-            pue_source=self.carbon.pue.source,
-            location=self.carbon.location.to_dict(),
+            **totals,
             components=tuple(comps),
             phases=self._phases(g_per_j),
             steps=self._steps,
-            provenance=weakest([c.provenance for c in comps]),
             warnings=tuple(self._warnings),
             timeline=self._timeline(),
             metadata=dict(self.metadata),
