@@ -137,13 +137,13 @@ READING = """### Reading the results
 - Distillation to 3 layers on the 120 training sentences roughly halves the energy and pays its
   training energy back after a few thousand inferences, but such a small training set
   leaves the student far from the teacher (cosine ~0.8).
-- **SmolLM2**: generation at batch 1 is a sequence of matrix-vector products; bf16 gives
-  no speed-up on them here (0.99x), and dynamic int8 halves the energy per token but
-  triples the perplexity (SmolLM2's activation outliers; keeping the FFN down-projection
-  and LM head in fp32 still leaves +21 %, attention-only int8 stays within 5 % but saves
-  little). No variant meets the 1.5x target within a 5 % perplexity rise on this CPU. The
-  routes that would are weight-only 4/8-bit kernels with outlier handling (bnb8/bnb4 on a
-  GPU, or llama.cpp-style Q4 kernels), which this CPU-only torch build lacks.
+- **SmolLM2**: generation at batch 1 is a sequence of matrix-vector products, bound by
+  reading the weights; bf16 gives no speed-up on them (AMX pays off on matrix-matrix
+  products). Dynamic int8 halves the energy per token but triples the perplexity: it
+  quantizes activations too, and SmolLM2's outlier activation channels set the scale for the
+  others. Weight-only quantization keeps activations in floating point: `int8w` and
+  `int4w:32` (LM head at int8) cut the energy per token with perplexity unchanged within
+  noise.
 - **Fine-tuning**: LoRA trains 0.3 % of the parameters and costs ~40 % less energy per
   epoch than full fine-tuning; LoRA with bf16 autocast ~65 % less, at a final accuracy
   within a few points on this 80-sentence evaluation (which moves by 1.25 points per
