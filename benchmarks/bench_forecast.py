@@ -51,7 +51,7 @@ def main() -> None:
         def flush(fc: StepForecaster = fc, n: int = n) -> None:
             for _ in range(STEPS_PER_FLUSH):  # the steps finished since the previous flush
                 fc.add(rng.uniform(90, 110), rng.uniform(0.09, 0.11))
-            fc.forecast(2 * n)
+            fc.forecast(10 * n)
 
         inc_s = _best_of(flush, 20)
         check = StepForecaster(1)
