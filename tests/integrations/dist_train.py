@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import time
 
 import torch
@@ -19,11 +20,23 @@ from greenlm.integrations.distributed import DistributedTracker, RankInfo, detec
 from greenlm.meters.fake import ReplayMeter
 
 
+class _SigtermOnClose:
+    """Tracker listener: SIGTERM to this process as soon as the rank's window closes."""
+
+    def on_stop(self, result: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--die-rank", type=int, default=-1)
     ap.add_argument("--die-step", type=int, default=10)
+    ap.add_argument(
+        "--term-rank0-while-closing",
+        action="store_true",
+        help="rank 0 gets SIGTERM the moment its window starts closing (as torchrun does when a rank dies)",
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -33,8 +46,14 @@ def main() -> None:
     node_meters, _ = detect_meters(info, gpus=False)
     model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    listeners = [_SigtermOnClose()] if args.term_rank0_while_closing and info.rank == 0 else []
     tracker = DistributedTracker(
-        project="dist", meters=[gpu, *node_meters], interval_s=0.05, flush_interval_s=0.2, gather_timeout_s=60
+        project="dist",
+        meters=[gpu, *node_meters],
+        interval_s=0.05,
+        flush_interval_s=0.2,
+        gather_timeout_s=60,
+        listeners=listeners,
     )
     with tracker:
         with tracker.phase("train"):

@@ -137,6 +137,20 @@ def test_a_rank_that_dies_leaves_the_run_marked_with_what_was_measured() -> None
     assert all(c["energy_j"] > 0 for c in run["components"] if c["kind"] == "gpu")
 
 
+def test_sigterm_while_rank0_closes_is_held_until_the_merged_run_is_stored() -> None:
+    """torchrun's SIGTERM often reaches rank 0 while it is already closing; here it arrives
+    deterministically at that moment. The merged run must be stored before SIGTERM's usual
+    effect (the process ends) takes place."""
+    rc, out = _wait(_torchrun(2, free_port(), "--term-rank0-while-closing"))
+    assert rc != 0, "rank 0 still ends by SIGTERM: " + out[-2000:]
+    assert "SIGTERM" in out
+    groups = _group_runs()
+    assert len(groups) == 1, f"no merged run; torchrun said:\n{out[-3000:]}"
+    (run,) = groups
+    assert run["status"] == "completed", "every rank finished its work before the signal"
+    assert sorted(r["rank"] for r in run["metadata"]["distributed"]["ranks"]) == [0, 1]
+
+
 def test_gpu_split_and_node_level_rule() -> None:
     gpus = [ReplayMeter(f"gpu:{i}", "gpu", 1.0) for i in range(4)]
     cpu = ReplayMeter("cpu", "cpu", 1.0, node_level=True)

@@ -32,7 +32,9 @@ How the run is assembled, and what happens when a rank dies
    result and every rank row of the group it finds in the store (final results, or the last
    flushed progress of ranks that died). The run is stored ``failed`` (``interrupted`` for
    SIGTERM / Ctrl-C) with ``error`` naming the ranks that did not complete and
-   ``metadata["distributed"]["failed_ranks"]``; the rank rows are kept as evidence. With a
+   ``metadata["distributed"]["failed_ranks"]``; the rank rows are kept as evidence. A SIGTERM
+   that arrives while the window is already closing is held until the merged run is
+   stored, then re-delivered. With a
    store every node can reach (PostgreSQL, or SQLite on a shared file system) the merged run
    includes every rank's last flush; with node-local stores, only what reached rank 0.
 
@@ -184,8 +186,19 @@ class DistributedTracker:
         user_meta = dict(tracker_kwargs.pop("metadata", None) or {})
         listeners = [*tracker_kwargs.pop("listeners", ()), self]
         local_store = False if (self._store_arg is False or not _is_url(self._store_arg)) else self._store_arg
+        # One SIGTERM handler for the whole window, owned here (see _on_sigterm): the rank's
+        # own tracker must not close and re-raise on its own while rank 0 is merging.
+        self._handle_signals = bool(tracker_kwargs.pop("handle_signals", True))
+        self._prev_term: Any = None
+        self._term_pending = False
         self.local = EnergyTracker(
-            project, meters=chosen, metadata=user_meta, listeners=listeners, store=local_store, **tracker_kwargs
+            project,
+            meters=chosen,
+            metadata=user_meta,
+            listeners=listeners,
+            store=local_store,
+            handle_signals=False,
+            **tracker_kwargs,
         )
         self.group_run_id: str | None = None
         self._group: Any = None
@@ -219,10 +232,10 @@ class DistributedTracker:
             self.local.__exit__(exc_type, exc, tb)
             status = "interrupted" if issubclass(exc_type, KeyboardInterrupt) else "failed"
             if self._group is not None:
-                with _deferred_sigterm():
-                    self._fallback(status, f"rank {self.info.rank} raised {exc_type.__name__}: {exc}")
+                self._fallback(status, f"rank {self.info.rank} raised {exc_type.__name__}: {exc}")
         finally:
             self._stopping = False
+            self._release_sigterm()
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> DistributedTracker:
@@ -249,6 +262,7 @@ class DistributedTracker:
         self.group_run_id = gid
         self.local.set_metadata(distributed={**self.info.to_dict(), "group_run_id": gid, "role": "rank"})
         self.local.start()
+        self._hold_sigterm()
         return self
 
     def stop(self) -> RunResult:
@@ -264,22 +278,21 @@ class DistributedTracker:
                 gathered = self._gather(self._payload(mine))
             except Exception as e:
                 log.warning("greenlm: gathering the ranks' results failed: %s", e)
-                with _deferred_sigterm():
-                    merged = self._fallback("failed", f"gather failed: {e}")
+                merged = self._fallback("failed", f"gather failed: {e}")
                 return merged or mine
             ok = False
             if self.info.rank == 0 and gathered is not None:
-                with _deferred_sigterm():
-                    try:
-                        self._result = self._merge(gathered, "completed", None)
-                        ok = self._store(self._result)
-                    except Exception as e:
-                        log.warning("greenlm: merging the ranks' results failed: %s", e)
-                        self._fallback("failed", f"merge failed: {e}")
+                try:
+                    self._result = self._merge(gathered, "completed", None)
+                    ok = self._store(self._result)
+                except Exception as e:
+                    log.warning("greenlm: merging the ranks' results failed: %s", e)
+                    self._fallback("failed", f"merge failed: {e}")
             self._confirm_and_cleanup(ok)
             return self._result if self.info.rank == 0 and self._result is not None else mine
         finally:
             self._stopping = False
+            self._release_sigterm()
 
     @property
     def total_steps(self) -> int | None:
@@ -299,6 +312,59 @@ class DistributedTracker:
                 result.status if result.status != "completed" else "failed",
                 f"rank 0 window closed by {result.error or 'the process'}",
             )
+
+    # ----------------------------------------------------------------- SIGTERM
+    def _hold_sigterm(self) -> None:
+        """Own SIGTERM for the window (main thread only).
+
+        torchrun stops the surviving ranks with SIGTERM when one dies, often while rank 0 is
+        already closing (its collective failed when the dead rank's socket closed). A SIGTERM
+        that lands while the window is closing is held and re-delivered once the merged run
+        is stored; one that lands mid-training closes this rank's window as interrupted,
+        lets rank 0 merge what the store has, then does what SIGTERM did before.
+        """
+        import signal
+        import threading
+
+        self._term_pending = False
+        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._prev_term = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError):
+            self._prev_term = None
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if self._stopping:
+            self._term_pending = True  # re-delivered by _release_sigterm
+            return
+        self._stopping = True
+        try:
+            with contextlib.suppress(Exception):
+                while self.local.running:  # nested windows: close them all
+                    self.local.stop("interrupted", "SIGTERM")
+                if self._group is not None:
+                    self._fallback("interrupted", f"rank {self.info.rank} stopped by SIGTERM")
+        finally:
+            self._stopping = False
+            self._term_pending = True
+            self._release_sigterm()
+
+    def _release_sigterm(self) -> None:
+        """Give SIGTERM back to its previous handler; re-deliver one that was held."""
+        import signal
+
+        prev, self._prev_term = self._prev_term, None
+        if prev is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, prev)
+        if self._term_pending:
+            self._term_pending = False
+            if callable(prev):
+                prev(signal.SIGTERM, None)
+            elif prev == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGTERM)
 
     # ----------------------------------------------------------------- internals
     def _detect(self, kw: dict[str, Any]) -> tuple[list[Meter], list[str]]:
