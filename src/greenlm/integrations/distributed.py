@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenlm.meters.base import Meter
+from greenlm.tracking._signals import redeliver_sigterm, restore_sigterm, take_sigterm
 from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, totals_from_components
 
 log = logging.getLogger(__name__)
@@ -323,16 +324,8 @@ class DistributedTracker:
         is stored; one that lands mid-training closes this rank's window as interrupted,
         lets rank 0 merge what the store has, then does what SIGTERM did before.
         """
-        import signal
-        import threading
-
         self._term_pending = False
-        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._prev_term = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):
-            self._prev_term = None
+        self._prev_term = take_sigterm(self._on_sigterm) if self._handle_signals else None
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         if self._stopping:
@@ -352,19 +345,13 @@ class DistributedTracker:
 
     def _release_sigterm(self) -> None:
         """Give SIGTERM back to its previous handler; re-deliver one that was held."""
-        import signal
-
         prev, self._prev_term = self._prev_term, None
         if prev is None:
             return
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, prev)
+        restore_sigterm(prev)
         if self._term_pending:
             self._term_pending = False
-            if callable(prev):
-                prev(signal.SIGTERM, None)
-            elif prev == signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGTERM)
+            redeliver_sigterm(prev)
 
     # ----------------------------------------------------------------- internals
     def _detect(self, kw: dict[str, Any]) -> tuple[list[Meter], list[str]]:

@@ -21,7 +21,6 @@ import functools
 import itertools
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -37,6 +36,7 @@ from greenlm.carbon.accounting import CarbonConfig, account
 from greenlm.config import TrackerConfig
 from greenlm.errors import ConfigError, ResultNotReadyError
 from greenlm.meters.base import Meter, weakest
+from greenlm.tracking._signals import redeliver_sigterm, restore_sigterm, take_sigterm
 from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, TimelinePoint, totals_from_components
 from greenlm.tracking.sink import Progress, RunSink, RunStart, SampleRow
 
@@ -719,19 +719,11 @@ class EnergyTracker:
 
     # ----------------------------------------------------------------- signals
     def _install_signals(self) -> None:
-        self._prev_term: Any = None
-        if not self._handle_signals or threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            self._prev_term = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):
-            self._prev_term = None
+        self._prev_term: Any = take_sigterm(self._on_sigterm) if self._handle_signals else None
 
     def _restore_signals(self) -> None:
-        if self._prev_term is not None:
-            with contextlib.suppress(ValueError, OSError):
-                signal.signal(signal.SIGTERM, self._prev_term)
-            self._prev_term = None
+        restore_sigterm(self._prev_term)
+        self._prev_term = None
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         prev = self._prev_term
@@ -739,11 +731,7 @@ class EnergyTracker:
             with contextlib.suppress(Exception):
                 self._depth = 1
                 self._close("interrupted", "SIGTERM")
-        if callable(prev):
-            prev(signum, frame)
-        elif prev == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+        redeliver_sigterm(prev, frame)
 
 
 class _Tee:
