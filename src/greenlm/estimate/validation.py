@@ -273,8 +273,8 @@ def render_markdown(report: Report, thresholds: dict[tuple[str, str], float], so
         "a cancellation: too few hours at the default MFU, times modeled power (420 W) above "
         "its assumed 280 W. Few rows publish tokens, so mode C rests on 4-5 rows: treat its "
         "MAPE as indicative.",
-        "* Rows without the inputs a mode needs are listed as skipped with the reason; P100 "
-        "rows are skipped because the accelerator table has no P100.",
+        "* Rows without the inputs a mode needs are listed as skipped with the reason (the "
+        "Strubell et al. rows publish no parameter count).",
     ]
     for m in MODES:
         out += [
