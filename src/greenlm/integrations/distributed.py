@@ -32,11 +32,11 @@ How the run is assembled, and what happens when a rank dies
    result and every rank row of the group it finds in the store (final results, or the last
    flushed progress of ranks that died). The run is stored ``failed`` (``interrupted`` for
    SIGTERM / Ctrl-C) with ``error`` naming the ranks that did not complete and
-   ``metadata["distributed"]["failed_ranks"]``; the rank rows are kept as evidence. A SIGTERM
-   that arrives while the window is already closing is held until the merged run is
-   stored, then re-delivered. With a
+   ``metadata["distributed"]["failed_ranks"]``; the rank rows are kept as evidence. With a
    store every node can reach (PostgreSQL, or SQLite on a shared file system) the merged run
    includes every rank's last flush; with node-local stores, only what reached rank 0.
+4. SIGTERM belongs to the distributed tracker for the whole window: one that arrives while
+   the window is already closing is held until the merged run is stored, then re-delivered.
 
 Cost and scale: each rank samples only its own meters (one NVML call per GPU per interval;
 node-level meters once per node) and writes one row of progress per ``flush_interval_s``;
