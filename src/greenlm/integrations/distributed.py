@@ -236,6 +236,7 @@ class DistributedTracker:
                 self._fallback(status, f"rank {self.info.rank} raised {exc_type.__name__}: {exc}")
         finally:
             self._stopping = False
+            self._release_group()
             self._release_sigterm()
 
     # ----------------------------------------------------------------- lifecycle
@@ -293,6 +294,7 @@ class DistributedTracker:
             return self._result if self.info.rank == 0 and self._result is not None else mine
         finally:
             self._stopping = False
+            self._release_group()
             self._release_sigterm()
 
     @property
@@ -341,6 +343,7 @@ class DistributedTracker:
         finally:
             self._stopping = False
             self._term_pending = True
+            self._release_group()
             self._release_sigterm()
 
     def _release_sigterm(self) -> None:
@@ -352,6 +355,20 @@ class DistributedTracker:
         if self._term_pending:
             self._term_pending = False
             redeliver_sigterm(prev)
+
+    def _release_group(self) -> None:
+        """Destroy the window's gloo group (each window makes its own; a local call).
+
+        Left alive, the group's C++ worker threads outlive the window and are torn down
+        only at interpreter exit, where gloo can abort the process ("terminate called
+        without an active exception") after the job itself finished fine.
+        """
+        group, self._group = self._group, None
+        if group is not None and self._dist is not None:
+            try:
+                self._dist.destroy_process_group(group)
+            except Exception as e:
+                log.debug("greenlm: destroying the tracker's gloo group failed: %s", e)
 
     # ----------------------------------------------------------------- internals
     def _detect(self, kw: dict[str, Any]) -> tuple[list[Meter], list[str]]:
