@@ -440,16 +440,17 @@ class EnergyTracker:
     def _loop(self) -> None:
         c = self.config
         next_flush = time.monotonic() + c.flush_interval_s
+        on_sample = [fn for fn in (getattr(lst, "on_sample", None) for lst in self._listeners) if fn is not None]
         while not self._stop_evt.wait(c.interval_s):
             try:
                 with self._lock:
                     if not self._running:
                         break
                     self._read()
-                for lst in self._listeners:
-                    fn = getattr(lst, "on_sample", None)
-                    if fn is not None:
-                        _safe(self._warnings, "listener", fn, self, self._times[-1], self._last_powers())
+                if on_sample:
+                    t_s, powers = self._times[-1], self._last_powers()  # once per tick, for every listener
+                    for fn in on_sample:
+                        _safe(self._warnings, "listener", fn, self, t_s, powers)
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + c.flush_interval_s
                     self._flush()
