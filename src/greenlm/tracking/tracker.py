@@ -342,13 +342,16 @@ class EnergyTracker:
         self._warnings += det.warnings
         return det.meters
 
-    def _sink_factories(self) -> list[tuple[str, Callable[[], RunSink]]]:
-        """The run's destinations (local store, team server), each opened on its own."""
-        out: list[tuple[str, Callable[[], RunSink]]] = []
+    def _sink_factories(self) -> list[tuple[str, str, Callable[[], RunSink]]]:
+        """The run's destinations (local store, team server), each opened on its own:
+        (label, what is lost if it cannot be opened, factory).
+        """
+        unstored = "the result is returned but not stored"
+        out: list[tuple[str, str, Callable[[], RunSink]]] = []
         arg = self._store_arg
         if arg is not None and arg is not False and not isinstance(arg, str):
             given: RunSink = arg
-            out.append(("run store", lambda: given))
+            out.append(("run store", unstored, lambda: given))
         elif arg is not False:
 
             def local() -> RunSink:
@@ -356,7 +359,7 @@ class EnergyTracker:
 
                 return StoreSink(open_store(self.config.store))
 
-            out.append(("run store", local))
+            out.append(("run store", unstored, local))
         if self._server:
             server, token = self._server, self._token
 
@@ -366,7 +369,7 @@ class EnergyTracker:
 
                 return HttpSink(server, token)
 
-            out.append((f"team server {server}", remote))
+            out.append((f"team server {server}", "not sent there", remote))
         return out
 
     def _open_sink(self) -> None:
@@ -377,12 +380,11 @@ class EnergyTracker:
         """
         try:
             opened: list[tuple[str, RunSink]] = []
-            for label, factory in self._sink_factories():
+            for label, consequence, factory in self._sink_factories():
                 try:
                     sink = factory()
                     sink.begin(self._run_start())
                 except Exception as e:
-                    consequence = "the result is returned but not stored" if label == "run store" else "not sent there"
                     self._warnings.append(f"{label} unavailable ({e}); {consequence}")
                     log.warning("greenlm: %s unavailable: %s", label, e)
                     continue
