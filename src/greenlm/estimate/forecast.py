@@ -15,6 +15,7 @@ trend (thermal throttling, growing sequence length) widens the band instead of h
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,7 +70,9 @@ class StepForecaster:
         self.warmup_steps = int(finite("warmup_steps", warmup_steps, minimum=0.0))
         self.steps = 0
         self._spent_j = 0.0
-        self._steady_prefix_j = [0.0]  # prefix sums of steady-step energies (half means)
+        # prefix sums of steady-step energies (for the half means): 8 bytes a step, like the
+        # tracker's own step times, not a Python float object each
+        self._steady_prefix_j = array("d", [0.0])
         self._mean_j = 0.0  # Welford mean and sum of squared deviations of steady steps
         self._m2 = 0.0
         self._time_s: float | None = 0.0
