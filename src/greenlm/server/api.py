@@ -57,7 +57,6 @@ def health(request: Request) -> Health:
     tags=["ingest"],
     responses={
         200: {"model": Accepted, "description": "the run was already known"},
-        404: {"description": "unused"},
         **ErrorResponses,
     },
 )
