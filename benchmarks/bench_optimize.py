@@ -33,7 +33,8 @@ from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 MINILM_TECHNIQUES = (
-    "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,heads:0.25+bf16,distill:layers=3:epochs=3"
+    "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,heads:0.25+bf16,"
+    "heads:0.25+recover,ffn:0.25+recover,heads:0.25+recover+bf16,distill:layers=3:epochs=3"
 )
 SMOLLM2_TECHNIQUES = "int8,int8w,int4w,bf16,prune:0.3,heads:0.34,ffn:0.25,lowrank:0.5"
 
@@ -102,10 +103,17 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
         if not per_token:
             rng = f" ({_f(sp['energy_j_per_1k_min'])}-{_f(sp['energy_j_per_1k_max'])})"
         note = ""
-        if v["facts"].get("payback_inferences"):
+        trained = [
+            (w, v["facts"][k])
+            for w, k in (("distillation", "distill_energy_j"), ("recovery", "recover_energy_j"))
+            if v["facts"].get(k) is not None
+        ]
+        if trained:
+            paid = v["facts"].get("payback_inferences")
             note = (
-                f" (distillation {v['facts']['distill_energy_j']:.0f} J, paid back "
-                f"after {v['facts']['payback_inferences']:,.0f} inferences)"
+                " ("
+                + ", ".join(f"{w} {j:.0f} J" for w, j in trained)
+                + (f", paid back after {paid:,.0f} inferences)" if paid else ", never paid back)")
             )
         lines.append(
             f"| {v['name']}{note} | {_f(v[key])}{rng} | {base[key] / v[key]:.2f}x | "

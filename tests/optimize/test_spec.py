@@ -60,3 +60,28 @@ def test_bad_arguments_say_what_would_be_right(bad, fragment):
     with pytest.raises(TechniqueArgumentError) as e:
         parse_techniques(bad)
     assert fragment in str(e.value)
+
+
+def test_recover_follows_a_structural_step():
+    (spec,) = parse_techniques("heads:0.25+recover:epochs=3:lr=0.0003+bf16")
+    assert [s.name for s in spec.steps] == ["heads", "recover", "bf16"]
+    assert spec.steps[1].args == {"epochs": 3, "lr": 0.0003}
+    (default,) = parse_techniques("ffn:0.25+recover")
+    assert default.steps[1].args == {"epochs": 3}
+
+
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ("recover", "put one of ffn, heads, lowrank before it"),
+        ("int8+recover", "cannot follow int8"),
+        ("heads:0.25+bf16+recover", "cannot follow bf16"),
+        ("prune:0.3+heads:0.25+recover", "refill the weights it zeroed"),
+        ("heads:0.25+recover:epochs=0", "epochs"),
+        ("heads:0.25+recover:layers=2", "no argument 'layers'"),
+    ],
+)
+def test_misplaced_or_misconfigured_recover_says_what_would_be_right(bad, fragment):
+    with pytest.raises(TechniqueArgumentError) as e:
+        parse_techniques(bad)
+    assert fragment in str(e.value)

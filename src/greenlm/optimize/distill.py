@@ -9,6 +9,11 @@ one minus the cosine similarity of sentence embeddings (embedding task).
 
 The energy of that training run is measured with the same measure function as inference,
 and the report says after how many inferences the student has paid it back.
+
+:func:`recover` runs the same training on a model that a structural step (``heads``,
+``ffn``, ``lowrank``) has already shrunk, against the unmodified model as teacher: recovery
+fine-tuning, the usual second half of structured pruning. Its energy is counted the same
+way (``recover_energy_j``) and paid back the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +24,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenlm.optimize import _arch
-from greenlm.optimize.base import Transformed
+from greenlm.optimize.base import Transformed, clone
 from greenlm.optimize.errors import NotApplicableError
+
+#: Where the layer types live whose weights are integers, not trainable floats.
+_QUANTIZED_MODULE_PATHS = (
+    "torch.ao.nn.quantized",
+    "torch.nn.quantized",
+    "bitsandbytes",
+    "greenlm.optimize.weight_only",
+)
+
+
+def quantized_modules(model: Any) -> list[str]:
+    """Names of the layer types in ``model`` that hold quantized (untrainable) weights."""
+    found = {type(m).__name__ for m in model.modules() if type(m).__module__.startswith(_QUANTIZED_MODULE_PATHS)}
+    return sorted(found)
 
 
 def make_student(teacher: Any, layers: int) -> tuple[Any, list[int]]:
@@ -86,20 +105,55 @@ def distill(
     ``measure`` wraps the training loop (a :data:`~greenlm.optimize.harness.Measure`); its
     energy is returned in ``facts["distill_energy_j"]``.
     """
+    frozen = quantized_modules(teacher)
+    if frozen:
+        raise NotApplicableError(
+            f"distillation needs a floating-point teacher; this one has {', '.join(frozen)} layers"
+        )
+    student, keep = make_student(teacher, settings.layers)
+    window, losses, steps = _train_against(student, teacher, task, settings, measure, on_step, "distill")
+    return Transformed(
+        student,
+        f"distilled student keeping teacher layers {keep} ({len(keep)} of "
+        f"{teacher.config.num_hidden_layers}), trained {settings.epochs} epoch(s) "
+        f"({steps} steps, T={settings.temperature:g}) on {len(task.train_texts)} examples",
+        {
+            "student_layers": keep,
+            "distill_energy_j": window.energy_j,
+            "distill_duration_s": window.duration_s,
+            "distill_provenance": window.provenance,
+            "distill_steps": steps,
+            "distill_loss_first": losses[0] if losses else None,
+            "distill_loss_last": losses[-1] if losses else None,
+        },
+    )
+
+
+def _train_against(
+    student: Any,
+    teacher: Any,
+    task: Any,
+    settings: DistillSettings,
+    measure: Any,
+    on_step: Callable[[], None] | None,
+    what: str,
+) -> tuple[Any, list[float], int]:
+    """Train ``student`` (in place) on the task's soft targets from ``teacher``, inside one
+    ``measure`` window. Returns the window, the loss of every step and the step count.
+    """
     import torch
 
-    if any(getattr(p, "is_quantized", False) for p in teacher.state_dict().values() if isinstance(p, torch.Tensor)):
-        raise NotApplicableError("distillation needs a floating-point teacher")
-    student, keep = make_student(teacher, settings.layers)
     batches = task.train_batches(settings.batch)
     if not batches:
-        raise NotApplicableError("the task has no training data to distill on")
+        raise NotApplicableError(f"the task has no training data to {what} on")
     torch.manual_seed(settings.seed)
     student.float().train()
+    for p in student.parameters():
+        if p.is_floating_point():
+            p.requires_grad_(True)
     teacher_mode = teacher.training
     teacher.eval()
-    params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=settings.lr)
+    opt = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=settings.lr)
     losses: list[float] = []
 
     def train() -> None:
@@ -120,22 +174,50 @@ def distill(
     student.eval()
     for p in student.parameters():
         p.requires_grad_(False)
-    steps = settings.epochs * len(batches)
+    return window, losses, settings.epochs * len(batches)
+
+
+def recover(
+    model: Any,
+    teacher: Any,
+    task: Any,
+    settings: DistillSettings,
+    measure: Any,
+    on_step: Callable[[], None] | None = None,
+) -> Transformed:
+    """Recovery fine-tuning: train a copy of the shrunk ``model`` against the unmodified
+    ``teacher`` on ``task``'s training split (the distillation loss, all layers kept).
+
+    ``measure`` wraps the training loop; its energy is returned in
+    ``facts["recover_energy_j"]``.
+    """
+    frozen = quantized_modules(model)
+    if frozen:
+        raise NotApplicableError(
+            f"recovery fine-tuning needs floating-point weights, and this model has quantized layers "
+            f"({', '.join(frozen)}); apply it before quantization"
+        )
+    student = clone(model)
+    window, losses, steps = _train_against(student, teacher, task, settings, measure, on_step, "recover")
     return Transformed(
         student,
-        f"distilled student keeping teacher layers {keep} ({len(keep)} of "
-        f"{teacher.config.num_hidden_layers}), trained {settings.epochs} epoch(s) "
-        f"({steps} steps, T={settings.temperature:g}) on {len(task.train_texts)} examples",
+        f"recovery fine-tuning against the unmodified model: {settings.epochs} epoch(s) "
+        f"({steps} steps, T={settings.temperature:g}, lr={settings.lr:g}) on {len(task.train_texts)} examples",
         {
-            "student_layers": keep,
-            "distill_energy_j": window.energy_j,
-            "distill_duration_s": window.duration_s,
-            "distill_provenance": window.provenance,
-            "distill_steps": steps,
-            "distill_loss_first": losses[0] if losses else None,
-            "distill_loss_last": losses[-1] if losses else None,
+            "recover_energy_j": window.energy_j,
+            "recover_duration_s": window.duration_s,
+            "recover_provenance": window.provenance,
+            "recover_steps": steps,
+            "recover_loss_first": losses[0] if losses else None,
+            "recover_loss_last": losses[-1] if losses else None,
         },
     )
+
+
+def training_energy_j(facts: dict[str, Any]) -> float | None:
+    """The training energy spent building a variant (distillation plus recovery), if any."""
+    parts = [float(facts[k]) for k in ("distill_energy_j", "recover_energy_j") if facts.get(k) is not None]
+    return sum(parts) if parts else None
 
 
 def payback_inferences(distill_energy_j: float, baseline_j_per_1k: float, student_j_per_1k: float) -> float | None:

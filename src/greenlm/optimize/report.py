@@ -37,6 +37,9 @@ CSV_COLUMNS = (
     "description",
 )
 
+#: Training energy a variant cost to build, by what it was spent on (report wording, fact).
+_TRAINING_FACTS = (("distillation", "distill_energy_j"), ("recovery", "recover_energy_j"))
+
 
 def _clean(value: Any) -> Any:
     """JSON has no NaN or infinity: write null instead."""
@@ -123,10 +126,11 @@ def summary_rows(report: OptimizeReport) -> list[list[str]]:
         e = v.energy(per_token)
         ratio = e_base / e if e_base and e else None
         note = ""
+        trained = " and ".join(w for w, k in _TRAINING_FACTS if k in v.facts)
         if v.facts.get("payback_inferences") is not None:
-            note = f"pays back distillation after {v.facts['payback_inferences']:,.0f} inferences"
-        elif "distill_energy_j" in v.facts:
-            note = "never pays back its distillation energy"
+            note = f"pays back its {trained} energy after {v.facts['payback_inferences']:,.0f} inferences"
+        elif trained:
+            note = f"never pays back its {trained} energy"
         if report.recommendation and v.name == report.recommendation.variant:
             note = ("recommended; " + note).rstrip("; ")
         rows.append(

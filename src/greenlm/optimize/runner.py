@@ -185,6 +185,9 @@ def apply_spec(
         elif step.name == "distill":
             settings = distill.DistillSettings.from_args(a, seed)
             t = distill.distill(current, task, settings, measure, on_step)
+        elif step.name == "recover":  # the unmodified model is the teacher
+            settings = distill.DistillSettings.from_args(a, seed)
+            t = distill.recover(current, model, task, settings, measure, on_step)
         else:  # pragma: no cover - parse_step rejects unknown names
             raise NotApplicableError(f"no implementation for {step.name!r}")
         current = t.model
@@ -293,7 +296,7 @@ def _optimize(
     import torch
 
     from greenlm.carbon import CarbonConfig
-    from greenlm.optimize.distill import payback_inferences
+    from greenlm.optimize.distill import payback_inferences, training_energy_j
     from greenlm.optimize.pareto import recommend
 
     specs = config.validate()
@@ -381,10 +384,9 @@ def _optimize(
             tick(f"{label}: skipped", config.repeats + 1)
             continue
         facts = dict(t.facts)
-        if "distill_energy_j" in facts:
-            facts["payback_inferences"] = payback_inferences(
-                facts["distill_energy_j"], base_m.energy_j_per_1k, m.energy_j_per_1k
-            )
+        trained_j = training_energy_j(facts)
+        if trained_j is not None:
+            facts["payback_inferences"] = payback_inferences(trained_j, base_m.energy_j_per_1k, m.energy_j_per_1k)
         results.append(
             _result(
                 spec.name,
@@ -423,11 +425,10 @@ def _optimize(
             {"energy_drift_after_variants": drift},
         )
         for i, r in enumerate(results):
-            if "distill_energy_j" in r.facts and r.energy_j_per_1k is not None:
+            trained_j = training_energy_j(r.facts)
+            if trained_j is not None and r.energy_j_per_1k is not None:
                 facts = dict(r.facts)
-                facts["payback_inferences"] = payback_inferences(
-                    facts["distill_energy_j"], pooled.energy_j_per_1k, r.energy_j_per_1k
-                )
+                facts["payback_inferences"] = payback_inferences(trained_j, pooled.energy_j_per_1k, r.energy_j_per_1k)
                 results[i] = dataclasses.replace(r, facts=facts)
         base_m = pooled
     per_token = task.generative

@@ -27,7 +27,13 @@ KNOWN: dict[str, tuple[str | None, frozenset[str]]] = {
     "ffn": ("fraction", frozenset({"fraction"})),
     "lowrank": ("ratio", frozenset({"ratio", "rank", "energy"})),
     "distill": ("layers", frozenset({"layers", "epochs", "temperature", "lr", "batch"})),
+    "recover": ("epochs", frozenset({"epochs", "temperature", "lr", "batch"})),
 }
+
+#: Steps that shrink the matrices and leave float weights a recovery fine-tune can train.
+STRUCTURAL = frozenset({"heads", "ffn", "lowrank"})
+#: Steps after which weights are no longer trainable floats (or training would undo them).
+_NOT_TRAINABLE_AFTER = frozenset({"int8", "int8w", "int4w", "bnb8", "bnb4", "fp16", "bf16", "prune", "distill"})
 
 DEFAULT_TECHNIQUES = "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,distill:layers=3"
 
@@ -140,13 +146,16 @@ def _validate(name: str, args: dict[str, float]) -> None:
             0.0 < args.get("energy", 1.0) <= 1.0,
             "a retained spectral-energy ratio in (0, 1], e.g. lowrank:energy=0.9",
         )
-    elif name == "distill":
-        args.setdefault("layers", 3)
-        check(
-            "layers",
-            args["layers"] >= 1 and float(args["layers"]).is_integer(),
-            "a whole number of student layers >= 1, e.g. distill:layers=3",
-        )
+    elif name in ("distill", "recover"):
+        if name == "distill":
+            args.setdefault("layers", 3)
+            check(
+                "layers",
+                args["layers"] >= 1 and float(args["layers"]).is_integer(),
+                "a whole number of student layers >= 1, e.g. distill:layers=3",
+            )
+        else:
+            args.setdefault("epochs", 3)
         check(
             "epochs",
             args.get("epochs", 1) >= 1 and float(args.get("epochs", 1)).is_integer(),
@@ -159,6 +168,34 @@ def _validate(name: str, args: dict[str, float]) -> None:
         )
 
 
+def _check_order(spec: TechniqueSpec) -> None:
+    """``recover`` fine-tunes what a structural step shrank, so it needs one before it and no
+    step in between that makes the weights untrainable or that training would undo.
+    """
+    for i, step in enumerate(spec.steps):
+        if step.name != "recover":
+            continue
+        before = [s.name for s in spec.steps[:i]]
+        blocking = [n for n in before if n in _NOT_TRAINABLE_AFTER]
+        if blocking:
+            why = (
+                "training would refill the weights it zeroed"
+                if blocking[0] == "prune"
+                else "distill already trains its student"
+                if blocking[0] == "distill"
+                else "its weights are no longer trainable floats"
+            )
+            raise TechniqueArgumentError(
+                f"{spec.name}: recover cannot follow {blocking[0]} ({why}); put recover right after "
+                f"a structural step and quantize afterwards, e.g. heads:0.25+recover+bf16."
+            )
+        if not any(n in STRUCTURAL for n in before):
+            raise TechniqueArgumentError(
+                f"{spec.name}: recover fine-tunes a model that a structural step shrank; put one of "
+                f"{', '.join(sorted(STRUCTURAL))} before it, e.g. heads:0.25+recover or ffn:0.25+recover:epochs=3."
+            )
+
+
 def parse_techniques(text: str) -> list[TechniqueSpec]:
     """Parse a ``--techniques`` string into variant specs (duplicates removed, order kept)."""
     specs: list[TechniqueSpec] = []
@@ -167,6 +204,7 @@ def parse_techniques(text: str) -> list[TechniqueSpec]:
         if not item.strip():
             continue
         spec = TechniqueSpec(tuple(parse_step(part) for part in item.split("+")))
+        _check_order(spec)
         if spec.name not in seen:
             seen.add(spec.name)
             specs.append(spec)
