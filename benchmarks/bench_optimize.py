@@ -132,19 +132,28 @@ READING = """### Reading the results
   Xeon has AMX-BF16, so batched bf16 matmuls run several times faster than fp32. At batch
   32 the target (>= 2x) is met; at batch 1 (one request at a time) the matrices are too
   small for AMX to pay off fully and bf16 stays below 2x. Dynamic int8 (per-channel weight
-  scales) is ~1.7-2.0x cheaper but its mean cosine is 0.973, outside the budget: the FFN
-  layers of MiniLM carry activation outliers that per-batch activation quantization
-  clips. fp16 has no fast CPU kernels here. Weight-only int8 / 4-bit (`int8w`, `int4w`)
-  cost *more* than fp32 here (0.5x at batch 32, ~0.9x at batch 1): every sentence makes
-  each Linear a matrix-matrix product, where the float GEMM (and AMX bf16) is faster than
-  the int8/int4-weight kernels; those pay off on the matrix-vector products of generation.
+  scales) is ~1.5-2.1x cheaper (across runs) but its mean cosine is 0.973, outside the
+  budget: the FFN layers of MiniLM carry activation outliers that per-batch activation
+  quantization clips. fp16 has no fast CPU kernels here. Weight-only int8 / 4-bit (`int8w`, `int4w`)
+  cost *more* than fp32 here (~0.45-0.55x at batch 32, 0.75-0.95x at batch 1 across
+  runs): every sentence makes each Linear a matrix-matrix product, where the float GEMM
+  (and AMX bf16) is faster than the int8/int4-weight kernels; those pay off on the
+  matrix-vector products of generation.
 - **Unstructured pruning saves nothing**: 30 % zeros in dense matrices cost the same
-  multiply-adds (1.0-1.1x, within this shared machine's run-to-run noise; same size on
-  disk) and lose fidelity.
+  multiply-adds (0.8-1.1x across runs, within this shared machine's run-to-run noise; same
+  size on disk) and lose fidelity.
+- **Noise control**: `heads:0.25` and `heads:0.25+recover:3` have the same architecture
+  (recovery changes weights, not shapes), so any gap between their energies is this shared
+  machine's noise: 3 % at batch 32, 14 % at batch 1 in this run. Read batch-1 differences
+  below ~15 % as noise.
 - Structured pruning (heads, FFN neurons) and low-rank factorization really shrink the
-  matrices and save 15-30 % of the energy, but without recovery fine-tuning they lose far
-  more than 1 % fidelity on a model this small; stacking heads:0.25 with bf16 is the
-  cheapest variant measured, but not a faithful one.
+  matrices (4-12 % fewer parameters) and save 0-22 % of the energy (1.0-1.3x across
+  runs), but lose far more than 1 % fidelity on a model this small. **Recovery fine-tuning**
+  (`+recover:3`: 3 epochs on the 120 training sentences against the unmodified model,
+  ~100 J) brings the mean cosine from 0.868 to 0.910 (heads) and from 0.833 to 0.909
+  (FFN), still far outside a 1 % budget with so little data; its energy is paid back after
+  a few thousand to tens of thousands of inferences. `heads:0.25+recover+bf16` is the
+  cheapest variant within 0.1 of the original (3.7x at batch 32).
 - Distillation to 3 layers on the 120 training sentences roughly halves the energy and pays its
   training energy back after a few thousand inferences, but such a small training set
   leaves the student far from the teacher (cosine ~0.8).
