@@ -108,7 +108,7 @@ def test_causal_lm_reports_energy_per_token_and_perplexity(llama, tokenizer, fak
     data_cfg = OptimizeConfig(
         model="tiny-llama",
         task="causal-lm",
-        techniques="bf16,ffn:0.5",
+        techniques="bf16,ffn:0.5,ffn:0.5+recover:1",
         repeats=1,
         samples=2,
         max_new_tokens=4,
@@ -130,6 +130,12 @@ def test_causal_lm_reports_energy_per_token_and_perplexity(llama, tokenizer, fak
     assert base.energy_j_per_token == pytest.approx(base.energy_j_per_1k / 1000 / 4, rel=1e-6)
     ffn = r.variant("ffn:0.5")
     assert ffn.quality_drop == pytest.approx(ffn.quality.value / base.quality.value - 1)
+    # recovery trains a pruned decoder too (on the original's next-token distributions; a
+    # random tiny model has nothing to recover, so only that it ran and was counted)
+    recovered = r.variant("ffn:0.5+recover:1")
+    assert not recovered.skipped and recovered.parameter_count == ffn.parameter_count
+    assert recovered.facts["recover_steps"] >= 1 and recovered.facts["recover_energy_j"] > 0
+    assert recovered.fidelity.value >= 0.0 and recovered.quality.value > 1
     assert r.recommendation.energy_metric == "energy_j_per_token"
 
 
