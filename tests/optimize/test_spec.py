@@ -54,6 +54,13 @@ def test_rank_must_be_a_positive_whole_number(bad):
         ("lowrank:rank=4:energy=0.9", "one of"),
         ("distill:width=3", "no argument 'width'"),
         (",", "No technique"),
+        # recover fine-tunes what a structural step shrank, before any quantization
+        ("recover", "put one of ffn, heads, lowrank before it"),
+        ("int8+recover", "cannot follow int8"),
+        ("heads:0.25+bf16+recover", "cannot follow bf16"),
+        ("prune:0.3+heads:0.25+recover", "refill the weights it zeroed"),
+        ("heads:0.25+recover:epochs=0", "epochs"),
+        ("heads:0.25+recover:layers=2", "no argument 'layers'"),
     ],
 )
 def test_bad_arguments_say_what_would_be_right(bad, fragment):
@@ -68,20 +75,3 @@ def test_recover_follows_a_structural_step():
     assert spec.steps[1].args == {"epochs": 3, "lr": 0.0003}
     (default,) = parse_techniques("ffn:0.25+recover")
     assert default.steps[1].args == {"epochs": 3}
-
-
-@pytest.mark.parametrize(
-    "bad, fragment",
-    [
-        ("recover", "put one of ffn, heads, lowrank before it"),
-        ("int8+recover", "cannot follow int8"),
-        ("heads:0.25+bf16+recover", "cannot follow bf16"),
-        ("prune:0.3+heads:0.25+recover", "refill the weights it zeroed"),
-        ("heads:0.25+recover:epochs=0", "epochs"),
-        ("heads:0.25+recover:layers=2", "no argument 'layers'"),
-    ],
-)
-def test_misplaced_or_misconfigured_recover_says_what_would_be_right(bad, fragment):
-    with pytest.raises(TechniqueArgumentError) as e:
-        parse_techniques(bad)
-    assert fragment in str(e.value)

@@ -117,15 +117,7 @@ def distill(
         f"distilled student keeping teacher layers {keep} ({len(keep)} of "
         f"{teacher.config.num_hidden_layers}), trained {settings.epochs} epoch(s) "
         f"({steps} steps, T={settings.temperature:g}) on {len(task.train_texts)} examples",
-        {
-            "student_layers": keep,
-            "distill_energy_j": window.energy_j,
-            "distill_duration_s": window.duration_s,
-            "distill_provenance": window.provenance,
-            "distill_steps": steps,
-            "distill_loss_first": losses[0] if losses else None,
-            "distill_loss_last": losses[-1] if losses else None,
-        },
+        {"student_layers": keep, **_training_facts("distill", window, steps, losses)},
     )
 
 
@@ -203,15 +195,20 @@ def recover(
         student,
         f"recovery fine-tuning against the unmodified model: {settings.epochs} epoch(s) "
         f"({steps} steps, T={settings.temperature:g}, lr={settings.lr:g}) on {len(task.train_texts)} examples",
-        {
-            "recover_energy_j": window.energy_j,
-            "recover_duration_s": window.duration_s,
-            "recover_provenance": window.provenance,
-            "recover_steps": steps,
-            "recover_loss_first": losses[0] if losses else None,
-            "recover_loss_last": losses[-1] if losses else None,
-        },
+        _training_facts("recover", window, steps, losses),
     )
+
+
+def _training_facts(prefix: str, window: Any, steps: int, losses: list[float]) -> dict[str, Any]:
+    """What a training run cost and did, as ``<prefix>_energy_j``, ``_duration_s``, ..."""
+    return {
+        f"{prefix}_energy_j": window.energy_j,
+        f"{prefix}_duration_s": window.duration_s,
+        f"{prefix}_provenance": window.provenance,
+        f"{prefix}_steps": steps,
+        f"{prefix}_loss_first": losses[0] if losses else None,
+        f"{prefix}_loss_last": losses[-1] if losses else None,
+    }
 
 
 def training_energy_j(facts: dict[str, Any]) -> float | None:
