@@ -217,9 +217,11 @@ def training_energy_j(facts: dict[str, Any]) -> float | None:
     return sum(parts) if parts else None
 
 
-def payback_inferences(distill_energy_j: float, baseline_j_per_1k: float, student_j_per_1k: float) -> float | None:
-    """Inferences after which the student's savings equal its training energy (None: never)."""
+def payback_inferences(trained_j: float, baseline_j_per_1k: float, student_j_per_1k: float) -> float | None:
+    """Inferences after which a trained variant's savings equal the ``trained_j`` it cost to
+    train (distillation, recovery); None: never.
+    """
     saving_per_inference_j = (baseline_j_per_1k - student_j_per_1k) / 1000.0
     if saving_per_inference_j <= 0:
         return None
-    return distill_energy_j / saving_per_inference_j
+    return trained_j / saving_per_inference_j
