@@ -105,7 +105,11 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
         note = ""
         trained = [
             (w, v["facts"][k])
-            for w, k in (("distillation", "distill_energy_j"), ("recovery", "recover_energy_j"))
+            for w, k in (
+                ("distillation", "distill_energy_j"),
+                ("recovery", "recover_energy_j"),
+                ("compilation", "compile_energy_j"),
+            )
             if v["facts"].get(k) is not None
         ]
         if trained:

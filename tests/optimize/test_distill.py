@@ -57,7 +57,7 @@ def test_recovery_fine_tuning_trains_a_copy_of_the_shrunk_model_and_counts_its_e
     # a random tiny model's embeddings barely move under pruning: quality recovered on the
     # real MiniLM is checked in test_end_to_end.py; here, what recovery does to its inputs
     from greenlm.optimize import prune
-    from greenlm.optimize.distill import recover, training_energy_j
+    from greenlm.optimize.distill import one_off_energy_j, recover
 
     task = build_task("embedding", tokenizer, TEXTS, None, samples=8, batch_size=4, seed=0, device="cpu")
     task.prepare(bert)
@@ -74,9 +74,9 @@ def test_recovery_fine_tuning_trains_a_copy_of_the_shrunk_model_and_counts_its_e
     assert all(torch.equal(a, b) for a, b in zip(pruned_before, pruned.parameters(), strict=True))
     assert not t.model.training and not any(p.requires_grad for p in t.model.parameters())
     assert t.facts["recover_energy_j"] == pytest.approx(fake_meter.windows[-1].energy_j)
-    assert training_energy_j(t.facts) == pytest.approx(t.facts["recover_energy_j"])
-    assert training_energy_j({"distill_energy_j": 2.0, "recover_energy_j": 3.0}) == pytest.approx(5.0)
-    assert training_energy_j({}) is None
+    assert one_off_energy_j(t.facts) == pytest.approx(t.facts["recover_energy_j"])
+    assert one_off_energy_j({"distill_energy_j": 2.0, "recover_energy_j": 3.0}) == pytest.approx(5.0)
+    assert one_off_energy_j({}) is None
 
 
 def test_recovery_refuses_quantized_weights(bert, tokenizer, fake_meter):

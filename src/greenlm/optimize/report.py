@@ -37,8 +37,12 @@ CSV_COLUMNS = (
     "description",
 )
 
-#: Training energy a variant cost to build, by what it was spent on (report wording, fact).
-_TRAINING_FACTS = (("distillation", "distill_energy_j"), ("recovery", "recover_energy_j"))
+#: One-off energy a variant cost to build, by what it was spent on (report wording, fact).
+_ONE_OFF_FACTS = (
+    ("distillation", "distill_energy_j"),
+    ("recovery", "recover_energy_j"),
+    ("compilation", "compile_energy_j"),
+)
 
 
 def _clean(value: Any) -> Any:
@@ -126,7 +130,7 @@ def summary_rows(report: OptimizeReport) -> list[list[str]]:
         e = v.energy(per_token)
         ratio = e_base / e if e_base and e else None
         note = ""
-        trained = " and ".join(w for w, k in _TRAINING_FACTS if k in v.facts)
+        trained = " and ".join(w for w, k in _ONE_OFF_FACTS if k in v.facts)
         if v.facts.get("payback_inferences") is not None:
             note = f"pays back its {trained} energy after {v.facts['payback_inferences']:,.0f} inferences"
         elif trained:

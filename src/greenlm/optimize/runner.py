@@ -157,7 +157,7 @@ def apply_spec(
     spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int, on_step: Callable[[], None] | None = None
 ) -> Transformed:
     """Apply each step of ``spec`` in order; raises NotApplicableError to skip the variant."""
-    from greenlm.optimize import distill, lowrank, prune, quantize, weight_only
+    from greenlm.optimize import compiled, distill, lowrank, prune, quantize, weight_only
 
     current = model
     descriptions: list[str] = []
@@ -188,6 +188,8 @@ def apply_spec(
         elif step.name == "recover":  # the unmodified model is the teacher
             settings = distill.DistillSettings.from_args(a, seed)
             t = distill.recover(current, model, task, settings, measure, on_step)
+        elif step.name == "compile":
+            t = compiled.compile_forward(current, task, measure)
         else:  # pragma: no cover - parse_step rejects unknown names
             raise NotApplicableError(f"no implementation for {step.name!r}")
         current = t.model
@@ -296,7 +298,7 @@ def _optimize(
     import torch
 
     from greenlm.carbon import CarbonConfig
-    from greenlm.optimize.distill import payback_inferences, training_energy_j
+    from greenlm.optimize.distill import one_off_energy_j, payback_inferences
     from greenlm.optimize.pareto import recommend
 
     specs = config.validate()
@@ -384,9 +386,9 @@ def _optimize(
             tick(f"{label}: skipped", config.repeats + 1)
             continue
         facts = dict(t.facts)
-        trained_j = training_energy_j(facts)
-        if trained_j is not None:
-            facts["payback_inferences"] = payback_inferences(trained_j, base_m.energy_j_per_1k, m.energy_j_per_1k)
+        one_off_j = one_off_energy_j(facts)
+        if one_off_j is not None:
+            facts["payback_inferences"] = payback_inferences(one_off_j, base_m.energy_j_per_1k, m.energy_j_per_1k)
         results.append(
             _result(
                 spec.name,
@@ -425,10 +427,10 @@ def _optimize(
             {"energy_drift_after_variants": drift},
         )
         for i, r in enumerate(results):
-            trained_j = training_energy_j(r.facts)
-            if trained_j is not None and r.energy_j_per_1k is not None:
+            one_off_j = one_off_energy_j(r.facts)
+            if one_off_j is not None and r.energy_j_per_1k is not None:
                 facts = dict(r.facts)
-                facts["payback_inferences"] = payback_inferences(trained_j, pooled.energy_j_per_1k, r.energy_j_per_1k)
+                facts["payback_inferences"] = payback_inferences(one_off_j, pooled.energy_j_per_1k, r.energy_j_per_1k)
                 results[i] = dataclasses.replace(r, facts=facts)
         base_m = pooled
     per_token = task.generative

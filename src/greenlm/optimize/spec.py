@@ -28,6 +28,7 @@ KNOWN: dict[str, tuple[str | None, frozenset[str]]] = {
     "lowrank": ("ratio", frozenset({"ratio", "rank", "energy"})),
     "distill": ("layers", frozenset({"layers", "epochs", "temperature", "lr", "batch"})),
     "recover": ("epochs", frozenset({"epochs", "temperature", "lr", "batch"})),
+    "compile": (None, frozenset()),
 }
 
 #: Steps that shrink the matrices and leave float weights a recovery fine-tune can train.
@@ -169,9 +170,16 @@ def _validate(name: str, args: dict[str, float]) -> None:
 
 
 def _check_order(spec: TechniqueSpec) -> None:
-    """``recover`` fine-tunes what a structural step shrank, so it needs one before it and no
-    step in between that makes the weights untrainable or that training would undo.
+    """``compile`` comes last. ``recover`` fine-tunes what a structural step shrank, so it needs
+    one before it and no step in between that makes the weights untrainable or that training
+    would undo.
     """
+    names = [s.name for s in spec.steps]
+    if "compile" in names[:-1]:
+        raise TechniqueArgumentError(
+            f"{spec.name}: compile must be the last step of a variant (a later step would change the "
+            f"model under the compiled graph), e.g. heads:0.25+bf16+compile."
+        )
     for i, step in enumerate(spec.steps):
         if step.name != "recover":
             continue
