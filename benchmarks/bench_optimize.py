@@ -34,9 +34,9 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 MINILM_TECHNIQUES = (
     "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,heads:0.25+bf16,"
-    "heads:0.25+recover,ffn:0.25+recover,heads:0.25+recover+bf16,distill:layers=3:epochs=3"
+    "heads:0.25+recover,ffn:0.25+recover,heads:0.25+recover+bf16,distill:layers=3:epochs=3,compile,bf16+compile"
 )
-SMOLLM2_TECHNIQUES = "int8,int8w,int4w,bf16,prune:0.3,heads:0.34,ffn:0.25,lowrank:0.5"
+SMOLLM2_TECHNIQUES = "int8,int8w,int4w,bf16,prune:0.3,heads:0.34,ffn:0.25,lowrank:0.5,int4w:32+compile"
 
 
 def _progress(desc: str, done: int, total: int) -> None:
