@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,7 +22,13 @@ SCRIPT = Path(__file__).with_name("dist_train.py")
 
 
 def _torchrun(
-    nproc: int, port: int, *extra: str, nnodes: int = 1, node_rank: int = 0, env: dict[str, str] | None = None
+    nproc: int,
+    port: int,
+    *extra: str,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    env: dict[str, str] | None = None,
+    script: Path = SCRIPT,
 ) -> subprocess.Popen:
     cmd = [
         sys.executable,
@@ -33,7 +40,7 @@ def _torchrun(
         "--master-addr=127.0.0.1",
         f"--master-port={port}",
         "--monitor-interval=0.2",
-        str(SCRIPT),
+        str(script),
         *extra,
     ]
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
@@ -106,6 +113,32 @@ def test_torchrun_two_ranks_store_one_run() -> None:
     # the phase covers both ranks' devices: more power than one 110 W GPU plus the CPU could give
     assert train["energy_j"] / train["duration_s"] > 150.0
     assert any(m.get("replay") for m in run["meters"]), "stand-in GPUs are labelled"
+
+
+def test_hf_trainer_under_torchrun_stores_one_run_with_node_meters_once(tmp_path: Path) -> None:
+    script = SCRIPT.with_name("dist_hf.py")
+    out_dir = tmp_path / "out"
+    rc, out = _wait(_torchrun(2, free_port(), str(out_dir), script=script), timeout=240)
+    assert rc == 0, out[-4000:]
+    views = {v["rank"]: v for v in (json.loads(f.read_text()) for f in out_dir.glob("view-*.json"))}
+    assert set(views) == {0, 1}, out[-4000:]
+    assert {v["tracker"] for v in views.values()} == {"DistributedTracker"}, "the callback went distributed alone"
+    assert views[0]["group_run_id"] == views[1]["group_run_id"], "both ranks tracked one run"
+    runs = open_store().list_runs(project="hf-dist")
+    assert len(runs) == 1, "the rank rows are replaced by the merged run"
+    (run,) = runs
+    assert run["run_id"] == views[0]["run_id"] == views[0]["group_run_id"], "rank 0's result is the merged run"
+    assert run["status"] == "completed"
+    meta = run["metadata"]["distributed"]
+    assert meta["world_size"] == 2 and sorted(r["rank"] for r in meta["ranks"]) == [0, 1]
+    (node,) = meta["nodes"]
+    here = [c for c in run["components"] if c["node"] == node]
+    assert sum(c["kind"] == "cpu" for c in here) == 1 and sum(c["kind"] == "ram" for c in here) == 1
+    assert run["energy_j"] == pytest.approx(sum(c["energy_j"] for c in run["components"]), rel=1e-9)
+    train = next(p for p in run["phases"] if p["path"] == "train")
+    assert train["steps"] == 6
+    # the Trainer logs on rank 0 only, and it logs the growing energy of the run
+    assert views[0]["logged_energy"] and views[0]["logged_energy"] == sorted(views[0]["logged_energy"])
 
 
 def test_simulated_two_nodes_count_node_meters_once_per_node() -> None:
