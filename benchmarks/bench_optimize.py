@@ -31,6 +31,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from greenlm.optimize.base import ONE_OFF_ENERGY
+
 RESULTS = Path(__file__).parent / "results"
 MINILM_TECHNIQUES = (
     "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,heads:0.25+bf16,"
@@ -104,13 +106,7 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
             rng = f" ({_f(sp['energy_j_per_1k_min'])}-{_f(sp['energy_j_per_1k_max'])})"
         note = ""
         trained = [
-            (w, v["facts"][k])
-            for w, k in (
-                ("distillation", "distill_energy_j"),
-                ("recovery", "recover_energy_j"),
-                ("compilation", "compile_energy_j"),
-            )
-            if v["facts"].get(k) is not None
+            (what, v["facts"][fact]) for fact, what in ONE_OFF_ENERGY.items() if v["facts"].get(fact) is not None
         ]
         if trained:
             paid = v["facts"].get("payback_inferences")

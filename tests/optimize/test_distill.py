@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from greenlm.optimize import _arch
-from greenlm.optimize.distill import DistillSettings, distill, make_student, payback_inferences
+from greenlm.optimize.base import payback_inferences
+from greenlm.optimize.distill import DistillSettings, distill, make_student
 from greenlm.optimize.errors import NotApplicableError
 from greenlm.optimize.tasks import build_task
 
@@ -57,7 +58,8 @@ def test_recovery_fine_tuning_trains_a_copy_of_the_shrunk_model_and_counts_its_e
     # a random tiny model's embeddings barely move under pruning: quality recovered on the
     # real MiniLM is checked in test_end_to_end.py; here, what recovery does to its inputs
     from greenlm.optimize import prune
-    from greenlm.optimize.distill import one_off_energy_j, recover
+    from greenlm.optimize.base import one_off_energy_j
+    from greenlm.optimize.distill import recover
 
     task = build_task("embedding", tokenizer, TEXTS, None, samples=8, batch_size=4, seed=0, device="cpu")
     task.prepare(bert)

@@ -30,3 +30,29 @@ def model_device(model: Any) -> str:
 def clone(model: Any) -> Any:
     """A deep copy, so a transform never changes the caller's model."""
     return copy.deepcopy(model)
+
+
+#: One-off energy a variant costs to build, by fact, with what it was spent on: training
+#: (distillation, recovery) and compilation. The report pays it back from the variant's
+#: saving per inference.
+ONE_OFF_ENERGY: dict[str, str] = {
+    "distill_energy_j": "distillation",
+    "recover_energy_j": "recovery",
+    "compile_energy_j": "compilation",
+}
+
+
+def one_off_energy_j(facts: dict[str, Any]) -> float | None:
+    """The one-off energy spent building a variant (training, compiling), if any."""
+    parts = [float(facts[k]) for k in ONE_OFF_ENERGY if facts.get(k) is not None]
+    return sum(parts) if parts else None
+
+
+def payback_inferences(one_off_j: float, baseline_j_per_1k: float, variant_j_per_1k: float) -> float | None:
+    """Inferences after which a variant's savings equal the ``one_off_j`` it cost to build
+    (training, compiling); None: never.
+    """
+    saving_per_inference_j = (baseline_j_per_1k - variant_j_per_1k) / 1000.0
+    if saving_per_inference_j <= 0:
+        return None
+    return one_off_j / saving_per_inference_j

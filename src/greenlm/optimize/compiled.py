@@ -8,7 +8,8 @@ saves less.
 
 Compiling costs energy once per process (less when TorchInductor's on-disk cache is warm):
 the transform runs the compiled model over the measured inputs inside one ``measure``
-window and returns that energy as ``compile_energy_j``; the report pays it back like a
+window and returns that energy as ``compile_energy_j`` (it includes that one pass of
+inference, a small overstatement of the compile cost); the report pays it back like a
 distillation's training energy. Shapes are marked dynamic, so sequence lengths that differ
 from the ones compiled for do not recompile; other batch sizes seen later (the quality
 evaluation) may, and that is not counted.
@@ -23,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from greenlm.optimize.base import Transformed, clone
-from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.errors import NotApplicableError, first_line
 
 
 def compile_forward(model: Any, task: Any, measure: Any) -> Transformed:
@@ -45,9 +46,8 @@ def compile_forward(model: Any, task: Any, measure: Any) -> Transformed:
     try:
         window = measure(warm)
     except Exception as e:  # the compiler's own failure: a missing C++ compiler, an unsupported op
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise NotApplicableError(
-            f"torch.compile failed on this model/device ({type(e).__name__}: {first}); TorchInductor "
+            f"torch.compile failed on this model/device ({type(e).__name__}: {first_line(e)}); TorchInductor "
             "needs a C++ compiler (g++) and the Python headers on CPU, Triton on GPU"
         ) from e
     return Transformed(

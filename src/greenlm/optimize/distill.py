@@ -209,24 +209,3 @@ def _training_facts(prefix: str, window: Any, steps: int, losses: list[float]) -
         f"{prefix}_loss_first": losses[0] if losses else None,
         f"{prefix}_loss_last": losses[-1] if losses else None,
     }
-
-
-#: One-off energy a variant costs to build, by fact: training (distillation, recovery) and
-#: compilation. The report pays it back from the variant's saving per inference.
-ONE_OFF_ENERGY_FACTS = ("distill_energy_j", "recover_energy_j", "compile_energy_j")
-
-
-def one_off_energy_j(facts: dict[str, Any]) -> float | None:
-    """The one-off energy spent building a variant (training, compiling), if any."""
-    parts = [float(facts[k]) for k in ONE_OFF_ENERGY_FACTS if facts.get(k) is not None]
-    return sum(parts) if parts else None
-
-
-def payback_inferences(one_off_j: float, baseline_j_per_1k: float, student_j_per_1k: float) -> float | None:
-    """Inferences after which a variant's savings equal the ``one_off_j`` it cost to build
-    (training, compiling); None: never.
-    """
-    saving_per_inference_j = (baseline_j_per_1k - student_j_per_1k) / 1000.0
-    if saving_per_inference_j <= 0:
-        return None
-    return one_off_j / saving_per_inference_j

@@ -41,3 +41,9 @@ class NotApplicableError(GreenlmError):
 
 class TrackerUnavailableError(GreenlmError):
     """greenlm's energy tracker cannot be used (not installed in this build)."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most ``limit`` characters (for a report)."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else ""

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from greenlm.optimize.base import ONE_OFF_ENERGY
 from greenlm.optimize.results import OptimizeReport, VariantResult
 
 CSV_COLUMNS = (
@@ -35,13 +36,6 @@ CSV_COLUMNS = (
     "energy_j_per_1k_max",
     "skipped_reason",
     "description",
-)
-
-#: One-off energy a variant cost to build, by what it was spent on (report wording, fact).
-_ONE_OFF_FACTS = (
-    ("distillation", "distill_energy_j"),
-    ("recovery", "recover_energy_j"),
-    ("compilation", "compile_energy_j"),
 )
 
 
@@ -130,7 +124,7 @@ def summary_rows(report: OptimizeReport) -> list[list[str]]:
         e = v.energy(per_token)
         ratio = e_base / e if e_base and e else None
         note = ""
-        trained = " and ".join(w for w, k in _ONE_OFF_FACTS if k in v.facts)
+        trained = " and ".join(what for fact, what in ONE_OFF_ENERGY.items() if fact in v.facts)
         if v.facts.get("payback_inferences") is not None:
             note = f"pays back its {trained} energy after {v.facts['payback_inferences']:,.0f} inferences"
         elif trained:

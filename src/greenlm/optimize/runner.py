@@ -19,8 +19,8 @@ from typing import Any
 
 from greenlm.errors import ConfigError
 from greenlm.optimize import assets
-from greenlm.optimize.base import Transformed
-from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError
+from greenlm.optimize.base import Transformed, one_off_energy_j, payback_inferences
+from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError, first_line
 from greenlm.optimize.harness import (
     Measure,
     Measurement,
@@ -298,7 +298,6 @@ def _optimize(
     import torch
 
     from greenlm.carbon import CarbonConfig
-    from greenlm.optimize.distill import one_off_energy_j, payback_inferences
     from greenlm.optimize.pareto import recommend
 
     specs = config.validate()
@@ -379,8 +378,7 @@ def _optimize(
                     spec.name,
                     spec.technique,
                     spec.params,
-                    skipped_reason=f"does not run on this model/device: {type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:300] if str(e) else ''}",
+                    skipped_reason=f"does not run on this model/device: {type(e).__name__}: {first_line(e)}",
                 )
             )
             tick(f"{label}: skipped", config.repeats + 1)

@@ -35,6 +35,10 @@ KNOWN: dict[str, tuple[str | None, frozenset[str]]] = {
 STRUCTURAL = frozenset({"heads", "ffn", "lowrank"})
 #: Steps after which weights are no longer trainable floats (or training would undo them).
 _NOT_TRAINABLE_AFTER = frozenset({"int8", "int8w", "int4w", "bnb8", "bnb4", "fp16", "bf16", "prune", "distill"})
+_WHY_NOT_BEFORE_RECOVER = {
+    "prune": "training would refill the weights it zeroed",
+    "distill": "distill already trains its student",
+}
 
 DEFAULT_TECHNIQUES = "int8,int8w,int4w,bf16,fp16,prune:0.3,heads:0.25,ffn:0.25,lowrank:0.5,distill:layers=3"
 
@@ -186,13 +190,7 @@ def _check_order(spec: TechniqueSpec) -> None:
         before = [s.name for s in spec.steps[:i]]
         blocking = [n for n in before if n in _NOT_TRAINABLE_AFTER]
         if blocking:
-            why = (
-                "training would refill the weights it zeroed"
-                if blocking[0] == "prune"
-                else "distill already trains its student"
-                if blocking[0] == "distill"
-                else "its weights are no longer trainable floats"
-            )
+            why = _WHY_NOT_BEFORE_RECOVER.get(blocking[0], "its weights are no longer trainable floats")
             raise TechniqueArgumentError(
                 f"{spec.name}: recover cannot follow {blocking[0]} ({why}); put recover right after "
                 f"a structural step and quantize afterwards, e.g. heads:0.25+recover+bf16."
