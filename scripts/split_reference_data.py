@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-OUT = Path("src/greenlm/carbon/data")
+OUT = Path("src/greenlm/data")
 
 
 def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:

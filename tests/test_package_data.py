@@ -36,19 +36,19 @@ def test_reference_data_and_licences_ship_in_the_wheel(wheel):
         "grid_intensity_subnational_odbl.csv",
         "DATA_LICENSES.md",
     ):
-        assert f"greenlm/carbon/data/{f}" in names, f
+        assert f"greenlm/data/{f}" in names, f
     assert "greenlm/py.typed" in names
     assert "greenlm/estimate/examples/plan.yaml" in names
     assert "greenlm/server/static/vendor/chart.umd.min.js" in names  # dashboard works offline
     assert "greenlm/report/templates/report.html" in names
-    notice = wheel.read("greenlm/carbon/data/DATA_LICENSES.md").decode()
+    notice = wheel.read("greenlm/data/DATA_LICENSES.md").decode()
     assert "ODbL" in notice and "CC BY 4.0" in notice
 
 
 def test_every_shipped_row_names_its_source():
     import csv
 
-    data = ROOT / "src" / "greenlm" / "carbon" / "data"
+    data = ROOT / "src" / "greenlm" / "data"
     for f, col in [
         ("grid_intensity_country.csv", "source"),
         ("grid_intensity_subnational.csv", "source"),
@@ -62,16 +62,17 @@ def test_every_shipped_row_names_its_source():
 
 
 def test_greenlm_works_without_the_odbl_files(tmp_path, monkeypatch):
-    from greenlm.carbon import _tables, intensity
+    import greenlm.data
+    from greenlm.carbon import intensity
 
-    real = _tables._read.__wrapped__
+    real = greenlm.data._read.__wrapped__
 
     def no_odbl(name, optional):
         if "odbl" in name:
             return ()
         return real(name, optional)
 
-    monkeypatch.setattr(_tables, "_read", no_odbl)
+    monkeypatch.setattr(greenlm.data, "_read", no_odbl)
     intensity._index.cache_clear()
     try:
         assert intensity.resolve_location("DEU").intensity_g_per_kwh > 0

@@ -86,7 +86,7 @@ def test_power_model_attributes_busy_threads_and_idle_share(monkeypatch):
     idle = cpu_model.IDLE_FRACTION[1]
     expected = 20.0 * ((1 - idle) * 1.0 + idle * 2 * (1.0 / 1.5))
     assert e == pytest.approx(expected)
-    lo, hi = m.bounds_j()
+    lo, hi = m.bounds_j(e)
     assert lo < e < hi
 
 

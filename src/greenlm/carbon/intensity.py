@@ -19,7 +19,7 @@ import difflib
 import functools
 from dataclasses import dataclass
 
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.errors import LocationNotFoundError
 
 WORLD_CODE = "WORLD"

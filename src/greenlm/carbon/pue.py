@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from greenlm._validate import finite
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.errors import ConfigError
 
 SETTINGS = ("auto", "local", "on-premise", "aws", "gcp", "azure")

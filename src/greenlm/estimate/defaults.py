@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.estimate.uncertainty import Range
 
 

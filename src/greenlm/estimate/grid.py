@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from greenlm._validate import finite
 from greenlm.carbon import CarbonConfig, GridIntensity
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.estimate import defaults
 from greenlm.estimate.uncertainty import Range
 

@@ -1,6 +1,6 @@
 """Accelerator specifications, and forgiving matching of hardware names to the shipped table.
 
-The table is ``greenlm/carbon/data/accelerators.csv`` (vendor datasheets; its README lists
+The table is ``greenlm/data/accelerators.csv`` (vendor datasheets; its README lists
 the source of each row). Names are matched loosely: ``"A100"``, ``"a100-80gb"``,
 ``"NVIDIA A100-SXM4-80GB"`` (as ``nvidia-smi`` prints it), ``"TPU v4"``, ``"tpuv3"`` and
 ``"MI250X"`` all work. When a short name fits several rows (``"H100"``: SXM, PCIe, NVL), the
@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.errors import ConfigError
 
 #: Precision name -> column of the table giving peak dense throughput (TFLOPS or TOPS).

@@ -68,6 +68,23 @@ class Meter(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release handles (files, libraries)."""
 
+    def fallback(self) -> Meter | None:
+        """A meter to continue with if this one fails mid-run (``None``: no fallback).
+
+        The tracker calls it once, after :meth:`energy_j` raised; the replacement is started
+        by the tracker and counts from there (what this meter measured is kept). An NVML
+        counter falls back to NVML power sampling, RAPL to the CPU power model.
+        """
+        return None
+
+    def bounds_j(self, energy_j: float) -> tuple[float, float]:
+        """Low and high bound of ``energy_j``, this meter's reading since :meth:`start`.
+
+        By default the band applied to the reading; models that integrate a band of their
+        own (the CPU model's low and high power curves) override it.
+        """
+        return energy_j * self.band.low, energy_j * self.band.high
+
     def describe(self) -> dict[str, object]:
         """What this meter is, for ``greenlm detect`` and result metadata."""
         return {"name": self.name, "kind": self.kind, "provenance": self.provenance}

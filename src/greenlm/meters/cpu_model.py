@@ -16,7 +16,7 @@ share of the machine's busy CPU time::
 
 ``attribution="machine"`` charges the whole machine model instead.
 
-TDP comes from ``carbon/data/cpus.csv`` matched to ``/proc/cpuinfo``'s model name (by the
+TDP comes from ``greenlm/data/cpus.csv`` matched to ``/proc/cpuinfo``'s model name (by the
 model-number token, then by string similarity), or a user override (``cpu_tdp_w``), or,
 when the CPU is unknown, the default per thread below. Each choice is recorded.
 
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import psutil
 
-from greenlm.carbon._tables import read_csv
+from greenlm.data import read_csv
 from greenlm.meters._proctree import ProcessTree, machine_busy_s
 from greenlm.meters.base import Band, IntervalMeter
 
@@ -228,7 +228,8 @@ class CpuModelMeter(IntervalMeter):
         self.high_j += hi * dt_s
         return p
 
-    def bounds_j(self) -> tuple[float, float]:
+    def bounds_j(self, energy_j: float) -> tuple[float, float]:
+        """The energy integrated along the low and high power curves (not a fixed band)."""
         return self.low_j, self.high_j
 
     def describe(self) -> dict[str, object]:

@@ -1,14 +1,21 @@
 """Pick meters in order of trust and say why the others were not used.
 
-GPU: NVML energy counter > NVML power sampling > none. CPU: RAPL package counters > CPU
-power model. RAM: RAPL dram counters > RAM power model. Each fallback becomes one warning in
-the result; ``greenlm detect`` prints the whole report.
+GPUs: every backend in :data:`GPU_BACKENDS` is asked in turn (NVML: energy counter > power
+sampling); each answers with its meters or says why it cannot. CPU: RAPL package counters >
+CPU power model. RAM: RAPL dram counters > RAM power model. Each fallback becomes one
+warning in the result; ``greenlm detect`` prints the whole report.
+
+A new GPU vendor is one module with a function ``find(ctx: DetectContext) -> GpuFound``
+(raising :class:`~greenlm.errors.MeterUnavailableError` with the reason when it has nothing)
+and one line in :data:`GPU_BACKENDS` (or :func:`register_gpu_backend` from outside greenlm).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from greenlm.errors import MeterUnavailableError
@@ -36,6 +43,52 @@ class Detection:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class DetectContext:
+    """What a GPU backend may need to build its meters."""
+
+    #: The process whose tree is measured (``greenlm track``'s child; else this process).
+    pid: int
+    #: ``process`` (charge the tracked process tree) or ``machine``.
+    attribution: str = "process"
+    #: The environment to read device visibility from (``CUDA_VISIBLE_DEVICES``, ...).
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(frozen=True)
+class GpuFound:
+    """A GPU backend's answer: its meters, one line for ``greenlm detect``, fallbacks to record."""
+
+    meters: list[Meter]
+    detail: str
+    warnings: list[str] = field(default_factory=list)
+
+
+GpuFinder = Callable[[DetectContext], GpuFound]
+
+#: GPU backends, asked in this order: (name shown by ``greenlm detect``, ``module:function``).
+#: A new vendor is one module and one line here.
+GPU_BACKENDS: list[tuple[str, str | GpuFinder]] = [
+    ("NVML", "greenlm.meters.nvml:find"),
+]
+
+
+def register_gpu_backend(name: str, find: str | GpuFinder) -> None:
+    """Add (or replace) a GPU backend: ``find(ctx) -> GpuFound`` or ``"module:function"``."""
+    if not name or not isinstance(name, str):
+        raise ValueError(f"a GPU backend needs a name, got {name!r}")
+    GPU_BACKENDS[:] = [(n, f) for n, f in GPU_BACKENDS if n != name]
+    GPU_BACKENDS.append((name, find))
+
+
+def _finder(target: str | GpuFinder) -> GpuFinder:
+    if callable(target):
+        return target
+    module, _, func = target.partition(":")
+    fn: GpuFinder = getattr(importlib.import_module(module), func)
+    return fn
+
+
 def detect(
     *,
     pid: int | None = None,
@@ -45,24 +98,26 @@ def detect(
     gpus: bool = True,
 ) -> Detection:
     """Build the meters for this machine."""
-    from greenlm.meters import cpu_model, nvml, ram_model, rapl
+    from greenlm.meters import cpu_model, ram_model, rapl
     from greenlm.meters._proctree import ProcessTree
 
     det = Detection()
-    # GPUs
+    tree_pid = pid if pid is not None else os.getpid()
     if gpus:
-        try:
-            gm = nvml.nvml_meters()
-            kinds = sorted({m.provenance for m in gm})
-            det.meters += gm
-            det.report.append(MeterStatus("NVML", True, True, f"{len(gm)} GPU(s), {'/'.join(kinds)}"))
-            for m in gm:
-                if m.provenance == "sampled":
-                    det.warnings.append(
-                        f"{m.name}: no NVML energy counter (pre-Volta GPU); power is sampled and integrated"
-                    )
-        except MeterUnavailableError as e:
-            det.report.append(MeterStatus("NVML", False, False, e.reason))
+        ctx = DetectContext(pid=tree_pid, attribution=attribution)
+        for name, target in list(GPU_BACKENDS):
+            try:
+                found = _finder(target)(ctx)
+            except MeterUnavailableError as e:
+                det.report.append(MeterStatus(name, False, False, e.reason))
+                continue
+            except Exception as e:  # a broken backend must not hide the others
+                log.debug("GPU backend %s failed", name, exc_info=True)
+                det.report.append(MeterStatus(name, False, False, f"backend failed: {e}"))
+                continue
+            det.meters += found.meters
+            det.warnings += found.warnings
+            det.report.append(MeterStatus(name, True, bool(found.meters), found.detail))
     # CPU and RAM
     rapl_ok: list[Meter] = []
     try:
@@ -72,7 +127,7 @@ def detect(
         det.report.append(MeterStatus("RAPL", False, False, e.reason))
         if "permission" in e.reason:
             det.warnings.append(f"RAPL: {e.reason}; fell back to the CPU power model")
-    tree = ProcessTree(pid if pid is not None else os.getpid())
+    tree = ProcessTree(tree_pid)
     if any(m.kind == "cpu" for m in rapl_ok):
         det.meters += [m for m in rapl_ok if m.kind == "cpu"]
         det.report.append(MeterStatus("CPU model", True, False, "not needed: RAPL package counters"))

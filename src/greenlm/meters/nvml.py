@@ -20,10 +20,13 @@ import importlib
 import logging
 import os
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from greenlm.errors import MeterUnavailableError
 from greenlm.meters.base import Band, IntegratingMeter, Meter
+
+if TYPE_CHECKING:
+    from greenlm.meters.detect import DetectContext, GpuFound
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +146,13 @@ class NvmlPowerMeter(_NvmlDevice, IntegratingMeter):
         return {**super().describe(), **self._device_info()}
 
 
-def nvml_meters(nvml: ModuleType | None = None) -> list[Meter]:
-    """One meter per visible GPU: the energy counter when supported, else power sampling."""
+def nvml_meters(nvml: ModuleType | None = None, env: str | None = None) -> list[Meter]:
+    """One meter per visible GPU: the energy counter when supported, else power sampling.
+
+    ``env``: the ``CUDA_VISIBLE_DEVICES`` value to honour (default: this process's).
+    """
     lib = nvml or load_nvml()
-    handles = visible_handles(lib)
+    handles = visible_handles(lib, env)
     if not handles:
         raise MeterUnavailableError("NVML", "no GPU visible (CUDA_VISIBLE_DEVICES hides all, or none installed)")
     meters: list[Meter] = []
@@ -158,3 +164,18 @@ def nvml_meters(nvml: ModuleType | None = None) -> list[Meter]:
             log.debug("GPU %d has no energy counter (%s); sampling power", index, e)
             meters.append(NvmlPowerMeter(lib, index, h, cuda_index))
     return meters
+
+
+def find(ctx: DetectContext) -> GpuFound:
+    """The NVML backend of :func:`greenlm.meters.detect.detect`: one meter per visible GPU."""
+    from greenlm.meters.detect import GpuFound
+
+    lib = load_nvml()
+    meters = nvml_meters(lib, env=ctx.env.get("CUDA_VISIBLE_DEVICES"))
+    kinds = sorted({m.provenance for m in meters})
+    warnings = [
+        f"{m.name}: no NVML energy counter (pre-Volta GPU); power is sampled and integrated"
+        for m in meters
+        if m.provenance == "sampled"
+    ]
+    return GpuFound(meters, f"{len(meters)} GPU(s), {'/'.join(kinds)}", warnings)

@@ -64,12 +64,7 @@ class _Slot:
     failed: bool = False
 
     def bounds_j(self) -> tuple[float, float]:
-        b = getattr(self.meter, "bounds_j", None)
-        cur = self.last_j - self.offset_j
-        if callable(b):
-            lo, hi = b()
-        else:
-            lo, hi = cur * self.meter.band.low, cur * self.meter.band.high
+        lo, hi = self.meter.bounds_j(self.last_j - self.offset_j)
         return self.offset_low_j + lo, self.offset_high_j + hi
 
 
@@ -420,15 +415,13 @@ class EnergyTracker:
         """A meter failed mid-run: keep what it measured, switch to its fallback if any."""
         lo, hi = s.bounds_j()
         s.offset_j, s.offset_low_j, s.offset_high_j = s.last_j, lo, hi
-        fb = getattr(s.meter, "fallback", None)
         new: Meter | None = None
-        if callable(fb):
-            try:
-                new = fb()
-                if new is not None:
-                    new.start()
-            except Exception:
-                new = None
+        try:
+            new = s.meter.fallback()
+            if new is not None:
+                new.start()
+        except Exception:
+            new = None
         if new is not None:
             self._warnings.append(f"{s.meter.name}: meter failed ({ex}); continued with {new.provenance} readings")
             s.meter = new
