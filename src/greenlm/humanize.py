@@ -66,7 +66,7 @@ def sig(x: float | int | None, digits: int = 3) -> str:
     decimals = max(0, digits - 1 - mag)
     rounded = round(v, decimals)
     if decimals == 0:
-        return f"{int(round(rounded)):,}"
+        return f"{round(rounded):,}"
     # round() can carry into the next magnitude (9.996 -> 10.0): recompute the decimals
     mag2 = math.floor(math.log10(abs(rounded))) if rounded else mag
     decimals = max(0, digits - 1 - mag2)
@@ -148,7 +148,7 @@ def duration(seconds: float | None) -> str:
         return f"{sig(s * 1e3)} ms" if s < 0.1 else f"{sig(s)} s"
     if s < 60:
         return f"{sig(s)} s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m} min {sec:02d} s"
     h, m = divmod(m, 60)
