@@ -72,10 +72,7 @@ def _violations() -> list[str]:
 
 #: Known wrong arrows still being removed (issue 9); this list only ever shrinks.
 PENDING = {
-    "greenlm/integrations/distributed.py:62 imports greenlm.tracking._signals",
     "greenlm/server/pages.py:447 imports greenlm.report.cli",
-    "greenlm/tracking/tracker.py:137 imports greenlm.integrations.tensorboard",
-    "greenlm/tracking/tracker.py:363 imports greenlm.server.client",
 }
 
 

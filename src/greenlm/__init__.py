@@ -22,6 +22,7 @@ from greenlm.errors import (
     StoreError,
 )
 from greenlm.tracking import ComponentEnergy, EnergyTracker, PhaseEnergy, RunResult, track_energy
+from greenlm.tracking.sink import register_destination as _register_destination
 
 __version__ = "0.1.0"
 
@@ -58,3 +59,10 @@ def __getattr__(name: str) -> object:
 
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Where every tracking window sends its run, unless told otherwise (``store=False``, a
+# ``RunSink`` of its own, no team server configured). The tracker knows only the RunSink
+# protocol; this is the one place that wires its default destinations, by name, so that
+# neither the store nor the outbox is imported before a window opens.
+_register_destination("run store", "greenlm.store.sink:open_destination", kind="local")
+_register_destination("team server", "greenlm.tracking.outbox:open_destination", kind="remote")

@@ -27,11 +27,19 @@ def test_import_of_adapter_names_the_extra(monkeypatch, module, blocked, extra) 
     monkeypatch.delitem(sys.modules, module, raising=False)
 
 
-def test_tensorboard_dir_without_tensorboard(monkeypatch, tmp_path) -> None:
-    from greenlm.tracking.tracker import EnergyTracker
+def test_tensorboard_listener_without_tensorboard(monkeypatch, tmp_path) -> None:
+    from greenlm.integrations.tensorboard import TensorBoardListener
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(MissingExtraError, match=r"greenlm\[tensorboard\]"):
+        TensorBoardListener(str(tmp_path))
+
+
+def test_the_old_tensorboard_dir_setting_says_what_replaced_it(tmp_path) -> None:
+    from greenlm.errors import ConfigError
+    from greenlm.tracking.tracker import EnergyTracker
+
+    with pytest.raises(ConfigError, match="TensorBoardListener"):
         EnergyTracker(tensorboard_dir=str(tmp_path), store=False)
 
 

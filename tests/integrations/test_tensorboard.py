@@ -15,6 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import (
     EventAccumulator,
 )
 
+from greenlm.integrations.tensorboard import TensorBoardListener
+
 
 def _scalars(log_dir: Path) -> EventAccumulator:
     acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
@@ -24,7 +26,7 @@ def _scalars(log_dir: Path) -> EventAccumulator:
 
 def test_event_files_match_the_run(tmp_path: Path, replay_gpu) -> None:
     tb = tmp_path / "tb"
-    tracker = EnergyTracker(meters=[replay_gpu], interval_s=0.05, store=False, tensorboard_dir=str(tb))
+    tracker = EnergyTracker(meters=[replay_gpu], interval_s=0.05, store=False, listeners=[TensorBoardListener(str(tb))])
     with tracker:
         with tracker.phase("train"):
             for _ in range(6):
@@ -59,8 +61,6 @@ def test_event_files_match_the_run(tmp_path: Path, replay_gpu) -> None:
 
 
 def test_samples_axis_and_provenance_text(tmp_path: Path, replay_gpu) -> None:
-    from greenlm.integrations.tensorboard import TensorBoardListener
-
     tb = tmp_path / "tb2"
     tracker = EnergyTracker(
         meters=[replay_gpu], interval_s=0.05, store=False, listeners=[TensorBoardListener(str(tb), step_axis="samples")]

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from greenlm.cli import main
-from greenlm.server.client import HttpSink, Outbox, outbox_root, push, server_key
 from greenlm.store import open_store
 from greenlm.tracking import EnergyTracker
+from greenlm.tracking.outbox import HttpSink, Outbox, outbox_root, push, server_key
 from tests.server.helpers import LiveServer, burn_cpu, free_port, track_run
 
 
@@ -234,7 +234,7 @@ def test_delivery_keeps_the_empty_folder_of_a_live_run(tmp_path: Path) -> None:
     server then refuses every later batch of that run with 404)."""
     import dataclasses
 
-    from greenlm.server.client import Delivery
+    from greenlm.tracking.outbox import Delivery
     from greenlm.tracking.sink import Progress
 
     app, token = _server(tmp_path)
@@ -257,7 +257,7 @@ def test_delivery_keeps_the_empty_folder_of_a_live_run(tmp_path: Path) -> None:
 def test_delivery_removes_a_finished_or_abandoned_run_folder(tmp_path: Path) -> None:
     import os
 
-    from greenlm.server.client import STALE_RUN_DIR_S, Delivery
+    from greenlm.tracking.outbox import STALE_RUN_DIR_S, Delivery
 
     app, token = _server(tmp_path)
     box = Outbox("http://127.0.0.1:9", tmp_path / "outbox")
@@ -289,7 +289,7 @@ def test_put_survives_its_folder_being_removed_mid_write(tmp_path: Path, monkeyp
     """Fault injection at the write: the run folder vanishes just before the event is written."""
     import shutil
 
-    import greenlm.server.client as client
+    import greenlm.tracking.outbox as client
 
     box = Outbox("http://127.0.0.1:9", tmp_path)
     real = client._atomic_write

@@ -4,7 +4,7 @@ Each module sits behind an optional extra and imports its framework only when us
 missing extra raises :class:`greenlm.errors.MissingExtraError` naming the
 ``pip install 'greenlm[...]'`` to run.
 
-* :mod:`greenlm.integrations.tensorboard`: ``EnergyTracker(tensorboard_dir=...)`` scalars
+* :mod:`greenlm.integrations.tensorboard`: ``EnergyTracker(listeners=[TensorBoardListener(log_dir)])`` scalars
   (extra ``tensorboard``).
 * :mod:`greenlm.integrations.hf`: ``GreenlmCallback`` for the Hugging Face ``Trainer``
   (extra ``hf``).

@@ -52,6 +52,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator, Sequence
@@ -59,7 +60,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from greenlm.meters.base import Meter
-from greenlm.tracking._signals import redeliver_sigterm, restore_sigterm, take_sigterm
+from greenlm.tracking import signals
 from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, totals_from_components
 
 log = logging.getLogger(__name__)
@@ -327,7 +328,7 @@ class DistributedTracker:
         lets rank 0 merge what the store has, then does what SIGTERM did before.
         """
         self._term_pending = False
-        self._prev_term = take_sigterm(self._on_sigterm) if self._handle_signals else None
+        self._prev_term = signals.take(self._on_sigterm, (signal.SIGTERM,)) if self._handle_signals else None
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         if self._stopping:
@@ -351,10 +352,10 @@ class DistributedTracker:
         prev, self._prev_term = self._prev_term, None
         if prev is None:
             return
-        restore_sigterm(prev)
+        signals.restore(prev)
         if self._term_pending:
             self._term_pending = False
-            redeliver_sigterm(prev)
+            signals.redeliver(signal.SIGTERM, prev)
 
     def _release_group(self) -> None:
         """Destroy the window's gloo group (each window makes its own; a local call).

@@ -1,4 +1,4 @@
-"""TensorBoard scalars of a tracking window: ``EnergyTracker(tensorboard_dir=...)``.
+"""TensorBoard scalars of a tracking window: ``EnergyTracker(listeners=[TensorBoardListener(log_dir)])``.
 
 Written through torch's ``SummaryWriter`` (extra ``tensorboard``). Tags, all under
 ``greenlm/``:
@@ -23,11 +23,12 @@ from typing import Any
 
 from greenlm.carbon.accounting import account
 from greenlm.integrations._extras import require
+from greenlm.tracking.listeners import Listener
 
 STEP_AXES = ("steps", "samples")
 
 
-class TensorBoardListener:
+class TensorBoardListener(Listener):
     """A tracker listener that writes greenlm's scalars to a TensorBoard log directory."""
 
     def __init__(self, log_dir: str, *, step_axis: str = "steps", flush_secs: int = 10) -> None:

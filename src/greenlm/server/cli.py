@@ -183,7 +183,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         import httpx  # noqa: F401
     except ImportError as e:
         raise MissingExtraError("Sending runs to a server", "server", "httpx") from e
-    from greenlm.server.client import outbox_root, push
+    from greenlm.tracking.outbox import outbox_root, push
 
     server = args.server or os.environ.get("GREENLM_SERVER") or None
     token = args.token or os.environ.get("GREENLM_TOKEN") or None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from greenlm.store.runs import RunStore, StoreSink, clear_store_cache, open_store
+from greenlm.store.runs import RunStore, clear_store_cache, open_store
+from greenlm.store.sink import StoreSink
 
 __all__ = ["RunStore", "StoreSink", "clear_store_cache", "open_store"]

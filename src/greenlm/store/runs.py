@@ -453,19 +453,3 @@ def clear_store_cache() -> None:
         for st in _STORES.values():
             st.engine.dispose()
         _STORES.clear()
-
-
-class StoreSink:
-    """RunSink that writes to a :class:`RunStore`."""
-
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
-
-    def begin(self, run: RunStart) -> None:
-        self.store.begin_run(run)
-
-    def flush(self, run_id: str, samples: list[SampleRow], progress: Progress) -> None:
-        self.store.add_samples(run_id, samples, progress)
-
-    def finish(self, result: RunResult) -> None:
-        self.store.save_result(result)

@@ -1,17 +1,27 @@
-"""Where a tracker sends what it measures while it runs: the RunSink protocol.
+"""Where a tracker sends what it measures while it runs: the RunSink protocol and the destinations.
 
 The tracker knows only this protocol; the run store (``greenlm.store.StoreSink``) and the
-team-server client implement it. Every call is made from the tracker's sampling thread or
-from ``stop()``, and a sink that raises is disabled with one warning: a sink can never take
-down the measured job.
+team-server outbox (``greenlm.tracking.outbox.HttpSink``) implement it. Every call is made
+from the tracker's own threads or from ``stop()``, and a sink that raises is isolated with a
+warning: a sink can never take down the measured job.
+
+Which destinations a window has is a registry, :data:`DESTINATIONS`, filled in by the
+package that composes greenlm (``greenlm/__init__.py``: the run store and the team server),
+so the tracker imports neither: each entry opens its sink from the resolved configuration,
+or answers ``None`` when it is not configured (no team server URL).
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from greenlm.tracking.result import RunResult
+
+if TYPE_CHECKING:
+    from greenlm.config import TrackerConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,12 @@ class RunStart:
     pue: float
     metadata: dict[str, Any] = field(default_factory=dict)
     meters: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunStart:
+        """Rebuild from ``dataclasses.asdict`` output (spool and outbox files); unknown keys ignored."""
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -60,3 +76,63 @@ class RunSink(Protocol):
     def flush(self, run_id: str, samples: list[SampleRow], progress: Progress) -> None: ...
 
     def finish(self, result: RunResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """Where one destination stands after a run: ``stored``, ``waiting`` or ``failed``.
+
+    ``waiting``: the run (or part of it) is kept on disk (``where``) and written when the
+    destination is back, by a later run, any greenlm command that opens the store, or
+    ``greenlm server push``; ``failed``: it could not even be kept.
+    """
+
+    destination: str
+    state: str
+    detail: str = ""
+    where: str | None = None
+    pending_events: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "destination": self.destination,
+            "state": self.state,
+            "detail": self.detail,
+            "where": self.where,
+            "pending_events": self.pending_events,
+        }
+
+
+Opener = Callable[["TrackerConfig"], "RunSink | None"]
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A registered destination: its kind (``local``: the run store, replaced or skipped by
+    ``EnergyTracker(store=...)``; ``remote``: a team server), and how to open it.
+    """
+
+    name: str
+    kind: str
+    opener: str | Opener
+
+    def open(self, config: TrackerConfig) -> RunSink | None:
+        fn = self.opener
+        if isinstance(fn, str):
+            module, _, attr = fn.partition(":")
+            fn = getattr(importlib.import_module(module), attr)
+        return fn(config)
+
+
+#: The destinations every window opens, in order. Filled in by ``greenlm/__init__.py``.
+DESTINATIONS: list[Destination] = []
+
+
+def register_destination(name: str, opener: str | Opener, *, kind: str = "remote") -> None:
+    """Add (or replace, by name) a destination: ``opener(config) -> RunSink | None``, or
+    ``"module:function"`` (imported when a window first opens it).
+    """
+    if kind not in ("local", "remote"):
+        raise ValueError(f"kind must be 'local' or 'remote', got {kind!r}")
+    DESTINATIONS[:] = [d for d in DESTINATIONS if d.name != name]
+    DESTINATIONS.append(Destination(name, kind, opener))

@@ -3,18 +3,20 @@
 ``with EnergyTracker(...) as t:``, ``t.start()`` / ``t.stop()``, or ``@EnergyTracker(...)``
 (reentrant: nested calls of a decorated function share the outermost window).
 
-How energy becomes per-phase and per-step figures: a background thread reads every meter at
-``interval_s`` and keeps the cumulative energy at each sample time. Phases and steps only
-record timestamps on the hot path (no meter reads). When the window closes, each phase gets
-``E(t_exit) - E(t_enter)`` where ``E`` is the cumulative energy interpolated linearly
-between samples. Phases shorter than the interval thus get a time-proportional share of the
-surrounding interval: the resolution of per-phase energy is the sampling interval.
+This class is the window's life cycle and nothing else: it resolves its configuration
+(:class:`~greenlm.config.TrackerConfig`), runs a sampling thread that reads the
+:class:`~greenlm.tracking.meterset.MeterSet` every ``interval_s``, feeds the readings to the
+pure :class:`~greenlm.tracking.window.Window` (interpolation, phases, steps, forecast,
+timeline), hands samples to its destinations (:mod:`greenlm.tracking.destinations`: the run
+store, a team server) every ``flush_interval_s`` and tells its listeners
+(:mod:`greenlm.tracking.listeners`). Phases and steps record only times on the hot path;
+their energy is known once the next sample is taken, so the resolution of per-phase energy
+is the sampling interval.
 """
 
 from __future__ import annotations
 
 import atexit
-import bisect
 import contextlib
 import datetime as dt
 import functools
@@ -27,94 +29,80 @@ import threading
 import time
 import uuid
 import weakref
-from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from greenlm import limits
 from greenlm.carbon.accounting import CarbonConfig, account
 from greenlm.config import TrackerConfig
 from greenlm.errors import ConfigError, ResultNotReadyError
-from greenlm.meters.base import Meter, weakest
-from greenlm.tracking._signals import redeliver_sigterm, restore_sigterm, take_sigterm
-from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult, TimelinePoint, totals_from_components
+from greenlm.meters.base import Meter
+from greenlm.tracking import signals
+from greenlm.tracking.destinations import Destinations
+from greenlm.tracking.forecast import StepForecaster
+from greenlm.tracking.listeners import hooks
+from greenlm.tracking.meterset import MeterSet
+from greenlm.tracking.result import RunResult, totals_from_components
 from greenlm.tracking.sink import Progress, RunSink, RunStart, SampleRow
+from greenlm.tracking.window import OpenPhase, Window
 
 if TYPE_CHECKING:
-    from greenlm.estimate.forecast import StepForecaster
+    from typing_extensions import Unpack
+
+    from greenlm.config import TrackerSettings
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Points kept in ``RunResult.timeline`` (the store keeps every sample).
-TIMELINE_POINTS = 600
-
-
-@dataclass
-class _Slot:
-    """One component's meter, and what is carried over if it had to fall back."""
-
-    meter: Meter
-    offset_j: float = 0.0
-    offset_low_j: float = 0.0
-    offset_high_j: float = 0.0
-    last_j: float = 0.0
-    provenances: list[str] = field(default_factory=list)
-    failed: bool = False
-
-    def bounds_j(self) -> tuple[float, float]:
-        lo, hi = self.meter.bounds_j(self.last_j - self.offset_j)
-        return self.offset_low_j + lo, self.offset_high_j + hi
+END_STATUSES = ("completed", "failed", "interrupted")
+#: How long ``stop()`` waits for a destination that is still opening before spooling the run.
+OPEN_WAIT_S = 2.0
 
 
 class EnergyTracker:
-    """Measure the energy, CO2e and cost of the code inside the window."""
+    """Measure the energy, CO2e and cost of the code inside the window.
+
+    Settings (``project``, ``location``, ``interval_s``, ``pue``, ... every field of
+    :class:`~greenlm.config.TrackerConfig`) are keyword arguments, or a ``config``; given
+    both, the keywords override the config's values (never silently dropped). The other
+    arguments are about this window, not settings: ``store`` (a store URL, ``False`` for
+    none, or a :class:`~greenlm.tracking.sink.RunSink`), ``meters`` (instead of detecting
+    this machine's), ``listeners``, ``total_steps`` / ``warmup_steps`` (the in-run forecast),
+    ``pid`` (the process tree to charge), ``handle_signals`` and ``sync_cuda``.
+    """
 
     def __init__(
         self,
         project: str | None = None,
         *,
-        location: str | None = None,
-        pue: float | None = None,
-        pue_setting: str | None = None,
-        price_per_kwh: float | None = None,
-        currency: str | None = None,
-        interval_s: float | None = None,
-        flush_interval_s: float | None = None,
+        config: TrackerConfig | None = None,
         store: Any = None,
         meters: Sequence[Meter] | None = None,
+        listeners: Sequence[Any] = (),
         metadata: dict[str, Any] | None = None,
         total_steps: int | None = None,
         warmup_steps: int = 1,
         pid: int | None = None,
-        cpu_tdp_w: float | None = None,
-        attribution: str | None = None,
-        gpus: bool | None = None,
-        tensorboard_dir: str | None = None,
-        listeners: Sequence[Any] = (),
-        server: str | None = None,
-        token: str | None = None,
-        config: TrackerConfig | None = None,
         handle_signals: bool = True,
         sync_cuda: bool = True,
+        **settings: Unpack[TrackerSettings],
     ) -> None:
-        self.config = config or TrackerConfig.resolve(
-            project=project,
-            location=location,
-            pue=pue,
-            pue_setting=pue_setting,
-            price_per_kwh=price_per_kwh,
-            currency=currency,
-            interval_s=interval_s,
-            flush_interval_s=flush_interval_s,
-            store=store if isinstance(store, str) else None,
-            cpu_tdp_w=cpu_tdp_w,
-            attribution=attribution,
-            gpus=gpus,
-            tensorboard_dir=tensorboard_dir,
-            metadata=dict(metadata or {}) or None,
-        )
+        if "tensorboard_dir" in settings:
+            raise ConfigError(
+                "tensorboard_dir is no longer a tracker setting: TensorBoard is a listener like MLflow. "
+                "Use EnergyTracker(listeners=[TensorBoardListener(log_dir)]) with "
+                "`from greenlm.integrations.tensorboard import TensorBoardListener`."
+            )
+        given: dict[str, Any] = dict(settings)
+        given["project"] = project
+        if isinstance(store, (str, os.PathLike)):
+            given["store"] = os.fspath(store)
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise ConfigError(f"metadata must be a dict of names to values, got {type(metadata).__name__}.")
+            given["metadata"] = dict(metadata)
+        self.config = config.merged(**given) if config is not None else TrackerConfig.resolve(**given)
         c = self.config
         self.carbon = CarbonConfig.build(
             location=c.location,
@@ -123,22 +111,26 @@ class EnergyTracker:
             price_per_kwh=c.price_per_kwh,
             currency=c.currency,
         )
-        if total_steps is not None and (not isinstance(total_steps, int) or total_steps <= 0):
+        if total_steps is not None and (
+            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0
+        ):
             raise ConfigError(f"total_steps must be a positive integer, got {total_steps!r}.")
-        if not isinstance(warmup_steps, int) or warmup_steps < 0:
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
+        if pid is not None:
+            _check_pid(pid)
+        custom = store is not None and store is not False and not isinstance(store, (str, os.PathLike))
+        if custom and not all(callable(getattr(store, m, None)) for m in ("begin", "flush", "finish")):
+            raise ConfigError(
+                "store must be a store URL, False, or a RunSink (with begin, flush and finish), "
+                f"got {type(store).__name__}."
+            )
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self._store_arg = store
         self._given_meters = list(meters) if meters is not None else None
         self._pid = pid
         self._listeners = list(listeners)
-        if self.config.tensorboard_dir:
-            from greenlm.integrations.tensorboard import TensorBoardListener
-
-            self._listeners.append(TensorBoardListener(self.config.tensorboard_dir))
-        self._server = server or os.environ.get("GREENLM_SERVER") or None
-        self._token = token or os.environ.get("GREENLM_TOKEN") or None
         self._handle_signals = handle_signals
         self._sync_cuda = sync_cuda
         self.metadata: dict[str, Any] = dict(c.metadata)
@@ -147,7 +139,11 @@ class EnergyTracker:
         self._result: RunResult | None = None
         self._running = False
         self._tls = threading.local()
-        self._intervals: list[tuple[str, float, float, int]] = []
+        self._window: Window | None = None
+        self._meterset: MeterSet | None = None
+        self._run_id: str | None = None
+        self._destinations: Destinations | None = None
+        self._keys = itertools.count()
         self.forecast: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------- public API
@@ -164,7 +160,7 @@ class EnergyTracker:
     @property
     def run_id(self) -> str | None:
         """Id of the current (or last) run."""
-        return getattr(self, "_run_id", None)
+        return self._run_id
 
     @property
     def running(self) -> bool:
@@ -173,17 +169,24 @@ class EnergyTracker:
     @property
     def steps(self) -> int:
         """Steps marked so far in the current (or last) window."""
-        return getattr(self, "_steps", 0)
+        return self._window.steps if self._window is not None else 0
 
     @property
     def meters(self) -> list[Meter]:
         """The meters of the current (or last) window."""
-        return [s.meter for s in getattr(self, "_slots", [])]
+        return self._meterset.meters if self._meterset is not None else []
 
     @property
     def started_monotonic(self) -> float | None:
         """``time.monotonic()`` at the window's start."""
         return getattr(self, "_t0", None)
+
+    @property
+    def delivery(self) -> list[dict[str, Any]]:
+        """Where the last run went: per destination, ``stored``, ``waiting`` (spooled on disk,
+        written when the destination is back) or ``failed``, with details.
+        """
+        return self._destinations.report() if self._destinations is not None else []
 
     def energy_at(self, t_monotonic: float) -> float:
         """Cumulative IT energy (J) of the window at ``time.monotonic()`` value ``t_monotonic``.
@@ -192,11 +195,26 @@ class EnergyTracker:
         instants is ``energy_at(b) - energy_at(a)`` (used to attribute energy to requests).
         """
         with self._lock:
-            return self._energy_at(t_monotonic)
+            if self._window is None:
+                return 0.0
+            return self._window.energy_at(t_monotonic - self._t0)
+
+    def sample_now(self) -> tuple[float, float]:
+        """Read every meter now; ``(time.monotonic(), cumulative IT energy in J)``.
+
+        For a caller that needs a moment's energy at once (a serving proxy closing a
+        response) instead of waiting for the next periodic sample. Thread safe; outside a
+        window it returns the last figures.
+        """
+        with self._lock:
+            if not self._running or self._window is None:
+                return time.monotonic(), self._window.energy_j if self._window is not None else 0.0
+            self._read()
+            return self._t0 + self._window.duration_s, self._window.energy_j
 
     def energy_j_so_far(self) -> float:
         """IT energy up to the latest sample."""
-        return self._total[-1] if getattr(self, "_total", None) else 0.0
+        return self._window.energy_j if self._window is not None else 0.0
 
     def set_metadata(self, **items: Any) -> None:
         """Record facts about the workload (``params``, ``tokens``, ``hardware``...) with the run."""
@@ -209,8 +227,8 @@ class EnergyTracker:
         tracker was built (for a command spawned after the tracker was configured, as
         ``greenlm track`` does).
         """
-        if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
-            raise ConfigError(f"pid must be a positive process id, got {pid!r}.")
+        if pid is not None:
+            _check_pid(pid)
         with self._lock:
             self._depth += 1
             if self._depth > 1:
@@ -227,20 +245,15 @@ class EnergyTracker:
         ``status`` is how the work ended: ``completed``, ``failed`` or ``interrupted``, with
         ``error`` saying why for the last two (a wrapped command's exit code, a signal).
         """
-        if status not in _END_STATUSES:
-            raise ConfigError(f"status must be one of {', '.join(_END_STATUSES)}, got {status!r}.")
+        if status not in END_STATUSES:
+            raise ConfigError(f"status must be one of {', '.join(END_STATUSES)}, got {status!r}.")
         return self._close(status, error)
 
     def __enter__(self) -> EnergyTracker:
         return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self._close("completed", None)
-        elif issubclass(exc_type, KeyboardInterrupt):
-            self._close("interrupted", "KeyboardInterrupt")
-        else:
-            self._close("failed", f"{exc_type.__name__}: {exc}")
+        self._close(*exit_status(exc_type, exc))
 
     def __call__(self, func: F) -> F:
         """Use the tracker as a decorator: each outermost call is one run."""
@@ -256,70 +269,60 @@ class EnergyTracker:
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
         """Attribute the energy of the enclosed block to phase ``name`` (nestable)."""
-        if not name or "/" in name:
-            raise ConfigError(f"phase name must be non-empty and contain no '/', got {name!r}.")
         stack = self._stack()
-        parent = stack[-1][0] if stack else None
-        path = f"{parent}/{name}" if parent else name
-        t0 = time.monotonic()
-        stack.append([path, 0])
+        path = limits.phase_name(name, stack[-1].path if stack else None)
+        win = self._window if self._running else None
+        key = next(self._keys)
+        entry = win.enter(key, path, time.monotonic() - self._t0) if win is not None else OpenPhase(path, None)  # type: ignore[arg-type]
+        stack.append(entry)
         try:
             yield
         finally:
-            t1 = time.monotonic()
-            _, steps = stack.pop()
-            if self._running:
-                self._intervals.append((path, t0, t1, steps))
+            stack.pop()
+            if win is not None and self._window is win:
+                with self._lock:
+                    win.leave(key, time.monotonic() - self._t0)
 
     def step(self, n: int = 1) -> None:
         """Mark ``n`` completed steps (in every open phase of this thread, and the run)."""
-        if not self._running:
+        limits.steps(n)
+        win = self._window
+        if not self._running or win is None:
             return
-        for entry in self._stack():
-            entry[1] += n
-        self._steps += n
-        self._step_times.append(time.monotonic())
+        with self._lock:
+            win.add_steps(n, self._stack(), time.monotonic() - self._t0)
 
     # ----------------------------------------------------------------- internals
-    def _stack(self) -> list[list[Any]]:
-        local = self._tls
-        st = getattr(local, "stack", None)
+    def _stack(self) -> list[OpenPhase]:
+        st: list[OpenPhase] | None = getattr(self._tls, "stack", None)
         if st is None:
-            st = local.stack = []
-        return st  # type: ignore[no-any-return,unused-ignore]
+            st = self._tls.stack = []
+        return st
 
     def _open(self) -> None:
         self._result = None
         self._run_id = uuid.uuid4().hex
         self._warnings: list[str] = list(self.carbon.warnings())
-        self._intervals = []
-        self._steps = 0
-        self._step_times: array[float] = array("d")
-        self._forecaster: StepForecaster | None = None  # fed each step once its energy is final
-        self._sink: _Tee | None = None
-        self._sink_ready = threading.Event()
         self.forecast = None
         _sync_cuda(self._sync_cuda)
-        self._slots = [_Slot(m, provenances=[m.provenance]) for m in self._build_meters()]
-        self._meter_info = [m.describe() for m in (s.meter for s in self._slots)]
+        self._meterset = MeterSet(self._build_meters(), self._warnings)
         self._owner_pid = os.getpid()  # a forked child must never close the parent's run
         self._t0 = time.monotonic()
         self._wall0 = dt.datetime.now(dt.timezone.utc)
-        for s in list(self._slots):
-            try:
-                s.meter.start()
-            except Exception as e:  # a meter that cannot start is dropped, with a warning
-                self._warnings.append(f"{s.meter.name}: failed to start ({e}); not measured")
-                self._slots.remove(s)
-        self._times: array[float] = array("d", [0.0])
-        self._cum: list[array[float]] = [array("d", [0.0]) for _ in self._slots]
-        self._total: array[float] = array("d", [0.0])
+        self._meterset.start()
+        self._window = Window(self._meterset.names)
+        if self.total_steps is not None:
+            self._window.forecaster = StepForecaster(self.warmup_steps)
         self._pending: list[SampleRow] = []
         self._stop_evt = threading.Event()
         self._running = True
-        for lst in self._listeners:
-            _safe(self._warnings, "listener", getattr(lst, "on_start", None), self)
-        threading.Thread(target=self._open_sink, name="greenlm-store", daemon=True).start()
+        self.metadata.setdefault("hardware", _hardware(self._meterset))
+        for fn in hooks(self._listeners, "on_start"):
+            _safe(self._warnings, "listener", fn, self)
+        self._destinations = Destinations(
+            self.config, self._store_arg, self._warnings, flush_interval_s=self.config.flush_interval_s
+        )
+        self._destinations.open(self._run_start)  # in a thread of its own: sampling starts at once
         self._thread = threading.Thread(target=self._loop, name="greenlm-sampler", daemon=True)
         self._thread.start()
         self._install_signals()
@@ -337,209 +340,81 @@ class EnergyTracker:
         self._warnings += det.warnings
         return det.meters
 
-    def _sink_factories(self) -> list[tuple[str, str, Callable[[], RunSink]]]:
-        """The run's destinations (local store, team server), each opened on its own:
-        (label, what is lost if it cannot be opened, factory).
-        """
-        unstored = "the result is returned but not stored"
-        out: list[tuple[str, str, Callable[[], RunSink]]] = []
-        arg = self._store_arg
-        if arg is not None and arg is not False and not isinstance(arg, str):
-            given: RunSink = arg
-            out.append(("run store", unstored, lambda: given))
-        elif arg is not False:
-
-            def local() -> RunSink:
-                from greenlm.store import StoreSink, open_store
-
-                return StoreSink(open_store(self.config.store))
-
-            out.append(("run store", unstored, local))
-        if self._server:
-            server, token = self._server, self._token
-
-            def remote() -> RunSink:
-                # Team server: runs are buffered locally and retried until the server has them.
-                from greenlm.server.client import HttpSink
-
-                return HttpSink(server, token)
-
-            out.append((f"team server {server}", "not sent there", remote))
-        return out
-
-    def _open_sink(self) -> None:
-        """Open the store and record the run as running (own thread: sampling starts at once).
-
-        Each destination is opened and fed on its own: a local store that cannot be opened
-        does not keep the run from the team server, and the other way round.
-        """
-        try:
-            opened: list[tuple[str, RunSink]] = []
-            for label, consequence, factory in self._sink_factories():
-                try:
-                    sink = factory()
-                    sink.begin(self._run_start())
-                except Exception as e:
-                    self._warnings.append(f"{label} unavailable ({e}); {consequence}")
-                    log.warning("greenlm: %s unavailable: %s", label, e)
-                    continue
-                opened.append((label, sink))
-            self._sink = _Tee(opened, self._warnings) if opened else None
-        except Exception as e:  # never raise into the user's job
-            self._warnings.append(f"run store unavailable ({e}); the result is returned but not stored")
-            self._sink = None
-        finally:
-            self._sink_ready.set()
-
     def _read(self) -> None:
-        """Read every meter once (sampling thread, or stop())."""
+        """Read every meter once (sampling thread, sample_now() or stop()); under the lock."""
+        assert self._window is not None and self._meterset is not None
         now = time.monotonic() - self._t0
-        total = 0.0
-        for i, s in enumerate(self._slots):
-            try:
-                e = s.offset_j + s.meter.energy_j()
-            except Exception as ex:
-                e = self._fail_over(s, ex)
-            prev = self._cum[i][-1]
-            e = max(e, prev)  # cumulative energy never decreases
-            s.last_j = e
-            self._cum[i].append(e)
-            total += e
-            dt_s = now - self._times[-1]
-            p = (e - prev) / dt_s if dt_s > 0 else s.meter.last_power_w
-            self._pending.append(SampleRow(now, s.meter.name, e, p))
-        self._times.append(now)
-        self._total.append(total)
-
-    def _fail_over(self, s: _Slot, ex: Exception) -> float:
-        """A meter failed mid-run: keep what it measured, switch to its fallback if any."""
-        lo, hi = s.bounds_j()
-        s.offset_j, s.offset_low_j, s.offset_high_j = s.last_j, lo, hi
-        new: Meter | None = None
-        try:
-            new = s.meter.fallback()
-            if new is not None:
-                new.start()
-        except Exception:
-            new = None
-        if new is not None:
-            self._warnings.append(f"{s.meter.name}: meter failed ({ex}); continued with {new.provenance} readings")
-            s.meter = new
-            s.provenances.append(new.provenance)
-        elif not s.failed:
-            self._warnings.append(f"{s.meter.name}: meter failed ({ex}); energy after this point is not counted")
-            s.failed = True
-            s.meter = _Frozen(s.meter)
-        return s.last_j
+        energies = self._meterset.read()
+        powers = self._window.add_sample(now, energies)
+        t = self._window.duration_s
+        for name, e, p in zip(self._window.components, energies, powers):
+            self._pending.append(SampleRow(t, name, e, p))
+        self._update_forecast()
 
     def _loop(self) -> None:
         c = self.config
         next_flush = time.monotonic() + c.flush_interval_s
-        on_sample = [fn for fn in (getattr(lst, "on_sample", None) for lst in self._listeners) if fn is not None]
+        on_sample = hooks(self._listeners, "on_sample")
         while not self._stop_evt.wait(c.interval_s):
             try:
                 with self._lock:
                     if not self._running:
                         break
                     self._read()
-                if on_sample:
-                    t_s, powers = self._times[-1], self._last_powers()  # once per tick, for every listener
-                    for fn in on_sample:
-                        _safe(self._warnings, "listener", fn, self, t_s, powers)
+                    assert self._window is not None
+                    t_s, powers = self._window.duration_s, self._window.last_powers()
+                for fn in on_sample:  # powers computed once per tick, for every listener
+                    _safe(self._warnings, "listener", fn, self, t_s, powers)
                 if time.monotonic() >= next_flush:
                     next_flush = time.monotonic() + c.flush_interval_s
                     self._flush()
             except Exception as e:  # never raise into the user's job
                 log.debug("greenlm sampler error: %s", e, exc_info=True)
 
-    def _last_powers(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        n = len(self._times)
-        if n < 2:
-            return out
-        dt_s = self._times[-1] - self._times[-2]
-        for i, s in enumerate(self._slots):
-            if dt_s > 0:
-                out[s.meter.name] = (self._cum[i][-1] - self._cum[i][-2]) / dt_s
-        return out
-
     def _flush(self) -> None:
-        if not self._sink_ready.is_set():  # the store is still opening: keep the rows for later
-            with self._lock:
-                self._update_forecast()
+        dest = self._destinations
+        if dest is None or not dest.ready:  # still opening: keep the rows for later
             return
         with self._lock:
             rows, self._pending = self._pending, []
             progress = self._progress()
-            self._update_forecast()
-        if self._sink is not None and rows:
-            self._sink.flush(self._run_id, rows, progress)  # each destination isolates its own failure
+        if rows and self._run_id is not None:
+            dest.flush(self._run_id, rows, progress)  # each destination isolates its own failure
 
     def _progress(self) -> Progress:
-        e = self._total[-1]
-        fp = account(e, self.carbon)
+        assert self._window is not None and self._meterset is not None
+        w = self._window
+        fp = account(w.energy_j, self.carbon)
         return Progress(
-            self._times[-1], e, fp.facility_energy_j, fp.co2e_g, {s.meter.name: s.last_j for s in self._slots}
+            w.duration_s,
+            w.energy_j,
+            fp.facility_energy_j,
+            fp.co2e_g,
+            dict(zip(w.components, w.last_j)),
         )
-
-    def _energy_at(self, t_abs: float) -> float:
-        """Cumulative IT energy at monotonic time ``t_abs`` (linear between samples)."""
-        t = t_abs - self._t0
-        times, total = self._times, self._total
-        if t <= times[0]:
-            return total[0]
-        if t >= times[-1]:
-            return total[-1]
-        i = bisect.bisect_right(times, t)
-        t0, t1 = times[i - 1], times[i]
-        e0, e1 = total[i - 1], total[i]
-        return e0 + (e1 - e0) * (t - t0) / (t1 - t0) if t1 > t0 else e1
 
     def _update_forecast(self) -> None:
         """Predict the whole run's energy from the steps so far (needs ``total_steps``)."""
-        if self.total_steps is None:
+        w = self._window
+        if self.total_steps is None or w is None or w.forecaster is None:
             return
-        times = self._step_times
-        n = len(times)
-        if n < self.warmup_steps + 2 or n > self.total_steps:
+        fcst = w.forecaster
+        if fcst.steps < self.warmup_steps + 2 or fcst.steps > self.total_steps:
             return
-        from greenlm.estimate.forecast import StepForecaster
-
-        if self._forecaster is None:
-            self._forecaster = StepForecaster(self.warmup_steps)
-        fcst = self._forecaster
-        # A step's energy is final once a sample was taken after it ended: each step is added
-        # once, so a flush costs the same at step 10 and at step 10 million.
-        last_sample = self._t0 + self._times[-1]
         try:
-            while fcst.steps < n and times[fcst.steps] <= last_sample:
-                i = fcst.steps
-                a = times[i - 1] if i else self._t0
-                fcst.add(max(0.0, self._energy_at(times[i]) - self._energy_at(a)), times[i] - a)
-            if fcst.steps < self.warmup_steps + 2:
-                return
             fc = fcst.forecast(self.total_steps)
         except Exception as e:
             log.debug("forecast failed: %s", e)
             return
         g_per_j = account(1.0, self.carbon).co2e_g
-        d: dict[str, Any] = {
+        self.forecast = {
             **fc.to_dict(),
             "co2e_g": fc.energy_j * g_per_j,
             "co2e_low_g": fc.low_j * g_per_j,
             "co2e_high_g": fc.high_j * g_per_j,
-            "steps_done": len(times),
+            "steps_done": w.steps,
             "total_steps": self.total_steps,
         }
-        self.forecast = d
-        log.info(
-            "greenlm forecast: %.0f J (%.3g-%.3g J), %.3g gCO2e for %d steps",
-            fc.energy_j,
-            fc.low_j,
-            fc.high_j,
-            d["co2e_g"],
-            self.total_steps,
-        )
 
     def _close(self, status: str, error: str | None) -> RunResult:
         with self._lock:
@@ -553,54 +428,37 @@ class EnergyTracker:
             self._stop_evt.set()
         self._thread.join(timeout=max(5.0, 3 * self.config.interval_s))
         _sync_cuda(self._sync_cuda)
+        assert self._window is not None and self._meterset is not None
         with self._lock:
             self._read()
+            stopped_s = self._window.duration_s
+            still_open = self._window.close_open_phases(stopped_s)
+            if still_open and status != "completed":
+                self._warnings.append(
+                    f"phases still open when the window closed ({status}): {', '.join(sorted(set(still_open)))}; "
+                    "closed at the stop time"
+                )
+            self._window.resolve_all()
             self._update_forecast()
             result = self._snapshot(status, error)
             self._running = False
             self._result = result
         self._restore_signals()
         _OPEN.discard(self)
-        self._sink_ready.wait(timeout=30)
-        if self._sink is not None:
-            known = len(self._warnings)
-            try:
-                rows, self._pending = self._pending, []
-                if rows:
-                    self._sink.flush(self._run_id, rows, self._progress())
-                self._sink.finish(result)
-            except Exception as e:
-                log.warning("greenlm: could not store run %s: %s", self._run_id, e)
-                self._warnings.append(f"run store write failed ({e}); run not stored")
-            for w in self._warnings[known:]:  # a destination that failed at the end
-                result = _with_warning(result, w)
+        if self._destinations is not None:
+            rows, self._pending = self._pending, []
+            result = self._destinations.finish(result, rows, self._progress(), wait_open_s=OPEN_WAIT_S)
             self._result = result
-        for lst in self._listeners:
-            _safe([], "listener", getattr(lst, "on_stop", None), result)
-        for s in self._slots:
-            with contextlib.suppress(Exception):
-                s.meter.close()
+        for fn in hooks(self._listeners, "on_stop"):
+            _safe([], "listener", fn, result)
+        self._meterset.close()
         return result
 
     def _snapshot(self, status: str, error: str | None) -> RunResult:
-        duration = self._times[-1]
-        comps = []
-        for i, s in enumerate(self._slots):
-            lo, hi = s.bounds_j()
-            e = self._cum[i][-1]
-            info = s.meter.describe()
-            comps.append(
-                ComponentEnergy(
-                    name=s.meter.name,
-                    kind=s.meter.kind,
-                    energy_j=e,
-                    provenance=weakest(s.provenances),
-                    low_j=min(lo, e),
-                    high_j=max(hi, e),
-                    scope=str(info.get("scope", "device")),
-                    detail=s.meter.band.source,
-                )
-            )
+        assert self._window is not None and self._meterset is not None and self._run_id is not None
+        w = self._window
+        duration = w.duration_s
+        comps = self._meterset.components(w.last_j)
         totals, g_per_j = totals_from_components(comps, self.carbon)
         return RunResult(
             run_id=self._run_id,
@@ -611,95 +469,27 @@ class EnergyTracker:
             duration_s=duration,
             **totals,
             components=tuple(comps),
-            phases=self._phases(g_per_j),
-            steps=self._steps,
+            phases=w.phases(g_per_j),
+            steps=w.steps,
             warnings=tuple(self._warnings),
-            timeline=self._timeline(),
+            timeline=w.timeline(),
             metadata=dict(self.metadata),
             host=socket.gethostname(),
             error=error,
             forecast=self.forecast,
-            meters=tuple(self._meter_info),
+            meters=tuple(self._meterset.info),
         )
-
-    def _phases(self, g_per_j: float) -> tuple[PhaseEnergy, ...]:
-        agg: dict[str, list[float]] = {}
-        first: dict[str, float] = {}
-        for path, t0, t1, steps in self._intervals:
-            a = agg.get(path)
-            if a is None:
-                a = agg[path] = [0.0, 0.0, 0.0, 0.0]
-            first[path] = min(first.get(path, t0), t0)
-            a[0] += self._energy_at(t1) - self._energy_at(t0)
-            a[1] += t1 - t0
-            a[2] += steps
-            a[3] += 1
-        out: list[PhaseEnergy] = []
-
-        def visit(parent: str | None) -> None:  # parents first, then children, by start time
-            kids = [p for p in agg if (p.rpartition("/")[0] or None) == parent]
-            for path in sorted(kids, key=first.__getitem__):
-                e, d, st, n = agg[path]
-                out.append(
-                    PhaseEnergy(
-                        name=path.rpartition("/")[2],
-                        parent=parent,
-                        energy_j=e,
-                        duration_s=d,
-                        steps=int(st),
-                        entries=int(n),
-                        co2e_g=e * g_per_j,
-                    )
-                )
-                visit(path)
-
-        visit(None)
-        seen = {p.path for p in out}
-        for path in sorted(set(agg) - seen, key=first.__getitem__):  # parent still open at stop
-            e, d, st, n = agg[path]
-            parent, _, name = path.rpartition("/")
-            out.append(
-                PhaseEnergy(
-                    name=name,
-                    parent=parent or None,
-                    energy_j=e,
-                    duration_s=d,
-                    steps=int(st),
-                    entries=int(n),
-                    co2e_g=e * g_per_j,
-                )
-            )
-        return tuple(out)
-
-    def _timeline(self) -> tuple[TimelinePoint, ...]:
-        n = len(self._times)
-        if n < 2:
-            return ()
-        stride = max(1, (n - 1 + TIMELINE_POINTS - 1) // TIMELINE_POINTS)
-        idx = list(range(0, n, stride))
-        if idx[-1] != n - 1:
-            idx.append(n - 1)
-        pts = []
-        for a, b in itertools.pairwise(idx):
-            dt_s = self._times[b] - self._times[a]
-            if dt_s <= 0:
-                continue
-            pts.append(
-                TimelinePoint(
-                    self._times[b],
-                    {s.meter.name: (self._cum[i][b] - self._cum[i][a]) / dt_s for i, s in enumerate(self._slots)},
-                )
-            )
-        return tuple(pts)
 
     def _run_start(self) -> RunStart:
         import psutil
 
+        assert self._meterset is not None and self._run_id is not None
         pid = self._pid or os.getpid()
         try:
             ct = psutil.Process(pid).create_time()
         except psutil.Error:
             ct = 0.0
+        bands = {b["name"]: b for b in self._meterset.bands()}
         return RunStart(
             run_id=self._run_id,
             project=self.config.project,
@@ -710,71 +500,75 @@ class EnergyTracker:
             location=self.carbon.location.to_dict(),
             pue=self.carbon.pue.value,
             metadata=dict(self.metadata),
-            meters=[{**m, "band": s.meter.band.source} for m, s in zip(self._meter_info, self._slots)],
+            meters=[
+                {**m, "band": s.band.source, **{k: v for k, v in bands.get(s.name, {}).items() if k != "name"}}
+                for m, s in zip(self._meterset.info, self._meterset.meters)
+            ],
         )
 
     # ----------------------------------------------------------------- signals
     def _install_signals(self) -> None:
-        self._prev_term: Any = take_sigterm(self._on_sigterm) if self._handle_signals else None
+        self._prev_term: Any = signals.take(self._on_signal) if self._handle_signals else None
 
     def _restore_signals(self) -> None:
-        restore_sigterm(self._prev_term)
+        signals.restore(self._prev_term)
         self._prev_term = None
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
         prev = self._prev_term
         if os.getpid() == self._owner_pid:
             with contextlib.suppress(Exception):
                 self._depth = 1
-                self._close("interrupted", "SIGTERM")
-        redeliver_sigterm(prev, frame)
+                self._close("interrupted", signals.name(signum))
+        signals.redeliver(signum, prev, frame)
 
 
-class _Tee:
-    """Send a run to each of its sinks (local store, team server), isolating their failures.
+def exit_status(exc_type: Any, exc: Any) -> tuple[str, str | None]:
+    """How a ``with`` block (or decorated call) ended, as (status, error).
 
-    A sink that raises is dropped for the rest of the run, with a warning on the result that
-    names it; the others keep receiving the run.
+    A normal end and ``sys.exit(0)`` / ``sys.exit(None)`` are ``completed``; Ctrl-C is
+    ``interrupted``; any other exception, and ``sys.exit`` with another code, ``failed``.
     """
-
-    def __init__(self, sinks: list[tuple[str, RunSink]], warnings: list[str]) -> None:
-        self.sinks = list(sinks)
-        self._warnings = warnings
-
-    def _each(self, what: str, call: Callable[[RunSink], None]) -> None:
-        for label, sink in list(self.sinks):
-            try:
-                call(sink)
-            except Exception as e:
-                self.sinks.remove((label, sink))
-                self._warnings.append(f"{label} write failed ({e}); the run's later {what} are not sent there")
-                log.warning("greenlm: %s write failed: %s", label, e)
-
-    def begin(self, run: RunStart) -> None:
-        self._each("events", lambda s: s.begin(run))
-
-    def flush(self, run_id: str, samples: list[SampleRow], progress: Progress) -> None:
-        self._each("samples", lambda s: s.flush(run_id, samples, progress))
-
-    def finish(self, result: RunResult) -> None:
-        self._each("result", lambda s: s.finish(result))
+    if exc_type is None:
+        return "completed", None
+    if issubclass(exc_type, SystemExit):
+        code = getattr(exc, "code", None)
+        if code is None or code == 0:
+            return "completed", None
+        return "failed", f"SystemExit: exit code {code}"
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "interrupted", "KeyboardInterrupt"
+    return "failed", f"{exc_type.__name__}: {exc}"
 
 
-class _Frozen(Meter):
-    """Stands in for a failed meter with no fallback: no more energy."""
+def _check_pid(pid: object) -> None:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        raise ConfigError(f"pid must be a positive process id, got {pid!r}.")
 
-    def __init__(self, failed: Meter) -> None:
-        super().__init__()
-        self.name, self.kind, self.provenance, self.band = failed.name, failed.kind, failed.provenance, failed.band
 
-    def start(self) -> None:
-        pass
+def _hardware(meterset: MeterSet) -> dict[str, Any]:
+    """What the run ran on, for calibration and comparison: accelerator model and count, CPU."""
+    gpus = [i for i in meterset.info if i.get("kind") == "gpu"]
+    models = sorted({str(i.get("model")) for i in gpus if i.get("model")})
+    cpu = next((i for i in meterset.info if i.get("kind") == "cpu"), {})
+    out: dict[str, Any] = {
+        "accelerator": models[0] if len(models) == 1 else (", ".join(models) or None),
+        "accelerator_count": len(gpus),
+        "cpu": cpu.get("cpu") or _cpu_name(),
+        "cpu_threads": cpu.get("threads_visible") or os.cpu_count(),
+    }
+    return out
 
-    def energy_j(self) -> float:
-        return 0.0
 
-    def describe(self) -> dict[str, object]:
-        return {**super().describe(), "failed": True}
+def _cpu_name() -> str | None:
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or None
 
 
 def _safe(warnings: list[str], what: str, fn: Callable[..., Any] | None, *args: Any) -> None:
@@ -800,15 +594,6 @@ def _sync_cuda(enabled: bool) -> None:
         log.debug("cuda synchronize failed: %s", e)
 
 
-_END_STATUSES = ("completed", "failed", "interrupted")
-
-
-def _with_warning(r: RunResult, w: str) -> RunResult:
-    import dataclasses
-
-    return dataclasses.replace(r, warnings=(*r.warnings, w))
-
-
 # Windows still open when the interpreter exits are closed as interrupted.
 _OPEN: weakref.WeakSet[EnergyTracker] = weakref.WeakSet()
 
@@ -831,5 +616,7 @@ def track_energy(func: F | None = None, /, **kwargs: Any) -> Any:
     """
     if func is not None:
         return EnergyTracker()(func)
-    tracker = EnergyTracker(**kwargs)
-    return tracker
+    return EnergyTracker(**kwargs)
+
+
+__all__ = ["END_STATUSES", "EnergyTracker", "RunSink", "exit_status", "track_energy"]

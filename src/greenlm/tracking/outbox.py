@@ -1,5 +1,8 @@
 """Send runs to a team server without ever losing one: :class:`HttpSink` and its outbox.
 
+This is the tracker's side of the team server (a destination like the run store), so it
+lives in ``tracking``; the server package only receives.
+
 The tracker calls the sink from its sampling thread; the sink never blocks that thread on the
 network and never raises into the user's job. Every event (a run's start, each batch of
 samples, the final result) is first written to disk under
@@ -508,3 +511,10 @@ def push(
         finally:
             delivery.close()
     return out
+
+
+def open_destination(config: Any) -> HttpSink | None:
+    """The team-server destination of a window: an :class:`HttpSink` when ``config.server`` is set."""
+    if not config.server:
+        return None
+    return HttpSink(config.server, config.token)
