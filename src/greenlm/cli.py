@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("detect", help="which meters this machine has, and why not the others")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--rapl-root", default="/sys/class/powercap")
+    p.add_argument(
+        "--rapl-root",
+        help="the powercap sysfs tree to read RAPL counters from (default: $GREENLM_RAPL_ROOT or /sys/class/powercap)",
+    )
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("locations", help="list known grid locations (or search them)")
@@ -273,9 +276,11 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- detect
 def cmd_detect(args: argparse.Namespace) -> int:
+    from greenlm.config import TrackerConfig
     from greenlm.meters.detect import detect
 
-    det = detect(rapl_root=args.rapl_root)
+    cfg = TrackerConfig.resolve(rapl_root=args.rapl_root)
+    det = detect(rapl_root=cfg.rapl_root, cpu_tdp_w=cfg.cpu_tdp_w, attribution=cfg.attribution, gpus=cfg.gpus)
     if args.json:
         print(
             json.dumps(

@@ -44,7 +44,7 @@ _FALSE = {"0", "false", "no", "off"}
 
 def greenlm_home() -> Path:
     """``$GREENLM_HOME`` or ``~/.greenlm``: the run store, caches and calibration live here."""
-    return Path(os.environ.get("GREENLM_HOME") or Path.home() / ".greenlm")
+    return Path(os.environ.get("GREENLM_HOME") or Path.home() / ".greenlm").expanduser()
 
 
 def default_store_url() -> str:

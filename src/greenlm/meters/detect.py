@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from greenlm.config import DEFAULT_RAPL_ROOT
 from greenlm.errors import MeterUnavailableError
 from greenlm.meters.base import Meter
 
@@ -92,7 +93,7 @@ def _finder(target: str | GpuFinder) -> GpuFinder:
 def detect(
     *,
     pid: int | None = None,
-    rapl_root: str = "/sys/class/powercap",
+    rapl_root: str = DEFAULT_RAPL_ROOT,
     cpu_tdp_w: float | None = None,
     attribution: str = "process",
     gpus: bool = True,

@@ -23,12 +23,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from greenlm.config import DEFAULT_RAPL_ROOT
 from greenlm.errors import MeterUnavailableError
 from greenlm.meters.base import Band, Meter
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ROOT = "/sys/class/powercap"
+DEFAULT_ROOT = DEFAULT_RAPL_ROOT
 _DOMAIN_DIR = re.compile(r"^(intel-rapl|intel-rapl-mmio|amd-rapl)(:\d+)+$")
 
 PERMISSION_HINT = (

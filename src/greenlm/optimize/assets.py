@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from greenlm.config import greenlm_home
 from greenlm.errors import MissingExtraError
 
 logger = logging.getLogger(__name__)
@@ -44,11 +45,6 @@ class MissingDataError(MissingExtraError):
             f"{feature} needs {path}, which is missing; reinstall gensim: pip install --force-reinstall 'greenlm[data]'"
         )
         self.args = (self.msg,)
-
-
-def greenlm_home() -> Path:
-    """The greenlm cache root: ``$GREENLM_HOME`` or ``~/.greenlm``."""
-    return Path(os.environ.get("GREENLM_HOME") or Path.home() / ".greenlm").expanduser()
 
 
 def _offline() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Any
 
@@ -183,10 +182,11 @@ def cmd_push(args: argparse.Namespace) -> int:
         import httpx  # noqa: F401
     except ImportError as e:
         raise MissingExtraError("Sending runs to a server", "server", "httpx") from e
+    from greenlm.config import TrackerConfig
     from greenlm.tracking.outbox import outbox_root, push
 
-    server = args.server or os.environ.get("GREENLM_SERVER") or None
-    token = args.token or os.environ.get("GREENLM_TOKEN") or None
+    cfg = TrackerConfig.resolve(server=args.server, token=args.token)
+    server, token = cfg.server, cfg.token
     if not args.timeout > 0:
         raise ConfigError("--timeout must be positive")
     reports = push(server, token, timeout_s=args.timeout)
