@@ -85,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _tracker_args(p)
     p.add_argument("--output", help="append a row to this CSV (CodeCarbon emissions.csv layout)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument(
+        "--json", action="store_true", help="print the result as one JSON object on stdout (shared with COMMAND's)"
+    )
+    p.add_argument("--json-file", metavar="PATH", help="write the result as one JSON object to PATH")
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and its arguments")
     p.set_defaults(func=cmd_track)
 
@@ -138,9 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- track
 def cmd_track(args: argparse.Namespace) -> int:
-    """Run the command under a tracker; exit with its exit code."""
-    from greenlm.report.codecarbon_csv import append_csv
-    from greenlm.report.summary import run_summary
+    """Run the command under a tracker; exit with its exit code.
+
+    The window opens before the command starts and closes when it has been reaped, so the
+    run's duration is the command's life; the command's CPU time is exact (``wait4``). The
+    command's exit code always wins: a greenlm-side failure after it ran (a CSV that cannot
+    be written, a store that is down) is a warning on stderr, never a new exit code.
+    """
     from greenlm.tracking.tracker import EnergyTracker
 
     cmd = list(args.cmd)
@@ -148,6 +155,9 @@ def cmd_track(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise GreenlmError("greenlm track needs a command: greenlm track [options] -- python train.py")
+    for flag, path in (("--output", args.output), ("--json-file", args.json_file)):
+        if path:
+            check_output_path(flag, path)
     tracker = EnergyTracker(
         project=args.project,
         location=args.location,
@@ -162,21 +172,24 @@ def cmd_track(args: argparse.Namespace) -> int:
         metadata={"command": cmd, **_meta(args.meta)},
         handle_signals=False,
     )
-    try:
-        child = subprocess.Popen(cmd)
-    except OSError as e:
-        raise GreenlmError(f"cannot start {cmd[0]!r}: {e}") from e
     got_signal: list[int] = []
+    child: subprocess.Popen[bytes] | None = None
 
     def forward(signum: int, _frame: Any) -> None:
         got_signal.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    tracker.start(pid=child.pid)
     try:
-        rc = _wait_child(child, tracker)
+        tracker.start()  # this process's tree: the command and all it starts, from its first instant
+        try:
+            child = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        except OSError as e:
+            tracker.stop("failed", f"cannot start {cmd[0]!r}: {e}")
+            raise GreenlmError(f"cannot start {cmd[0]!r}: {e.strerror or e}") from e
+        rc = _wait_child(child)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -188,46 +201,93 @@ def cmd_track(args: argparse.Namespace) -> int:
         status, err = "failed", f"command exited with code {rc}"
     result = tracker.stop(status, err)
     d = result.to_dict()
+    try:
+        _report_track(args, tracker, result, d)
+    except BrokenPipeError:  # `greenlm track -- cmd | head`: the command's code still wins
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
+    except Exception as e:  # never let reporting change the command's exit code
+        with contextlib.suppress(Exception):
+            print(f"greenlm: warning: {e}", file=sys.stderr)
+    return rc
+
+
+def _report_track(args: argparse.Namespace, tracker: Any, result: Any, d: dict[str, Any]) -> None:
+    from greenlm.report.codecarbon_csv import append_csv
+    from greenlm.report.summary import run_summary
+
     if args.output:
         try:
             append_csv(args.output, [d])
-        except GreenlmError as e:
-            print(f"greenlm: {e}", file=sys.stderr)
+        except (GreenlmError, OSError) as e:
+            print(f"greenlm: warning: could not append the run to {args.output}: {e}", file=sys.stderr)
+    if args.json_file:
+        from greenlm._files import write_text_atomic
+
+        try:
+            write_text_atomic(args.json_file, json.dumps(d, indent=2, default=str) + "\n")
+        except OSError as e:
+            print(f"greenlm: warning: could not write {args.json_file}: {e.strerror or e}", file=sys.stderr)
     if args.json:
         print(json.dumps(d, indent=2, default=str))
     else:
         print(run_summary(d), file=sys.stderr)
-        print(
-            f"stored in {tracker.config.store or _default_store()}  (greenlm runs show {result.run_id[:12]})",
-            file=sys.stderr,
-        )
-    return rc
+    for rep in tracker.delivery:
+        where = rep["destination"]
+        if rep["state"] == "stored":
+            if where.startswith("run store"):
+                shown = where[len("run store ") :]
+                print(f"stored in {shown}  (greenlm runs show {result.run_id[:12]})", file=sys.stderr)
+            else:
+                print(f"sent to {where}", file=sys.stderr)
+        elif rep["state"] == "waiting":
+            print(
+                f"NOT yet stored in {where}: {rep['pending_events']} event(s) wait in {rep['where']} "
+                f"({rep['detail']}); they are written when it is back (`greenlm runs sync`)",
+                file=sys.stderr,
+            )
+        else:
+            print(f"NOT stored in {where}: {rep['detail']}", file=sys.stderr)
 
 
-def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
-    """Wait with wait4() so the child's CPU time (and its reaped children's) is exact."""
+def check_output_path(flag: str, path: str) -> None:
+    """A file greenlm will write must be writable before any work starts (exit 2 otherwise)."""
+    p = os.path.abspath(os.path.expanduser(path))
+    if os.path.isdir(p):
+        raise GreenlmError(f"{flag} {path}: is a directory; give a file path, e.g. {flag} runs/emissions.csv")
+    folder = os.path.dirname(p) or "."
+    if not os.path.isdir(folder):
+        raise GreenlmError(f"{flag} {path}: the folder {folder} does not exist; create it first or choose another path")
+    if os.path.exists(p) and not os.access(p, os.W_OK):
+        raise GreenlmError(f"{flag} {path}: the file is not writable")
+    if not os.path.exists(p) and not os.access(folder, os.W_OK | os.X_OK):
+        raise GreenlmError(f"{flag} {path}: cannot create files in {folder} (permission denied)")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if greenlm dies (even by SIGKILL) — Linux prctl."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _wait_child(child: subprocess.Popen[bytes]) -> int:
+    """Wait with wait4() (the child's CPU time lands in this process's children_* times)."""
     while True:
         try:
-            _pid, status, ru = os.wait4(child.pid, 0)
+            _pid, status, _ru = os.wait4(child.pid, 0)
             break
         except InterruptedError:
             continue
         except ChildProcessError:
             return child.wait()
-    busy = ru.ru_utime + ru.ru_stime
-    for meter in tracker.meters:
-        tree = getattr(meter, "tree", None)
-        if tree is not None:
-            tree.record_exit(busy)
     child.returncode = os.waitstatus_to_exitcode(status)
     rc = child.returncode
     return 128 + (-rc) if rc < 0 else rc
-
-
-def _default_store() -> str:
-    from greenlm.config import default_store_url
-
-    return default_store_url()
 
 
 # ---------------------------------------------------------------------------- runs

@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from greenlm._files import write_text_atomic
 from greenlm.errors import ConfigError
 
 CODECARBON_COLUMNS = (
@@ -179,20 +178,43 @@ def to_csv(results: Iterable[dict[str, Any]]) -> str:
 
 
 def append_csv(path: str | os.PathLike[str], results: Iterable[dict[str, Any]]) -> None:
-    """Append rows to ``path`` like CodeCarbon does; written atomically (temp file + rename).
+    """Append rows to ``path`` like CodeCarbon does, safely when several runs append at once.
 
-    An existing file with another header is not touched: ConfigError.
+    The file is opened for appending and locked (``flock``) while its header is checked and
+    the rows are written, so concurrent appenders each add their rows, none is lost, and the
+    header is written once. A symbolic link is written through and the file keeps its
+    permissions. An existing file with another header is not touched: ConfigError.
     """
-    p = Path(path)
-    existing = ""
-    if p.exists():
-        existing = p.read_text(encoding="utf-8")
-        header = existing.splitlines()[0] if existing else ""
-        if header and header.split(",") != list(COLUMNS):
-            raise ConfigError(
-                f"{p} exists with a different header (not a greenlm/CodeCarbon emissions file); "
-                "choose another --output path."
-            )
+    import fcntl
+
+    p = Path(path).expanduser()
     new = to_csv(results)
-    text = existing + new.split("\n", 1)[1] if existing else new
-    write_text_atomic(p, text)
+    header_line, _, rows = new.partition("\n")
+    try:
+        fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ConfigError(f"cannot write {p}: {e.strerror or e}") from None
+    with os.fdopen(fd, "r+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            f.seek(0)
+            first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+            if first and first.split(",") != list(COLUMNS):
+                raise ConfigError(
+                    f"{p} exists with a different header (not a greenlm/CodeCarbon emissions file); "
+                    "choose another --output path."
+                )
+            end = f.seek(0, os.SEEK_END)
+            out = b""
+            if not first:
+                out += (header_line + "\n").encode("utf-8")
+            elif end > 0:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    out += b"\n"
+            out += rows.encode("utf-8")
+            f.write(out)  # O_APPEND: at the end, whatever the position
+            f.flush()
+            os.fsync(f.fileno())
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

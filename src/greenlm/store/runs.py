@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from greenlm.config import default_store_url
 from greenlm.errors import RunNotFoundError, StoreError
 from greenlm.store import schema as S
+from greenlm.store.urls import redact_url
 from greenlm.tracking.result import RunResult
 from greenlm.tracking.sink import Progress, RunStart, SampleRow
 
@@ -135,11 +136,29 @@ class RunStore:
             ),
         }
         with self.begin() as conn:
-            conn.execute(S.runs.insert().values(**row))
+            exists = conn.execute(sa.select(S.runs.c.run_id).where(S.runs.c.run_id == start.run_id)).first()
+            if exists is None:  # idempotent: a start delivered twice (spool replay) is one run
+                conn.execute(S.runs.insert().values(**row))
 
     def add_samples(self, run_id: str, rows: list[SampleRow], progress: Progress) -> None:
-        """Append samples and update the running totals (one transaction)."""
+        """Append samples and update the running totals (one transaction).
+
+        Idempotent: rows at or before a component's last stored sample time are skipped (a
+        batch delivered twice), and a run that already has its final result keeps its totals.
+        """
         with self.begin() as conn:
+            row = conn.execute(sa.select(S.runs.c.result_json).where(S.runs.c.run_id == run_id)).first()
+            if row is None:
+                raise RunNotFoundError(f"No run {run_id!r} in {redact_url(self.url)}: its start was not recorded.")
+            last = dict(
+                conn.execute(
+                    sa.select(S.samples.c.component, sa.func.max(S.samples.c.t_s))
+                    .where(S.samples.c.run_id == run_id)
+                    .group_by(S.samples.c.component)
+                ).all()
+            )
+            rows = [r for r in rows if last.get(r.component) is None or r.t_s > last[r.component]]
+            rows_only = bool(row[0])  # the result is stored: keep its totals
             if rows:
                 conn.execute(
                     S.samples.insert(),
@@ -154,6 +173,8 @@ class RunStore:
                         for r in rows
                     ],
                 )
+            if rows_only:
+                return
             conn.execute(
                 S.runs.update()
                 .where(S.runs.c.run_id == run_id)

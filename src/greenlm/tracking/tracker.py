@@ -56,8 +56,11 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 END_STATUSES = ("completed", "failed", "interrupted")
-#: How long ``stop()`` waits for a destination that is still opening before spooling the run.
-OPEN_WAIT_S = 2.0
+#: How long ``stop()`` waits for the destinations to finish opening. Opening touches no
+#: database or network (the store's and server's couriers do that, in the background): it
+#: imports the store's code and spools the run's start, which can take seconds only on a
+#: machine so loaded that the import is starved. A store that is busy or down does not delay it.
+OPEN_WAIT_S = 30.0
 
 
 class EnergyTracker:
