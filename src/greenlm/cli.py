@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--store")
     q.add_argument("-o", "--output", help="file to write (default: stdout)")
     q.set_defaults(func=cmd_runs_export)
+    q = rs.add_parser("sync", help="write runs still waiting in the spool (after a store outage) to the store")
+    q.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    q.add_argument("--timeout", type=float, default=30.0, help="seconds to keep trying (default 30)")
+    q.set_defaults(func=cmd_runs_sync)
 
     p = sub.add_parser("detect", help="which meters this machine has, and why not the others")
     p.add_argument("--json", action="store_true")
@@ -291,11 +295,50 @@ def _wait_child(child: subprocess.Popen[bytes]) -> int:
 
 
 # ---------------------------------------------------------------------------- runs
+def open_store_synced(url: str | None) -> Any:
+    """The store at ``url``, after writing what earlier runs left spooled for it.
+
+    "The next greenlm command that opens the store" writes the runs a store outage left
+    waiting; a store that is still down or read-only is read as it is, with a note.
+    """
+    from greenlm.store import open_store, replay
+
+    try:
+        rep = replay(url)
+    except Exception as e:  # reading must work even when the spool cannot be written out
+        log.debug("spool replay failed: %s", e, exc_info=True)
+    else:
+        if rep.delivered:
+            print(f"greenlm: wrote {rep.delivered} waiting event(s) of earlier runs to the store", file=sys.stderr)
+        if rep.pending:
+            print(
+                f"greenlm: {rep.pending} event(s) of earlier runs still wait for the store ({rep.error})",
+                file=sys.stderr,
+            )
+    return open_store(url)
+
+
+def cmd_runs_sync(args: argparse.Namespace) -> int:
+    """Write the runs waiting in the spool; exit 1 while some still wait."""
+    from greenlm.config import default_store_url
+    from greenlm.store import replay
+    from greenlm.store.urls import redact_url
+
+    url = args.store or default_store_url()
+    rep = replay(url, timeout_s=args.timeout)
+    line = f"{redact_url(url)}: wrote {rep.delivered} event(s) ({rep.runs_done} run(s) complete)"
+    if rep.rejected:
+        line += f", {rep.rejected} refused (kept aside in the spool's rejected/ folder)"
+    if rep.pending:
+        line += f", {rep.pending} still waiting ({rep.error or 'not written'})"
+    print(line)
+    return 1 if rep.pending else 0
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from greenlm.report.summary import runs_table
-    from greenlm.store import open_store
 
-    runs = open_store(args.store).list_runs(project=args.project, status=args.status, limit=args.limit)
+    runs = open_store_synced(args.store).list_runs(project=args.project, status=args.status, limit=args.limit)
     if args.json:
         print(json.dumps(runs, indent=2, default=str))
     else:
@@ -305,9 +348,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
     from greenlm.report.summary import run_summary
-    from greenlm.store import open_store
 
-    st = open_store(args.store)
+    st = open_store_synced(args.store)
     d = st.get_run(args.run_id)
     if args.json:
         if args.timeline:
@@ -320,9 +362,8 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
 
 def cmd_runs_export(args: argparse.Namespace) -> int:
     from greenlm.report.codecarbon_csv import to_csv
-    from greenlm.store import open_store
 
-    runs = open_store(args.store).list_runs(project=args.project)
+    runs = open_store_synced(args.store).list_runs(project=args.project)
     text = to_csv(runs) if args.format == "csv" else json.dumps(runs, indent=2, default=str) + "\n"
     if args.output:
         from greenlm._files import write_text_atomic

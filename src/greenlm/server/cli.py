@@ -187,6 +187,12 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     cfg = TrackerConfig.resolve(server=args.server, token=args.token)
     server, token = cfg.server, cfg.token
+    if token and not server:
+        print(
+            "note: --token is sent only to the server given with --server (or $GREENLM_SERVER); without one, "
+            "each server's runs go with the token they were tracked with",
+            file=sys.stderr,
+        )
     if not args.timeout > 0:
         raise ConfigError("--timeout must be positive")
     reports = push(server, token, timeout_s=args.timeout)

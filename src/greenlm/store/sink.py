@@ -169,7 +169,7 @@ def replay(url: str | None = None, timeout_s: float = 10.0) -> DrainReport:
     if not spool.run_dirs():
         return DrainReport()
     deliverer = StoreDeliverer(u)
-    rep = drain(spool, deliverer, deadline=time.monotonic() + timeout_s)
+    rep = drain(spool, deliverer, deadline=time.monotonic() + timeout_s, wait_locks=True)
     if rep.delivered:
         log.info("greenlm: wrote %d spooled event(s) to %s", rep.delivered, u)
     return rep

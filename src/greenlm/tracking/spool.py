@@ -327,14 +327,16 @@ def deliver_run(
     return rep
 
 
-def drain(spool: Spool, deliverer: Deliverer, deadline: float | None = None) -> DrainReport:
+def drain(spool: Spool, deliverer: Deliverer, deadline: float | None = None, wait_locks: bool = False) -> DrainReport:
     """Deliver every run, oldest first. A run that fails on an event waits; the others go on.
-    A destination that is down ends the pass.
+    A destination that is down ends the pass. A run another courier is delivering right now
+    is skipped, unless ``wait_locks`` (then it is waited for, until ``deadline``).
     """
     total = DrainReport()
     dirs = spool.run_dirs()
     for i, d in enumerate(dirs):
-        rep = deliver_run(spool, deliverer, d, deadline=deadline)
+        wait_s = max(0.0, deadline - time.monotonic()) if wait_locks and deadline is not None else 0.0
+        rep = deliver_run(spool, deliverer, d, wait_s=wait_s, deadline=deadline)
         total.add(rep)
         if rep.down:
             total.pending += sum(len(list(x.glob("*.json"))) for x in dirs[i + 1 :])

@@ -563,6 +563,7 @@ def _hardware(meterset: MeterSet) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def _cpu_name() -> str | None:
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
