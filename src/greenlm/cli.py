@@ -422,6 +422,16 @@ def cmd_locations(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- main
+def _check_home() -> None:
+    """``GREENLM_HOME`` must be a folder (or not exist yet): a clear error, not a traceback later."""
+    from greenlm.config import greenlm_home
+
+    home = greenlm_home()
+    if home.exists() and not home.is_dir():
+        raise GreenlmError(
+            f"GREENLM_HOME={home} is a file; it must be a folder where greenlm keeps its run store and "
+            "caches (or unset it to use ~/.greenlm)"
+        )
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for a user error)."""
     parser = build_parser()
@@ -435,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_home()
         return int(args.func(args) or 0)
     except GreenlmError as e:
         print(f"error: {e}", file=sys.stderr)
