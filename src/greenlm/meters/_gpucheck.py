@@ -157,8 +157,9 @@ class CounterCheck:
             c, p, w = self._win_counter_j, self._win_power_j, self._win_s
             self._win_s = self._win_counter_j = self._win_power_j = 0.0
             if p >= STALL_MIN_W * w and abs(c - p) > TOLERANCE * p:
-                self.missed_j = max(0.0, p - c)
-                self.overcounted_j = max(0.0, c - p - counter_j)  # this interval itself is not counted
+                accepted = c - counter_j  # this interval itself is not counted
+                self.missed_j = max(0.0, p - accepted)
+                self.overcounted_j = max(0.0, accepted - p)
                 raise CounterFault(
                     f"energy counter disagrees with integrated power readings: {energy(c)} vs "
                     f"{energy(p)} over {duration(w)} (more than {TOLERANCE:.0%} apart)"

@@ -17,7 +17,6 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from greenlm.errors import MeterUnavailableError

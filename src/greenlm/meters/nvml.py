@@ -23,6 +23,7 @@ processes' share of its activity (:mod:`greenlm.meters.nvml_share`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -183,15 +184,11 @@ def visible_handles(nvml: ModuleType, env: str | None = None) -> list[tuple[int,
 def board_limit(nvml: ModuleType, handle: Any) -> PowerLimit:
     """The board's maximum power limit (the most a user may set), else its enforced limit."""
     cands: list[tuple[float | None, str]] = []
-    try:
+    with contextlib.suppress(Exception):
         _, hi = nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
         cands.append((float(hi) / 1e3, "board's maximum power limit (NVML)"))
-    except Exception:
-        pass
-    try:
+    with contextlib.suppress(Exception):
         cands.append((float(nvml.nvmlDeviceGetEnforcedPowerLimit(handle)) / 1e3, "board's enforced power limit (NVML)"))
-    except Exception:
-        pass
     return power_limit(cands)
 
 
@@ -271,7 +268,7 @@ class NvmlEnergyMeter(_NvmlDevice, Meter):
 
     def fallback(self) -> Meter:
         """If the counter stops answering or is refused: sample this GPU's power instead."""
-        m = NvmlPowerMeter(self._nvml, self.index, self._h, self.cuda_index, self.limit)
+        m = NvmlPowerMeter(self._nvml, self.index, self._h, self.cuda_index, self.limit, self._clock)
         m.read_power_w()  # raise now if power readings fail too
         return m
 
@@ -284,9 +281,15 @@ class NvmlPowerMeter(_NvmlDevice, IntegratingMeter):
     band = Band(0.95, 1.05, "NVML power readings: +/-5 % board accuracy, integrated at the sampling interval")
 
     def __init__(
-        self, nvml: ModuleType, index: int, handle: Any, cuda_index: int, limit: PowerLimit | None = None
+        self,
+        nvml: ModuleType,
+        index: int,
+        handle: Any,
+        cuda_index: int,
+        limit: PowerLimit | None = None,
+        clock: Any = time.monotonic,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         self._bind(nvml, index, handle, cuda_index, limit)
         self._readings = PowerReadings(self.limit)
 
@@ -301,19 +304,24 @@ class NvmlPowerMeter(_NvmlDevice, IntegratingMeter):
         return {**super().describe(), **self._device_info()}
 
 
-def _device_meter(lib: ModuleType, index: int, handle: Any, cuda_index: int) -> Meter:
+def _device_meter(lib: ModuleType, index: int, handle: Any, cuda_index: int, clock: Any = time.monotonic) -> Meter:
     """The energy counter when the GPU has one, else power sampling."""
     limit = board_limit(lib, handle)
     try:
         lib.nvmlDeviceGetTotalEnergyConsumption(handle)
-        return NvmlEnergyMeter(lib, index, handle, cuda_index, limit)
+        return NvmlEnergyMeter(lib, index, handle, cuda_index, limit, clock)
     except Exception as e:  # NVMLError_NotSupported on pre-Volta GPUs
         log.debug("GPU %d has no energy counter (%s); sampling power", index, e)
-        return NvmlPowerMeter(lib, index, handle, cuda_index, limit)
+        return NvmlPowerMeter(lib, index, handle, cuda_index, limit, clock)
 
 
-def build_meters(lib: ModuleType, env: str | None = None) -> tuple[list[Meter], list[str]]:
-    """One meter per visible GPU or MIG instance, and the warnings their choice implies."""
+def build_meters(
+    lib: ModuleType, env: str | None = None, clock: Any = time.monotonic
+) -> tuple[list[Meter], list[str]]:
+    """One meter per visible GPU or MIG instance, and the warnings their choice implies.
+
+    ``clock``: the monotonic clock the meters time intervals with (tests pass a simulated one).
+    """
     from greenlm.meters import nvml_mig
 
     visible = visible_gpus(lib, env)
@@ -323,11 +331,11 @@ def build_meters(lib: ModuleType, env: str | None = None) -> tuple[list[Meter], 
     warnings: list[str] = []
     for cuda_index, v in enumerate(visible):
         if v.mig is not None:
-            m, w = nvml_mig.mig_meter(lib, v, cuda_index)
+            m, w = nvml_mig.mig_meter(lib, v, cuda_index, clock)
             meters.append(m)
             warnings += w
             continue
-        m = _device_meter(lib, v.index, v.handle, cuda_index)
+        m = _device_meter(lib, v.index, v.handle, cuda_index, clock)
         meters.append(m)
         if m.provenance == "sampled":
             warnings.append(f"{m.name}: no NVML energy counter (pre-Volta GPU); power is sampled and integrated")
@@ -340,13 +348,15 @@ def build_meters(lib: ModuleType, env: str | None = None) -> tuple[list[Meter], 
     return meters, warnings
 
 
-def nvml_meters(nvml: ModuleType | None = None, env: str | None = None) -> list[Meter]:
+def nvml_meters(
+    nvml: ModuleType | None = None, env: str | None = None, clock: Any = time.monotonic
+) -> list[Meter]:
     """One meter per visible GPU: the energy counter when supported, else power sampling.
 
     ``env``: the ``CUDA_VISIBLE_DEVICES`` value to honour (default: this process's). MIG
     instances named there get a meter for their share of their GPU.
     """
-    return build_meters(nvml or load_nvml(), env)[0]
+    return build_meters(nvml or load_nvml(), env, clock)[0]
 
 
 def find(ctx: DetectContext) -> GpuFound:

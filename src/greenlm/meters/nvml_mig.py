@@ -13,12 +13,14 @@ NVML reports energy and power per physical board; on a MIG instance's handle
 Several instances of one GPU in ``CUDA_VISIBLE_DEVICES`` get one meter each, and their
 shares add up to at most the GPU: the GPU is never counted once per instance.
 
-The band says what the slice share cannot know, the other instances' activity: from "the
-other instances drew everything above the GPU's idle floor" (``low = share x floor x T``) to
-"this instance drew it all" (``high = E - (1 - share) x floor x T``), where ``floor`` is the
-lowest mean power of the GPU over any full second of the run (an upper estimate of its idle
-power) and ``E`` the GPU's energy over the run ``T``. Without a full second the floor is 0
-and the band runs from 0 to the whole GPU.
+The band says what the slice share cannot know, the other instances' activity. With ``E``
+the GPU's energy over the run and ``I`` its idle (static) part, the instance's energy lies
+between "the other instances drew everything above idle" (``share x I``) and "this instance
+drew it all" (``E - (1 - share) x I``). NVML does not measure ``I`` under MIG; greenlm takes
+it as half the lowest mean power the GPU drew over any full second of the run, times the
+run's length (the lowest power seen is an upper limit of idle power; half of it is an
+assumption, stated here and in the band's text). Without a full second ``I`` is 0 and the
+band runs from 0 to the whole GPU.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ _FULL_PROFILES = (
     "NVML_GPU_INSTANCE_PROFILE_6_SLICE",
     "NVML_GPU_INSTANCE_PROFILE_4_SLICE",
 )
-#: Length of the windows the idle floor is taken over (s).
+#: Length of the windows the GPU's lowest power is taken over (s).
 FLOOR_WINDOW_S = 1.0
+#: Idle power, as a fraction of the lowest power seen over a window (an assumption).
+IDLE_OF_FLOOR = 0.5
 
 
 def total_slices(nvml: ModuleType, parent: Any) -> int:
@@ -118,7 +122,8 @@ class NvmlMigMeter(Meter):
             0.0,
             1.0,
             f"MIG instance: {share_source} of the GPU's {parent.band.source}; band: the other instances' "
-            "activity is unknown (from their drawing all above the GPU's idle floor to this instance drawing it all)",
+            "activity is unknown (from their drawing all above idle to this instance drawing it all; idle "
+            "taken as half the GPU's lowest power over a second)",
         )
         self._reset()
 
@@ -153,7 +158,7 @@ class NvmlMigMeter(Meter):
         r_lo = lo_p / ep if ep > 0 else 1.0
         r_hi = hi_p / ep if ep > 0 else 1.0
         floor_w = 0.0 if math.isinf(self._floor_w) else max(0.0, self._floor_w)
-        idle_j = min(ep, floor_w * (self._t - self._t0))
+        idle_j = min(ep, IDLE_OF_FLOOR * floor_w * (self._t - self._t0))
         return self.share * idle_j * r_lo, (ep - (1.0 - self.share) * idle_j) * r_hi
 
     def describe(self) -> dict[str, object]:
@@ -177,7 +182,9 @@ class NvmlMigMeter(Meter):
         return NvmlMigMeter(fb, self.name, self.share, self.share_source, self._info, self.query_handle, self._clock)
 
 
-def mig_meter(nvml: ModuleType, v: VisibleGpu, cuda_index: int) -> tuple[Meter, list[str]]:
+def mig_meter(
+    nvml: ModuleType, v: VisibleGpu, cuda_index: int, clock: Any = time.monotonic
+) -> tuple[Meter, list[str]]:
     """The meter of MIG instance ``v``: its own counter if NVML has one, else its GPU share."""
     from greenlm.meters.nvml import NvmlEnergyMeter, _device_meter, board_limit
 
@@ -189,14 +196,14 @@ def mig_meter(nvml: ModuleType, v: VisibleGpu, cuda_index: int) -> tuple[Meter, 
     }
     try:
         nvml.nvmlDeviceGetTotalEnergyConsumption(v.mig)
-        own = NvmlEnergyMeter(nvml, v.index, v.mig, cuda_index, board_limit(nvml, v.handle))
+        own = NvmlEnergyMeter(nvml, v.index, v.mig, cuda_index, board_limit(nvml, v.handle), clock)
         own.band = Band(1.0, 1.0, "NVML total energy counter of the MIG instance")
         return _OwnCounter(own, info), []
     except Exception as e:  # NotSupported: the usual case
         log.debug("MIG instance %s has no energy counter of its own (%s)", v.mig_uuid, e)
     share, source, warnings = slice_share(nvml, v)
-    parent = _device_meter(nvml, v.index, v.handle, cuda_index)
-    meter = NvmlMigMeter(parent, name, share, source, info, v.mig)
+    parent = _device_meter(nvml, v.index, v.handle, cuda_index, clock)
+    meter = NvmlMigMeter(parent, name, share, source, info, v.mig, clock)
     if parent.provenance == "sampled":
         warnings.append(f"{name}: GPU {v.index} has no NVML energy counter; the MIG share is of its sampled power")
     return meter, warnings

@@ -133,7 +133,8 @@ class NvmlShareMeter(Meter):
                 self.band = Band(
                     1.0 - SHARE_BAND,
                     1.0 + SHARE_BAND,
-                    f"share of a GPU used by other processes too, by SM activity, on top of the {self.inner.band.source}",
+                    "share of a GPU used by other processes too, by SM activity, "
+                    f"on top of the {self.inner.band.source}",
                 )
         else:
             self._e_whole += charged
