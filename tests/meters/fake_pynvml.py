@@ -268,7 +268,7 @@ def nvmlDeviceGetAccountingStats(h: FakeGPU, pid: int) -> _Stats:
     if pid not in h.life_ms:
         raise NVMLError_NotFound()
     life = h.life_ms[pid]
-    return _Stats(int(round(100 * h.busy_ms[pid] / life)) if life else 0, int(life))
+    return _Stats(round(100 * h.busy_ms[pid] / life) if life else 0, int(life))
 
 
 # ------------------------------------------------------------------ MIG

@@ -194,7 +194,7 @@ def visible(gpus: list[AmdGpu], env: Mapping[str, str]) -> tuple[list[AmdGpu], s
         seen = select(seen, spec)
         said.append(f"{var}={spec}")
         if hip is not None and cuda is not None:
-            said.append("CUDA_VISIBLE_DEVICES ignored (HIP_VISIBLE_DEVICES is set)")
+            said.append(f"CUDA_VISIBLE_DEVICES={cuda} ignored (HIP_VISIBLE_DEVICES is set)")
     return seen, ("; ".join(said) if said else "no visibility variable set: all GPUs")
 
 
@@ -341,7 +341,9 @@ class AmdEnergyMeter(_AmdDevice, Meter):
 
     def fallback(self) -> Meter:
         """Power sampling, carrying the energy the refused counter missed by the power readings."""
-        m = AmdPowerMeter(self._lib, self.gpu, self.hip_index, self.limit, carry_j=self._check.missed_j)
+        m = AmdPowerMeter(
+            self._lib, self.gpu, self.hip_index, self.limit, carry_j=self._check.missed_j, clock=self._clock
+        )
         m.read_power_w()  # raise now if power readings fail too
         return m
 
@@ -389,9 +391,13 @@ class AmdPowerMeter(_AmdDevice, IntegratingMeter):
 
 
 def amd_meters(
-    lib: ModuleType | None = None, env: Mapping[str, str] | None = None
+    lib: ModuleType | None = None, env: Mapping[str, str] | None = None, clock: Any = time.monotonic
 ) -> tuple[list[Meter], str, list[str]]:
-    """One meter per visible AMD GPU, a line for ``greenlm detect``, and the warnings to record."""
+    """One meter per visible AMD GPU, a line for ``greenlm detect``, and the warnings to record.
+
+    ``env``: where to read the visibility variables (default: this process's environment);
+    ``clock``: the monotonic clock the meters time intervals with (tests pass a simulated one).
+    """
     lib = lib or load_amdsmi()
     gpus = all_gpus(lib)
     if not gpus:
@@ -405,7 +411,7 @@ def amd_meters(
         limit = board_limit(lib, g.handle)
         try:
             read_counter(lib, g.handle)
-            meters.append(AmdEnergyMeter(lib, g, hip_index, limit))
+            meters.append(AmdEnergyMeter(lib, g, hip_index, limit, clock))
             continue
         except Exception as e:
             why = str(e)
@@ -417,7 +423,7 @@ def amd_meters(
                 "not measured (a virtual machine guest?)"
             )
             continue
-        meters.append(AmdPowerMeter(lib, g, hip_index, limit))
+        meters.append(AmdPowerMeter(lib, g, hip_index, limit, clock=clock))
         warnings.append(f"gpu:{hip_index}: no usable AMD SMI energy counter ({why}); power is sampled and integrated")
     if not meters:
         raise MeterUnavailableError(BACKEND, f"{len(seen)} AMD GPU(s) visible but none reports energy or power")

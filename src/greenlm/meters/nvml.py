@@ -315,9 +315,7 @@ def _device_meter(lib: ModuleType, index: int, handle: Any, cuda_index: int, clo
         return NvmlPowerMeter(lib, index, handle, cuda_index, limit, clock)
 
 
-def build_meters(
-    lib: ModuleType, env: str | None = None, clock: Any = time.monotonic
-) -> tuple[list[Meter], list[str]]:
+def build_meters(lib: ModuleType, env: str | None = None, clock: Any = time.monotonic) -> tuple[list[Meter], list[str]]:
     """One meter per visible GPU or MIG instance, and the warnings their choice implies.
 
     ``clock``: the monotonic clock the meters time intervals with (tests pass a simulated one).
@@ -348,9 +346,7 @@ def build_meters(
     return meters, warnings
 
 
-def nvml_meters(
-    nvml: ModuleType | None = None, env: str | None = None, clock: Any = time.monotonic
-) -> list[Meter]:
+def nvml_meters(nvml: ModuleType | None = None, env: str | None = None, clock: Any = time.monotonic) -> list[Meter]:
     """One meter per visible GPU: the energy counter when supported, else power sampling.
 
     ``env``: the ``CUDA_VISIBLE_DEVICES`` value to honour (default: this process's). MIG

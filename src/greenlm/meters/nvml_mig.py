@@ -182,9 +182,7 @@ class NvmlMigMeter(Meter):
         return NvmlMigMeter(fb, self.name, self.share, self.share_source, self._info, self.query_handle, self._clock)
 
 
-def mig_meter(
-    nvml: ModuleType, v: VisibleGpu, cuda_index: int, clock: Any = time.monotonic
-) -> tuple[Meter, list[str]]:
+def mig_meter(nvml: ModuleType, v: VisibleGpu, cuda_index: int, clock: Any = time.monotonic) -> tuple[Meter, list[str]]:
     """The meter of MIG instance ``v``: its own counter if NVML has one, else its GPU share."""
     from greenlm.meters.nvml import NvmlEnergyMeter, _device_meter, board_limit
 
