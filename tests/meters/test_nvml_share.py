@@ -6,6 +6,7 @@ children of this test), so greenlm's real process-tree code decides who is "trac
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from greenlm.meters import nvml
 from greenlm.meters._proctree import ProcessTree
 from greenlm.meters.detect import DetectContext
 from greenlm.meters.nvml_share import NvmlShareMeter
+from greenlm.tracking.result import RunResult
 from tests.meters import fake_pynvml as fake
 
 UUID = "GPU-5a5a5a5a-0000-0000-0000-000000000000"
@@ -222,6 +224,8 @@ def test_two_tracked_runs_sharing_a_gpu_split_it_under_real_trackers(gpu, procs)
     assert f"pids {b_pid}" in w and "device_energy_j" in w
     d = ta.result.to_dict()["components"][0]
     assert d["device_energy_j"] == ca.device_energy_j and d["scope"] == "process"
+    back = RunResult.from_dict(json.loads(ta.result.to_json())).component("gpu:0")
+    assert back == ca  # the JSON form keeps the share, its band and the device total
 
 
 def test_a_shared_gpu_whose_counter_fails_keeps_its_share_on_sampled_power(gpu, procs):

@@ -506,6 +506,7 @@ class DistributedTracker:
                         detail=c.get("detail") or "",
                         node=node,
                         rank=rank,
+                        device_energy_j=None if c.get("device_energy_j") is None else float(c["device_energy_j"]),
                     )
                 )
             for m in d.get("meters") or []:
