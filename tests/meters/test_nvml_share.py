@@ -49,10 +49,10 @@ def gpu(monkeypatch: pytest.MonkeyPatch):
     return fake.State.gpus[0]
 
 
-def _share_meter(root_pid: int) -> NvmlShareMeter:
+def _share_meter(root_pid: int, **kw) -> NvmlShareMeter:
     (dev,) = nvml.nvml_meters(fake, "0", clock=fake.clock)
     tree = ProcessTree(root_pid, refresh_s=0)
-    return NvmlShareMeter(fake, dev, fake.State.gpus[0], tree, refresh_s=1.0, clock=fake.clock)
+    return NvmlShareMeter(fake, dev, fake.State.gpus[0], tree, refresh_s=1.0, clock=fake.clock, **kw)
 
 
 def _step(meters, n: int, dt: float = 0.5) -> list[float]:
@@ -173,6 +173,17 @@ def test_pids_from_another_namespace_mean_the_whole_gpu_with_a_warning(gpu, proc
     (ea,) = _step([a], 2)
     assert ea == pytest.approx(400.0)
     assert any("another pid namespace" in w for w in a.warnings())
+
+
+def test_under_mps_the_clients_are_hidden_so_the_whole_gpu_is_charged(gpu, procs):
+    a_pid, b_pid, _ = procs
+    gpu.procs = [fake.FakeProc(b_pid, 80)]  # NVML lists the MPS server, whose clients include A
+    fake.advance(1.0)
+    a = _share_meter(a_pid, pid_name=lambda p: "nvidia-cuda-mps-server" if p == b_pid else "python")
+    a.start()
+    (ea,) = _step([a], 2)
+    assert ea == pytest.approx(400.0) and a.provenance == "counter"
+    assert any("runs under MPS" in w for w in a.warnings())
 
 
 def test_a_driver_that_lists_no_processes_is_reported(gpu, procs):

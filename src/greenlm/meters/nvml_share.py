@@ -23,7 +23,8 @@ Each interval's device energy (the counter's, else the sampled power's) is then 
   of the processes on a GPU add up to the GPU's energy;
 * **other processes, but no per-process activity from NVML**: the whole device, with a
   warning saying so. So too when NVML reports pids of another pid namespace (a container
-  without ``--pid=host``): the tracked processes cannot be recognised among them.
+  without ``--pid=host``): the tracked processes cannot be recognised among them; and under
+  MPS, where NVML sees the ``nvidia-cuda-mps-server`` rather than its clients.
 
 The share is taken from the most recent poll, so a change of the mix shows with up to one
 ``refresh_s`` of delay.
@@ -51,6 +52,15 @@ REFRESH_S = 1.0
 
 _NOT_SUPPORTED = 3
 _NOT_FOUND = 6
+#: The process NVML lists for every client of the Multi-Process Service.
+MPS_SERVER = "nvidia-cuda-mps-server"
+
+
+def _pid_name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return ""
 
 
 def _code(e: BaseException) -> int | None:
@@ -73,6 +83,7 @@ class NvmlShareMeter(Meter):
         refresh_s: float = REFRESH_S,
         clock: Any = time.monotonic,
         pid_exists: Any = psutil.pid_exists,
+        pid_name: Any = None,
     ) -> None:
         super().__init__()
         self.inner = inner
@@ -85,6 +96,8 @@ class NvmlShareMeter(Meter):
         self._refresh_s = refresh_s
         self._clock = clock
         self._pid_exists = pid_exists
+        self._pid_name = pid_name or _pid_name
+        self._names: dict[int, str] = {}
         self._init_state()
 
     # ------------------------------------------------------------------ state
@@ -101,6 +114,7 @@ class NvmlShareMeter(Meter):
         self._no_activity: str | None = None
         self._no_list: str | None = None
         self._foreign_ns = False
+        self._mps = False
         self._source: str | None = "utilisation samples"
         self._why_no_samples = ""
         self._last_ts = 0
@@ -185,6 +199,10 @@ class NvmlShareMeter(Meter):
         if not others:
             self._set("alone", 1.0)
             return
+        if any(self._name(p) == MPS_SERVER for p in others):
+            self._mps = True
+            self._set("whole", 1.0)
+            return
         self._others |= others
         if weights is None:
             self._no_activity = self._why_no_samples or "no per-process utilisation"
@@ -198,6 +216,11 @@ class NvmlShareMeter(Meter):
             self._sources.add("equal split while idle")
             self._set("equal", len(present & tree) / len(present))
         # else: no new sample since the last poll: keep the previous activity share
+
+    def _name(self, pid: int) -> str:
+        if pid not in self._names:
+            self._names[pid] = self._pid_name(pid)
+        return self._names[pid]
 
     def _gpu_pids(self) -> set[int] | None:
         pids: set[int] = set()
@@ -301,6 +324,11 @@ class NvmlShareMeter(Meter):
                 f"{self.name}: NVML reports process ids of another pid namespace (a container without "
                 "--pid=host?), so the tracked processes cannot be told from others; the whole GPU is charged"
             )
+        if self._mps:
+            out.append(
+                f"{self.name}: the GPU runs under MPS: NVML sees the MPS server, not its clients, so the "
+                "tracked processes' share is unknown; the whole GPU is charged"
+            )
         if self._no_list and not self._foreign_ns:
             out.append(
                 f"{self.name}: NVML lists no processes on this GPU ({self._no_list}); if other jobs share it, "
@@ -329,6 +357,7 @@ class NvmlShareMeter(Meter):
             refresh_s=self._refresh_s,
             clock=self._clock,
             pid_exists=self._pid_exists,
+            pid_name=self._pid_name,
         )
 
     def close(self) -> None:
