@@ -74,8 +74,8 @@ def _violations() -> list[str]:
 PENDING = {
     "greenlm/integrations/distributed.py:62 imports greenlm.tracking._signals",
     "greenlm/server/pages.py:447 imports greenlm.report.cli",
-    "greenlm/tracking/tracker.py:137 imports greenlm.integrations.tensorboard",
-    "greenlm/tracking/tracker.py:363 imports greenlm.server.client",
+    "greenlm/tracking/tracker.py:152 imports greenlm.integrations.tensorboard",
+    "greenlm/tracking/tracker.py:378 imports greenlm.server.client",
 }
 
 

@@ -103,6 +103,8 @@ def test_the_pre_r470_mig_id_form_is_understood(layout):
         ("MIG-3g00aaaa,MIG-nope,MIG-2g00bbbb", ["MIG-3g00aaaa"]),  # stops at the first invalid entry
         ("MIG-3g00aaaa,MIG-3g00aaaa", ["MIG-3g00aaaa"]),  # named twice, measured once
         ("1,MIG-3g00aaaa", [None, "MIG-3g00aaaa"]),  # the plain GPU, then an instance
+        ("0,MIG-3g00aaaa", [None]),  # GPU 0 whole and one of its instances: once, whole
+        ("MIG-3g00aaaa,0", [None]),
     ],
 )
 def test_mig_ids_in_cuda_visible_devices(layout, env, expected):

@@ -123,7 +123,8 @@ def visible_gpus(nvml: ModuleType, env: str | None = None) -> list[VisibleGpu]:
     indices, ``GPU-`` UUID prefixes, ``MIG-`` instance UUID prefixes, or
     ``MIG-GPU-<uuid>/<gpu instance>/<compute instance>`` (drivers before R470). An empty
     entry, an index out of range, or an id that matches no device (or several) ends the
-    list, as in CUDA; a device named twice is listed once.
+    list, as in CUDA; a device named twice is listed once, and a GPU named both whole and
+    through one of its MIG instances is measured once, whole.
     """
     count = int(nvml.nvmlDeviceGetCount())
     handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
@@ -156,9 +157,14 @@ def visible_gpus(nvml: ModuleType, env: str | None = None) -> list[VisibleGpu]:
         if found is None:  # CUDA ignores this entry and every one after it
             break
         key = (found.index, found.mig_uuid)
-        if key not in seen:
+        # a GPU named whole and through one of its instances too is measured once, whole
+        overlaps = (found.index, None) in seen if found.mig_uuid else any(k[0] == found.index for k in seen)
+        if key not in seen and not overlaps:
             seen.add(key)
             out.append(found)
+        elif overlaps and found.mig_uuid is None:
+            out = [v for v in out if v.index != found.index] + [found]
+            seen = {k for k in seen if k[0] != found.index} | {key}
     return out
 
 
