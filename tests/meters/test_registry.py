@@ -91,8 +91,10 @@ def test_a_tracker_measures_the_registered_gpus(acme, tmp_path):
     import time
 
     from greenlm import EnergyTracker
+    from greenlm.config import TrackerConfig
 
-    with EnergyTracker(store=False, interval_s=0.02, rapl_root=str(tmp_path / "none")) as t:
+    config = TrackerConfig.resolve(interval_s=0.02, rapl_root=str(tmp_path / "none"))
+    with EnergyTracker(store=False, config=config) as t:
         time.sleep(0.15)
     gpu = t.result.component("gpu:acme0")
     assert gpu.provenance == "sampled"

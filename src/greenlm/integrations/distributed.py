@@ -152,10 +152,22 @@ def detect_meters(info: RankInfo | None = None, **settings: Any) -> tuple[list[M
 
 
 def device_key(node: str, component: dict[str, Any], meter: dict[str, Any] | None) -> tuple[str, str]:
-    """Identity of a measured device: node-level meters per node, GPUs by NVML index."""
+    """Identity of a measured device: node-level meters per node, GPUs by device id.
+
+    A GPU's id is its meter's ``device_id`` (``nvml:0``, ``nvml:0/MIG-...``,
+    ``amdsmi:0000:c1:00.0``), else its NVML index. A GPU component charged by a process
+    share (``scope="process"``) belongs to its own process tree: ranks sharing one GPU each
+    keep their share.
+    """
     m = meter or {}
-    ident = m.get("nvml_index")
-    return node, f"nvml:{ident}" if ident is not None else str(component["name"])
+    ident = m.get("device_id")
+    if ident is None and m.get("nvml_index") is not None:
+        ident = f"nvml:{m['nvml_index']}"
+    if ident is None:
+        return node, str(component["name"])
+    if component.get("scope") == "process" and component.get("kind") == "gpu":
+        return node, f"{ident}/pid:{m.get('pid')}"
+    return node, str(ident)
 
 
 class DistributedTracker:
@@ -495,6 +507,7 @@ class DistributedTracker:
                         detail=c.get("detail") or "",
                         node=node,
                         rank=rank,
+                        device_energy_j=None if c.get("device_energy_j") is None else float(c["device_energy_j"]),
                     )
                 )
             for m in d.get("meters") or []:

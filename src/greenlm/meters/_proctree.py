@@ -83,6 +83,10 @@ class ProcessTree:
                 continue
         return total
 
+    def pids(self) -> set[int]:
+        """Process ids of the tree: the root and its descendants (refreshed every ``refresh_s``)."""
+        return {self.root.pid, *(p.pid for p in self._descendants())}
+
     def alive(self) -> bool:
         """Whether the root process still runs."""
         try:

@@ -85,6 +85,24 @@ class Meter(abc.ABC):
         """
         return energy_j * self.band.low, energy_j * self.band.high
 
+    def device_energy_j(self) -> float | None:
+        """The whole device's joules since :meth:`start`, for meters that charge only part of it.
+
+        ``None`` (the default) for meters that measure their device whole. A meter that
+        attributes a share of a shared GPU, or a MIG instance's share of its GPU, returns
+        the GPU's total here, so the result can keep it beside the attributed figure.
+        """
+        return None
+
+    def warnings(self) -> list[str]:
+        """What this meter noticed during the run that the result must say (default: nothing).
+
+        Read when the window closes (and when the meter is replaced by its fallback): a share
+        model that switched on, readings rejected as implausible, a device that reported no
+        energy at all.
+        """
+        return []
+
     def describe(self) -> dict[str, object]:
         """What this meter is, for ``greenlm detect`` and result metadata."""
         return {"name": self.name, "kind": self.kind, "provenance": self.provenance}

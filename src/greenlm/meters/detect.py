@@ -1,7 +1,7 @@
 """Pick meters in order of trust and say why the others were not used.
 
-GPUs: every backend in :data:`GPU_BACKENDS` is asked in turn (NVML: energy counter > power
-sampling); each answers with its meters or says why it cannot. CPU: RAPL package counters >
+GPUs: every backend in :data:`GPU_BACKENDS` is asked in turn (NVML, then AMD SMI; each:
+energy counter > power sampling); each answers with its meters or says why it cannot. CPU: RAPL package counters >
 CPU power model. RAM: RAPL dram counters > RAM power model. Each fallback becomes one
 warning in the result; ``greenlm detect`` prints the whole report.
 
@@ -17,10 +17,14 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from greenlm.config import DEFAULT_RAPL_ROOT
 from greenlm.errors import MeterUnavailableError
 from greenlm.meters.base import Meter
+
+if TYPE_CHECKING:
+    from greenlm.meters._proctree import ProcessTree
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,9 @@ class DetectContext:
     attribution: str = "process"
     #: The environment to read device visibility from (``CUDA_VISIBLE_DEVICES``, ...).
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: The tracked process tree (``pid`` and its descendants), shared with the CPU and RAM
+    #: models so that ``/proc`` is walked once; ``None``: build one from ``pid``.
+    tree: ProcessTree | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ GpuFinder = Callable[[DetectContext], GpuFound]
 #: A new vendor is one module and one line here.
 GPU_BACKENDS: list[tuple[str, str | GpuFinder]] = [
     ("NVML", "greenlm.meters.nvml:find"),
+    ("AMD SMI", "greenlm.meters.amd:find"),
 ]
 
 
@@ -104,8 +112,9 @@ def detect(
 
     det = Detection()
     tree_pid = pid if pid is not None else os.getpid()
+    tree = ProcessTree(tree_pid)
     if gpus:
-        ctx = DetectContext(pid=tree_pid, attribution=attribution)
+        ctx = DetectContext(pid=tree_pid, attribution=attribution, tree=tree)
         for name, target in list(GPU_BACKENDS):
             try:
                 found = _finder(target)(ctx)
@@ -128,7 +137,6 @@ def detect(
         det.report.append(MeterStatus("RAPL", False, False, e.reason))
         if "permission" in e.reason:
             det.warnings.append(f"RAPL: {e.reason}; fell back to the CPU power model")
-    tree = ProcessTree(tree_pid)
     if any(m.kind == "cpu" for m in rapl_ok):
         det.meters += [m for m in rapl_ok if m.kind == "cpu"]
         det.report.append(MeterStatus("CPU model", True, False, "not needed: RAPL package counters"))

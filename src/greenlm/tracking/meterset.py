@@ -10,12 +10,15 @@ point is not counted"). The tracker never branches on the kind of device: it rea
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from greenlm.meters.base import Meter, weakest
 from greenlm.tracking.result import ComponentEnergy
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,10 +32,25 @@ class _Slot:
     last_j: float = 0.0
     provenances: list[str] = field(default_factory=list)
     failed: bool = False
+    #: The whole device's energy measured by the meters this slot replaced.
+    offset_device_j: float = 0.0
+    #: Some meter of this slot charged only part of its device (``device_energy_j``).
+    partial: bool = False
 
     def bounds_j(self) -> tuple[float, float]:
         lo, hi = self.meter.bounds_j(self.last_j - self.offset_j)
         return self.offset_low_j + lo, self.offset_high_j + hi
+
+    def device_j(self) -> float | None:
+        """The whole device's energy so far, for slots that charged part of it (else ``None``)."""
+        d = self.meter.device_energy_j()
+        if d is None and not self.partial:
+            return None
+        return self.offset_device_j + (d if d is not None else self.last_j - self.offset_j)
+
+    def provenance(self) -> str:
+        """The weakest method used so far (a meter may weaken its own during the run)."""
+        return weakest([*self.provenances, self.meter.provenance])
 
 
 class MeterSet:
@@ -76,6 +94,12 @@ class MeterSet:
     def _fail_over(self, s: _Slot, ex: Exception) -> float:
         """A meter failed mid-run: keep what it measured, switch to its fallback if any."""
         lo, hi = s.bounds_j()
+        with contextlib.suppress(Exception):  # what the failed meter noticed stays on the record
+            dev = s.device_j()
+            if dev is not None:
+                s.offset_device_j, s.partial = dev, True
+            s.provenances.append(s.meter.provenance)
+            self._note(s.meter.warnings())
         s.offset_j, s.offset_low_j, s.offset_high_j = s.last_j, lo, hi
         new: Meter | None = None
         try:
@@ -94,21 +118,33 @@ class MeterSet:
             s.meter = _Frozen(s.meter)
         return s.last_j
 
+    def _note(self, warnings: list[str]) -> None:
+        for w in warnings:
+            if w not in self._warnings:
+                self._warnings.append(w)
+
     def components(self, energies_j: Sequence[float]) -> list[ComponentEnergy]:
         """The window's components at the given cumulative energies (normally the last sample)."""
         out = []
         for s, e in zip(self._slots, energies_j):
             lo, hi = s.bounds_j()
+            device_j: float | None = None
+            try:
+                self._note(s.meter.warnings())
+                device_j = s.device_j()
+            except Exception as ex:  # a meter's report must not cost the result
+                log.debug("greenlm: %s: could not report: %s", s.meter.name, ex)
             out.append(
                 ComponentEnergy(
                     name=s.meter.name,
                     kind=s.meter.kind,
                     energy_j=e,
-                    provenance=weakest(s.provenances),
+                    provenance=s.provenance(),
                     low_j=min(lo, e),
                     high_j=max(hi, e),
                     scope=str(s.meter.describe().get("scope", "device")),
                     detail=s.meter.band.source,
+                    device_energy_j=None if device_j is None else max(device_j, e),
                 )
             )
         return out

@@ -28,10 +28,12 @@ class ComponentEnergy:
     provenance: str  # counter | sampled | modeled
     low_j: float
     high_j: float
-    scope: str = "device"  # device: whole device; process: attributed to the tracked processes
+    scope: str = "device"  # device: whole device; process: the tracked processes' share; instance: a MIG instance's
     detail: str = ""
     node: str | None = None
     rank: int | None = None
+    #: The whole device's energy when ``energy_j`` is only part of it (scope process/instance).
+    device_energy_j: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class ComponentEnergy:
             "detail": self.detail,
             "node": self.node,
             "rank": self.rank,
+            "device_energy_j": self.device_energy_j,
         }
 
 
@@ -206,6 +209,7 @@ class RunResult:
                 detail=c.get("detail", ""),
                 node=c.get("node"),
                 rank=c.get("rank"),
+                device_energy_j=None if c.get("device_energy_j") is None else float(c["device_energy_j"]),
             )
             for c in d.get("components", [])
         )
