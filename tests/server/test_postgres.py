@@ -104,11 +104,11 @@ def test_tracked_runs_in_postgres(postgres_url: str) -> None:
     st = open_store(postgres_url)
     assert st.schema_version >= 1
     got = st.get_run(r1.run_id)
-    assert got["energy_j"] == pytest.approx(r1.energy_j)
-    assert got["status"] == "completed" and st.get_run(r2.run_id)["status"] == "failed"
+    assert got.result.energy_j == pytest.approx(r1.energy_j)
+    assert got.status == "completed" and st.get_run(r2.run_id).status == "failed"
     assert st.get_samples(r1.run_id)
-    assert [r["run_id"] for r in st.list_runs(project="pg-alpha")] == [r1.run_id]
-    assert {r["run_id"] for r in st.list_runs(search="pg-")} == {r1.run_id}
+    assert [r.run_id for r in st.list_runs(project="pg-alpha")] == [r1.run_id]
+    assert {r.run_id for r in st.list_runs(search="pg-")} == {r1.run_id}
 
 
 def test_team_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:

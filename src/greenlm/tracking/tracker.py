@@ -710,7 +710,14 @@ class EnergyTracker:
             location=self.carbon.location.to_dict(),
             pue=self.carbon.pue.value,
             metadata=dict(self.metadata),
-            meters=[{**m, "band": s.meter.band.source} for m, s in zip(self._meter_info, self._slots)],
+            meters=[
+                {**m, "band": s.meter.band.source, "band_low": s.meter.band.low, "band_high": s.meter.band.high}
+                for m, s in zip(self._meter_info, self._slots)
+            ],
+            pue_source=self.carbon.pue.source,
+            price_per_kwh=self.carbon.price.per_kwh,
+            currency=self.carbon.price.currency,
+            price_source=self.carbon.price.source,
         )
 
     # ----------------------------------------------------------------- signals
