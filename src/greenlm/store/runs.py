@@ -23,6 +23,7 @@ Every read returns typed records (:mod:`greenlm.store.records`). A row that cann
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -55,6 +56,7 @@ from greenlm.tracking.result import (
     SCHEMA_VERSION,
     STATUSES,
     ComponentEnergy,
+    PhaseEnergy,
     RunResult,
     totals_from_components,
 )
@@ -86,6 +88,7 @@ class RunStore:
         self.immutable = False
         self._missing_ok = missing_ok
         self._path: Path | None = None
+        self._said: set[tuple[str, str]] = set()
         self.engine: sa.Engine | None = None
         try:
             self._u = sa.engine.make_url(url)
@@ -164,9 +167,13 @@ class RunStore:
         try:
             connect(False).close()
         except sqlite3.OperationalError as e:
-            # A WAL store needs its -shm file; where it cannot be created (a read-only mount or
-            # directory) nobody can be writing the file either, so it is read as immutable.
-            if "unable to open" in str(e) and not os.access(path.parent, os.W_OK):
+            # A WAL store needs its -shm file. When there is none (no writer has the store open:
+            # a writer keeps one) and this reader cannot create it (a read-only mount, folder or
+            # file), the store is read as immutable: without locks, which is safe while nobody
+            # writes it. A writer that has the store open has an -shm file, and then mode=ro works.
+            shm = path.with_name(path.name + "-shm")
+            cannot_write = not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+            if ("unable to open" in str(e) or "readonly" in str(e)) and cannot_write and not shm.exists():
                 connect(True).close()
                 self.immutable = True
             else:
@@ -207,13 +214,19 @@ class RunStore:
         except StoreError:
             raise
         except sa.exc.SQLAlchemyError as e:
-            if _is_read_only_error(e):
+            if _is_read_only_error(e) or self._sqlite_file_not_writable():
                 raise StoreError(
                     f"Cannot write the store {self.display_url}: it is read-only (file mode, directory or "
                     "mount). It can still be read (greenlm runs list --store URL, greenlm dashboard); "
                     "to record runs, give a writable store."
                 ) from e
             raise StoreError(f"Cannot open or migrate store {self.display_url}: {e}") from e
+
+    def _sqlite_file_not_writable(self) -> bool:
+        if not _is_sqlite(self.url) or not self._u.database or self._u.database == ":memory:":
+            return False
+        path = Path(self._u.database).expanduser()
+        return path.exists() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
     def _check_readable(self) -> None:
         """A reader's check of the schema: readable as it is, or a clear error (nothing written)."""
@@ -708,7 +721,10 @@ class RunStore:
         )
 
     def _damaged(self, row: dict[str, Any], status: str, reason: str) -> StoredRun:
-        log.warning("greenlm: run %s in %s is damaged: %s", row.get("run_id"), self.display_url, reason)
+        said = (str(row.get("run_id")), reason)
+        if said not in self._said:  # once per run and reason, not on every page view
+            self._said.add(said)
+            log.warning("greenlm: run %s in %s is damaged: %s", row.get("run_id"), self.display_url, reason)
         facility = _opt_float(row.get("facility_energy_j"), quiet=True)
         salvaged: dict[str, Any] = dict.fromkeys(JSON_KEYS)
         salvaged.update(
@@ -845,6 +861,12 @@ class RunStore:
 def _final(row: Mapping[str, Any], status: str) -> RunResult:
     """The stored final result of a row (status: the row's, which ``mark`` may have changed)."""
     d = _json_object(row["result_json"], "result_json")
+    _check_shape(d, RunResult, "result_json")
+    for key, cls in (("components", ComponentEnergy), ("phases", PhaseEnergy)):
+        for i, item in enumerate(d.get(key) or []):
+            if not isinstance(item, dict):
+                raise _Damaged(f"result_json: {key}[{i}] is {type(item).__name__}, not an object")
+            _check_shape(item, cls, f"result_json: {key}[{i}]")
     try:
         r = RunResult.from_dict(d)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -852,10 +874,29 @@ def _final(row: Mapping[str, Any], status: str) -> RunResult:
     if r.run_id != row["run_id"]:
         raise _Damaged(f"result_json belongs to run {r.run_id!r}, not to this row")
     if r.status != status:
-        import dataclasses
-
         r = dataclasses.replace(r, status=status)
     return r
+
+
+def _check_shape(d: Mapping[str, Any], cls: type, where: str) -> None:
+    """Each present number, object and list field of ``d`` is what ``cls`` declares (named if not).
+
+    Derived from the dataclass's own annotations, so a field added to a result is checked
+    too. Numbers must be finite; text fields are read as they are.
+    """
+    for f in dataclasses.fields(cls):
+        t = str(f.type)
+        v = d.get(f.name)
+        if v is None:
+            if f.name in d and t in ("float", "int"):
+                raise _Damaged(f"{where}: {f.name} is null, not a number")
+            continue  # absent: from_dict says whether that is allowed
+        if t in ("float", "int"):
+            _number(v, f"{where}: {f.name}")
+        elif t.startswith("dict[") and not isinstance(v, dict):
+            raise _Damaged(f"{where}: {f.name} is {v!r:.60}, not an object")
+        elif t.startswith("tuple[") and not isinstance(v, list):
+            raise _Damaged(f"{where}: {f.name} is {v!r:.60}, not a list")
 
 
 def _carbon_at_start(
