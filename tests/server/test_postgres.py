@@ -218,3 +218,29 @@ def test_reading_postgres_never_writes(postgres_url: str) -> None:
     with check.connect() as conn:  # the reader created nothing there
         assert sa.inspect(conn).get_table_names() == []
     check.dispose()
+
+
+def test_concurrent_posts_of_one_new_run_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from greenlm.server.app import ServerSettings, create_app
+
+    app = create_app(ServerSettings(store_url=postgres_url))
+    _tid, token = app.state.tokens.create("pg-race")
+    body: dict[str, Any] = track_run(f"sqlite:///{tmp_path / 'local.db'}", "pg-http-race", "USA").to_dict(timeline=True)
+    barrier = threading.Barrier(8)
+    codes: list[int] = []
+
+    def post() -> None:
+        c = TestClient(app)
+        barrier.wait()
+        codes.append(c.post("/api/v1/runs", json=body, headers={"Authorization": f"Bearer {token}"}).status_code)
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [200] * 7 + [201]

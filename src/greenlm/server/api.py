@@ -8,6 +8,7 @@ cannot be written (a dashboard opened for reading) or reached.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
@@ -176,7 +177,7 @@ def get_samples(
         str | None,
         Query(max_length=200, description="`next_cursor` of the previous page; omit for the first page"),
     ] = None,
-) -> dict[str, Any]:
+) -> Response:
     """A run's stored samples in time order, one page at a time.
 
     Each sample has ``t_s``, ``component``, ``energy_j`` (cumulative) and ``power_w`` (mean
@@ -186,7 +187,11 @@ def get_samples(
     """
     st = _store(request)
     run = st.get_run(run_id)
-    return st.sample_page(run.run_id, limit=limit, cursor=cursor).to_dict()
+    page = st.sample_page(run.run_id, limit=limit, cursor=cursor)
+    # serialized here, not re-validated item by item against the response model (100x faster
+    # for a page of 10,000 samples); the model still documents the body
+    body = json.dumps(page.to_dict(), allow_nan=False, separators=(",", ":"))
+    return Response(body, media_type="application/json")
 
 
 def _same_id(path_id: str, body_id: str) -> None:

@@ -80,7 +80,10 @@ class SamplePage:
         """``{"run_id", "samples": [...], "next_cursor"}`` (the samples API's body)."""
         return {
             "run_id": self.run_id,
-            "samples": [dataclasses.asdict(s) for s in self.samples],
+            "samples": [
+                {"t_s": s.t_s, "component": s.component, "energy_j": s.energy_j, "power_w": s.power_w}
+                for s in self.samples
+            ],
             "next_cursor": self.next_cursor,
         }
 

@@ -203,7 +203,7 @@ def sample_page(conn: sa.Connection, run_id: str, limit: int, cursor: str | None
     q = sa.select(c.id, *_COLS).where(c.run_id == run_id)
     if cursor:
         t, i = decode_cursor(cursor)
-        q = q.where(sa.or_(c.t_s > t, sa.and_(c.t_s == t, c.id > i)))
+        q = q.where(sa.tuple_(c.t_s, c.id) > sa.tuple_(t, i))  # a row value: an index range scan
     rows = conn.execute(q.order_by(c.t_s, c.id).limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
@@ -225,7 +225,8 @@ def power_trace(conn: sa.Connection, run_id: str, max_points: int = TRACE_POINTS
     When no component has more samples than that, every sample is drawn with its stored
     mean power. Otherwise the run time is cut into ``max_points`` equal buckets and each
     point is the mean power over one bucket, from the cumulative energy of the last sample
-    in each bucket (the database does the grouping; only the bucket edges are read).
+    in each bucket (the database does the grouping; only the bucket edges are read). As
+    energy is cumulative, the last sample of a bucket is the one with the most energy.
     """
     c = S.samples.c
     stats = conn.execute(
@@ -247,23 +248,18 @@ def power_trace(conn: sa.Connection, run_id: str, max_points: int = TRACE_POINTS
     width = t_max / max_points if t_max > 0 else 1.0
     # t_s >= 0, so truncation is the floor; PostgreSQL's CAST rounds, hence floor() there
     bucket = sa.func.floor(c.t_s / width) if conn.dialect.name == "postgresql" else sa.cast(c.t_s / width, sa.Integer)
-    edges = (
-        sa.select(c.component.label("comp"), sa.func.max(c.t_s).label("t_end"))
+    # Energy is cumulative (never decreases within a component), so the largest energy of a
+    # bucket is the one at its last sample: one GROUP BY, no join back to the rows.
+    edge_rows = conn.execute(
+        sa.select(c.component, sa.func.max(c.t_s), sa.func.max(c.energy_j))
         .where(c.run_id == run_id)
         .group_by(c.component, bucket)
-        .subquery()
-    )
-    edge_rows = conn.execute(
-        sa.select(c.component, c.t_s, c.energy_j)
-        .join(edges, sa.and_(c.component == edges.c.comp, c.t_s == edges.c.t_end))
-        .where(c.run_id == run_id)
-        .order_by(c.component, c.t_s, c.id)
     ).all()
     pts: dict[str, dict[float, float]] = {}
     for comp, t, e in edge_rows:
         tf, ef = _finite(t), _finite(e)
         if tf is not None and ef is not None:
-            pts.setdefault(str(comp), {})[tf] = ef  # duplicates at one time: the last
+            pts.setdefault(str(comp), {})[tf] = ef
     out = []
     for comp in sorted(pts):
         prev_t, prev_e = 0.0, 0.0
