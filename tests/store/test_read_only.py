@@ -249,3 +249,41 @@ def test_a_read_only_file_in_a_read_only_folder_can_be_read(shared_dir: Path) ->
     p = _cli("track", "--store", url, "--", sys.executable, "-c", "pass", prefix=no_override)
     assert p.returncode == 0 and "read-only" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert sorted(x.name for x in shared_dir.iterdir()) == ["runs.db"]
+
+
+def test_a_read_only_store_that_needs_a_migration_says_so(shared_dir: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to drop root's override of file modes")
+    url = f"sqlite:///{shared_dir / 'runs.db'}"
+    _v1_store(url)
+    os.chmod(shared_dir / "runs.db", 0o444)
+    os.chmod(shared_dir, 0o555)
+    # as if version 2 had changed what reads rely on: a version-1 store then needs migrating
+    code = (
+        "import sys; import greenlm.store.schema as S; S.READABLE_FROM = 2; "
+        "from greenlm.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    p = subprocess.run(
+        [
+            setpriv,
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--inh-caps=-dac_override,-dac_read_search",
+            sys.executable,
+            "-c",
+            code,
+            "runs",
+            "list",
+            "--store",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if "cannot be migrated" not in p.stderr and "any command that writes" in p.stderr:
+        pytest.skip("dropping CAP_DAC_OVERRIDE did not make the store read-only here")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "needs a migration to version 2" in p.stderr and "read-only here, so it cannot be migrated" in p.stderr
+    assert sql(url, "SELECT value FROM greenlm_meta WHERE key = 'schema_version'") == [("1",)]

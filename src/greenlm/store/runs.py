@@ -181,7 +181,10 @@ class RunStore:
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{path} is not a greenlm run store (not an SQLite database: {e}).") from e
         immutable = self.immutable
-        self.engine = sa.create_engine("sqlite://", creator=lambda: connect(immutable), future=True)
+        # a file's pool (the "sqlite://" placeholder URL would get the in-memory one-per-thread pool)
+        self.engine = sa.create_engine(
+            "sqlite://", creator=lambda: connect(immutable), poolclass=sa.pool.QueuePool, future=True
+        )
         _sqlite_pragmas(self.engine, write=False)
 
     def _create_engine(self, u: sa.URL, kwargs: dict[str, Any]) -> sa.Engine:
