@@ -172,10 +172,16 @@ def worker(src: Path | None, *args: str) -> dict[str, Any]:
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
-    env["GREENLM_HOME"] = tempfile.mkdtemp(prefix="greenlm-bench-home-")
-    p = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, env=env, timeout=900, check=False
-    )
+    with tempfile.TemporaryDirectory(prefix="greenlm-bench-home-") as home:
+        env["GREENLM_HOME"] = home
+        p = subprocess.run(
+            [sys.executable, __file__, "--worker", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+            check=False,
+        )
     if p.returncode != 0:
         raise RuntimeError(f"worker {args} failed:\n{p.stderr}")
     return dict(json.loads(p.stdout.strip().splitlines()[-1]))
@@ -203,7 +209,15 @@ def main() -> None:
             print(json.dumps(storage(url, int(rest[0]))))
         return
 
-    tmp = Path(tempfile.mkdtemp(prefix="greenlm-bench-store-"))
+    with tempfile.TemporaryDirectory(prefix="greenlm-bench-store-") as d:
+        result = run(Path(d), args)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "store.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+
+
+def run(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Write both stores, measure both versions round by round, measure storage."""
     before_src = export_before(args.before, tmp / "before")
     urls = {"before": f"sqlite:///{tmp / 'before.db'}", "after": f"sqlite:///{tmp / 'after.db'}"}
     srcs = {"before": before_src, "after": None}
@@ -233,9 +247,7 @@ def main() -> None:
         "storage": store,
         "command": " ".join([Path(sys.executable).name, "benchmarks/bench_store.py", *sys.argv[1:]]),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "store.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(table(result))
+    return result
 
 
 def _cpu() -> str:
