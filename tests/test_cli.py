@@ -194,3 +194,14 @@ def test_sigint_is_forwarded_and_the_run_is_marked_interrupted(tmp_path):
     assert p.returncode == 130, err
     d = json.loads(out)
     assert d["status"] == "interrupted" and "signal" in d["error"]
+
+
+def test_runs_list_refuses_a_bad_limit():
+    for _ in range(2):
+        greenlm("track", "--project", "lim", "--", sys.executable, "-c", "pass", check=0)
+    for limit in ("-1", "0", "two", "1.5"):
+        p = greenlm("runs", "list", "--limit", limit)
+        assert p.returncode == 2 and "Traceback" not in p.stderr, limit
+        assert "--limit" in p.stderr and ("1 or more" in p.stderr or "whole number" in p.stderr), p.stderr
+        assert p.stdout == ""
+    assert len(json.loads(greenlm("runs", "list", "--limit", "1", "--json", check=0).stdout)) == 1

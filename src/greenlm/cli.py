@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib
 import json
 import logging
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = rs.add_parser("list", help="stored runs, newest first")
     q.add_argument("--project")
     q.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
-    q.add_argument("--limit", type=int)
+    q.add_argument("--limit", type=positive_int, help="newest N runs only (1 or more)")
     q.add_argument("--store")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_runs_list)
@@ -299,7 +300,8 @@ def open_store_synced(url: str | None) -> Any:
     """The store at ``url``, after writing what earlier runs left spooled for it.
 
     "The next greenlm command that opens the store" writes the runs a store outage left
-    waiting; a store that is still down or read-only is read as it is, with a note.
+    waiting; a store that is still down or read-only is read as it is, with a note. Only a
+    store that has runs waiting is written; reading itself never writes (opened read-only).
     """
     from greenlm.store import open_store, replay
 
@@ -315,7 +317,7 @@ def open_store_synced(url: str | None) -> Any:
                 f"greenlm: {rep.pending} event(s) of earlier runs still wait for the store ({rep.error})",
                 file=sys.stderr,
             )
-    return open_store(url)
+    return open_store(url, read_only=True)
 
 
 def cmd_runs_sync(args: argparse.Namespace) -> int:
@@ -335,36 +337,64 @@ def cmd_runs_sync(args: argparse.Namespace) -> int:
     return 1 if rep.pending else 0
 
 
+def positive_int(text: str) -> int:
+    """Argparse type: a whole number >= 1 (``--limit``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of runs (1 or more), got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
+    return n
+
+
+def _note_damaged(runs: Sequence[Any]) -> None:
+    bad = [r for r in runs if r.damaged]
+    for r in bad:
+        print(f"greenlm: run {r.run_id} is damaged: {r.damaged}", file=sys.stderr)
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    """Print the stored runs (damaged ones with their id and reason)."""
     from greenlm.report.summary import runs_table
 
     runs = open_store_synced(args.store).list_runs(project=args.project, status=args.status, limit=args.limit)
     if args.json:
-        print(json.dumps(runs, indent=2, default=str))
+        print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
+        _note_damaged(runs)
     else:
         sys.stdout.write(runs_table(runs))
     return 0
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
+    """Print one run; exit 1 (with the reason) when its stored record is damaged."""
     from greenlm.report.summary import run_summary
 
     st = open_store_synced(args.store)
-    d = st.get_run(args.run_id)
+    run = st.get_run(args.run_id)
     if args.json:
+        d = run.to_dict()
         if args.timeline:
-            d["samples"] = st.get_samples(d["run_id"])
+            d["samples"] = [dataclasses.asdict(s) for s in st.get_samples(run.run_id)]
         print(json.dumps(d, indent=2, default=str))
     else:
-        sys.stdout.write(run_summary(d))
+        sys.stdout.write(run_summary(run))
+    if run.damaged:
+        print(f"error: run {run.run_id} is damaged: {run.damaged}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_runs_export(args: argparse.Namespace) -> int:
+    """Write every run as CSV or JSON (damaged runs are included, marked as damaged)."""
     from greenlm.report.codecarbon_csv import to_csv
 
     runs = open_store_synced(args.store).list_runs(project=args.project)
-    text = to_csv(runs) if args.format == "csv" else json.dumps(runs, indent=2, default=str) + "\n"
+    text = (
+        to_csv(runs) if args.format == "csv" else json.dumps([r.to_dict() for r in runs], indent=2, default=str) + "\n"
+    )
+    _note_damaged(runs)
     if args.output:
         from greenlm._files import write_text_atomic
 
@@ -432,6 +462,8 @@ def _check_home() -> None:
             f"GREENLM_HOME={home} is a file; it must be a folder where greenlm keeps its run store and "
             "caches (or unset it to use ~/.greenlm)"
         )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for a user error)."""
     parser = build_parser()

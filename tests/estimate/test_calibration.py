@@ -120,7 +120,7 @@ def test_calibration_from_a_real_store(store_url):
             {**c, "provenance": "counter", "low_j": c["energy_j"], "high_j": c["energy_j"]} for c in r["components"]
         ]
         store.save_result({**base, **r, "components": comps})
-    cal = calibrate(store.list_runs(project="p"))
+    cal = calibrate([r.to_dict() for r in store.list_runs(project="p")])
     hw = next(iter(cal.hardware.values()))
     assert hw.n_runs == 3
     assert hw.mfu.value == pytest.approx(0.40)

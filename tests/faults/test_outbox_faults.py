@@ -66,7 +66,7 @@ def test_an_event_the_server_keeps_failing_on_is_moved_aside_and_blocks_no_one(t
         box.put(poison, "start", start)
         good = track_run(f"sqlite:///{tmp_path / 'local.db'}", "good", server=live.url, token=token)
         reports = [push(live.url, token)[live.url] for _ in range(MAX_TRIES + 1)]
-        assert app.state.store.get_run(good.run_id)["status"] == "completed", "the good run went out"
+        assert app.state.store.get_run(good.run_id).status == "completed", "the good run went out"
     assert len(seen) == MAX_TRIES, "the poison event was tried a bounded number of times"
     assert sum(r.rejected for r in reports) == 1
     rejected = list((box.dir / "rejected").glob("*.json"))

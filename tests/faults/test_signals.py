@@ -46,7 +46,7 @@ def test_a_stop_signal_closes_the_open_phases_at_the_stop_time(tmp_path, sig):
     time.sleep(0.3)
     p.send_signal(sig)
     assert p.wait(timeout=30) == -sig, "the signal still ends the process the way it would have"
-    d = open_store(url).get_run(run_id)
+    d = open_store(url).get_run(run_id).to_dict()
     assert d["status"] == "interrupted" and signal.Signals(sig).name in (d["error"] or "")
     phases = {ph["path"]: ph for ph in d["phases"]}
     assert {"train", "train/forward"} <= set(phases), "open phases are kept, closed at the stop time"
@@ -71,7 +71,7 @@ def test_sys_exit_inside_the_window(tmp_path, code, status):
     """)
     )
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    d = open_store(url).get_run(p.stdout.strip())
+    d = open_store(url).get_run(p.stdout.strip()).to_dict()
     assert d["status"] == status, d["error"]
 
 

@@ -44,14 +44,14 @@ def _tracker(store: str, **kw) -> EnergyTracker:
 def _assert_stored_whole(store_url: str, result) -> None:
     """The store holds the run as the tracker saw it: completed, same energy, every sample once."""
     st = open_store(store_url)
-    d = st.get_run(result.run_id)
+    d = st.get_run(result.run_id).to_dict()
     assert d["status"] == "completed"
     assert d["energy_j"] == pytest.approx(result.energy_j, rel=1e-9)
     samples = st.get_samples(result.run_id)
-    keys = [(s["t_s"], s["component"]) for s in samples]
+    keys = [(s.t_s, s.component) for s in samples]
     assert len(keys) == len(set(keys)), "no sample stored twice"
-    assert max(s["t_s"] for s in samples) == pytest.approx(result.duration_s, abs=1e-6), "samples to the end"
-    assert samples[-1]["energy_j"] == pytest.approx(result.energy_j, rel=1e-9)
+    assert max(s.t_s for s in samples) == pytest.approx(result.duration_s, abs=1e-6), "samples to the end"
+    assert samples[-1].energy_j == pytest.approx(result.energy_j, rel=1e-9)
 
 
 # ----------------------------------------------------------------- a full disk
@@ -70,11 +70,17 @@ def _tmpfs(path: Path, size: str) -> Iterator[Path]:
 def _fill(folder: Path) -> Path:
     """Fill the file system of ``folder`` until it is full; the filler file's path."""
     filler = folder / "filler"
-    with open(filler, "wb") as f:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        chunk = b"\0" * 65536
         with contextlib.suppress(OSError):
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+                os.write(fd, chunk)
+        with contextlib.suppress(OSError):  # the last few bytes
+            while True:
+                os.write(fd, b"\0" * 512)
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -153,13 +159,13 @@ def test_postgres_stopped_for_3s_mid_run_the_run_is_complete_and_the_cli_says_st
     result = json.loads(out)
     assert "stored in postgresql+psycopg://greenlm@" in err and "NOT" not in err, err
     st = open_store(postgres.url)
-    d = st.get_run(result["run_id"])
+    d = st.get_run(result["run_id"]).to_dict()
     assert d["status"] == "completed"
     assert d["energy_j"] == pytest.approx(result["energy_j"], rel=1e-9)
     samples = st.get_samples(result["run_id"])
-    keys = [(s["t_s"], s["component"]) for s in samples]
+    keys = [(s.t_s, s.component) for s in samples]
     assert len(keys) == len(set(keys))
-    assert max(s["t_s"] for s in samples) == pytest.approx(result["duration_s"], abs=1e-6)
+    assert max(s.t_s for s in samples) == pytest.approx(result["duration_s"], abs=1e-6)
 
 
 @pytest.mark.postgres

@@ -56,6 +56,6 @@ def test_sidecar_serves_metrics_and_stores_the_run() -> None:
     assert p.returncode == 0, out
     assert 'greenlm_power_watts{device="cpu"}' in body
     assert 'route="_all"' in body
-    (run,) = open_store().list_runs(project="sidecar")
+    (run,) = [r.to_dict() for r in open_store().list_runs(project="sidecar")]
     assert run["status"] == "completed" and run["metadata"]["kind"] == "serving"
     assert run["run_id"] in out

@@ -72,7 +72,7 @@ def _workers_succeeded(rc: int, out: str) -> bool:
 
 
 def _group_runs() -> list[dict]:
-    runs = open_store().list_runs(project="dist")
+    runs = [r.to_dict() for r in open_store().list_runs(project="dist")]
     return [r for r in runs if r["metadata"].get("distributed", {}).get("role") == "group"]
 
 
@@ -95,7 +95,7 @@ def _check_no_double_counting(run: dict, nodes: dict[str, int]) -> None:
 def test_torchrun_two_ranks_store_one_run() -> None:
     rc, out = _wait(_torchrun(2, free_port()))
     assert rc == 0, out
-    runs = open_store().list_runs(project="dist")
+    runs = [r.to_dict() for r in open_store().list_runs(project="dist")]
     assert len(runs) == 1, "the rank rows are replaced by the merged run"
     run = runs[0]
     assert run["status"] == "completed"
@@ -124,7 +124,7 @@ def test_hf_trainer_under_torchrun_stores_one_run_with_node_meters_once(tmp_path
     assert set(views) == {0, 1}, out[-4000:]
     assert {v["tracker"] for v in views.values()} == {"DistributedTracker"}, "the callback went distributed alone"
     assert views[0]["group_run_id"] == views[1]["group_run_id"], "both ranks tracked one run"
-    runs = open_store().list_runs(project="hf-dist")
+    runs = [r.to_dict() for r in open_store().list_runs(project="hf-dist")]
     assert len(runs) == 1, "the rank rows are replaced by the merged run"
     (run,) = runs
     assert run["run_id"] == views[0]["run_id"] == views[0]["group_run_id"], "rank 0's result is the merged run"

@@ -51,7 +51,7 @@ def test_train_run_is_stored_with_phases_and_logged(tmp_path: Path) -> None:
     r = cb.result
     assert r.status == "completed"
     assert r.steps == 8, "every optimizer step is a tracker step"
-    stored = open_store().get_run(r.run_id)
+    stored = open_store().get_run(r.run_id).to_dict()
     assert stored["project"] == "hf"
     phases = {p["path"]: p for p in stored["phases"]}
     assert set(phases) == {"train", "train/evaluate"}
@@ -90,7 +90,7 @@ def test_standalone_evaluate_and_predict_are_runs(tmp_path: Path) -> None:
     assert run_pred.run_id != run_eval.run_id, "one run per top-level call"
     assert [p.path for p in run_pred.phases] == ["predict"]
     assert out.metrics["test_greenlm_predict_energy_j"] == pytest.approx(run_pred.phase("predict").energy_j)
-    ids = {d["run_id"] for d in open_store().list_runs(project="hf-eval")}
+    ids = {d.run_id for d in open_store().list_runs(project="hf-eval")}
     assert ids == {run_eval.run_id, run_pred.run_id}
 
 

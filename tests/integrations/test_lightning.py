@@ -74,7 +74,7 @@ def test_fit_is_one_run_with_phases_and_logged_metrics(tmp_path: Path) -> None:
     paths = {p.path for p in r.phases}
     assert {"fit", "fit/validate", "fit/train", "fit/train/validate"} <= paths
     assert r.phase("fit/train").steps == 16
-    assert open_store().get_run(r.run_id)["energy_j"] == pytest.approx(r.energy_j)
+    assert open_store().get_run(r.run_id).to_dict()["energy_j"] == pytest.approx(r.energy_j)
 
     rows = _rows(trainer)
     energy = [float(x["greenlm/energy_j"]) for x in rows if x.get("greenlm/energy_j")]
@@ -111,4 +111,4 @@ def test_exception_closes_the_run_as_failed(tmp_path: Path) -> None:
     r = cb.result
     assert r.status == "failed" and "diverged" in (r.error or "")
     assert r.steps == 3
-    assert open_store().get_run(r.run_id)["status"] == "failed"
+    assert open_store().get_run(r.run_id).to_dict()["status"] == "failed"

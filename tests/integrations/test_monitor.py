@@ -79,7 +79,7 @@ def test_served_minilm_conserves_energy_and_scrapes(monkeypatch: pytest.MonkeyPa
         assert not mon.running
         assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
         fams = _families(scrape.text)
-        run = next(r for r in open_store().list_runs(project="serving-test"))
+        run = next(r.to_dict() for r in open_store().list_runs(project="serving-test"))
     finally:
         torch.set_num_threads(threads)
 

@@ -88,10 +88,10 @@ OPTIMIZE = {
 }
 
 
-def _all(store: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    st = open_store(store["url"])
+def _all(store: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    st = open_store(store["url"], read_only=True)
     runs = st.list_runs()
-    return runs, {r["run_id"]: st.get_samples(r["run_id"]) for r in runs}
+    return runs, {r.run_id: st.power_trace(r.run_id) for r in runs}
 
 
 def _assert_self_contained(html: str) -> None:
@@ -106,7 +106,7 @@ def test_report_of_runs_is_self_contained_and_escapes_user_input(report_store: d
     html = render_report(runs, samples)
     _assert_self_contained(html)
     for r in runs:
-        assert r["run_id"] in html
+        assert r.run_id in html
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     # chart data sits in a JSON script element and cannot close it

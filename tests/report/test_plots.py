@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 from greenlm.report import plots
+from greenlm.store import PowerSeries, PowerTrace
+from greenlm.tracking.result import ComponentEnergy
 
 
 def test_downsample_keeps_short_series_and_averages_long_ones() -> None:
@@ -28,25 +30,25 @@ def test_energy_scale_units() -> None:
     assert plots.energy_scale(7.2e9)[0] == "MWh"
 
 
-def test_power_timeline_skips_missing_power_and_is_json() -> None:
-    samples = [
-        {"t_s": 0.1, "component": "cpu", "energy_j": 1.0, "power_w": None},
-        {"t_s": 0.2, "component": "cpu", "energy_j": 2.0, "power_w": 10.0},
-        {"t_s": 0.2, "component": "gpu:0", "energy_j": 20.0, "power_w": float("nan")},
-        {"t_s": 0.3, "component": "gpu:0", "energy_j": 40.0, "power_w": 200.0},
-    ]
-    c = plots.power_timeline(samples, {"gpu:0": "gpu", "cpu": "cpu"})
+def test_power_timeline_skips_non_finite_power_and_is_json() -> None:
+    trace = PowerTrace(
+        "r1",
+        (
+            PowerSeries("cpu", ((0.1, float("nan")), (0.2, 10.0))),
+            PowerSeries("gpu:0", ((0.2, float("inf")), (0.3, 200.0))),
+        ),
+        n_samples=4,
+    )
+    c = plots.power_timeline(trace, {"gpu:0": "gpu", "cpu": "cpu"})
     assert not c.empty
     ds = {d["label"]: d["data"] for d in c.spec["data"]["datasets"]}
     assert ds == {"cpu": [{"x": 0.2, "y": 10.0}], "gpu:0": [{"x": 0.3, "y": 200.0}]}
     json.dumps(c.spec, allow_nan=False)
-    assert plots.power_timeline([]).empty
+    assert plots.power_timeline(PowerTrace("r0", (), 0)).empty
 
 
 def test_energy_by_component_band_in_display_unit() -> None:
-    comps = [
-        {"name": "gpu:0", "kind": "gpu", "energy_j": 7.2e6, "low_j": 7.0e6, "high_j": 7.4e6, "provenance": "counter"}
-    ]
+    comps = [ComponentEnergy("gpu:0", "gpu", 7.2e6, "counter", 7.0e6, 7.4e6)]
     c = plots.energy_by_component(comps)
     value, band = c.spec["data"]["datasets"]
     assert value["data"] == [2.0]  # kWh

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sqlite3
@@ -62,7 +63,7 @@ def test_post_run_is_idempotent_and_round_trips(client_factory: Any, run_result:
 def test_streamed_run_start_samples_result(client_factory: Any, run_result: Any, tmp_path: Path) -> None:
     c, _app, token = client_factory()
     local = open_store(f"sqlite:///{tmp_path / 'local.db'}")
-    samples = local.get_samples(run_result.run_id)
+    samples = [dataclasses.asdict(s) for s in local.get_samples(run_result.run_id)]
     assert samples, "the tracker stored samples"
     rid = run_result.run_id
     start = {
@@ -112,7 +113,9 @@ def test_streamed_run_start_samples_result(client_factory: Any, run_result: Any,
 
 def test_result_with_samples_in_one_request(client_factory: Any, run_result: Any, tmp_path: Path) -> None:
     c, _app, token = client_factory()
-    samples = open_store(f"sqlite:///{tmp_path / 'local.db'}").get_samples(run_result.run_id)
+    samples = [
+        dataclasses.asdict(s) for s in open_store(f"sqlite:///{tmp_path / 'local.db'}").get_samples(run_result.run_id)
+    ]
     body = {**run_result.to_dict(timeline=True), "samples": samples}
     assert c.post("/api/v1/runs", json=body, headers=_auth(token)).json()["samples_stored"] == len(samples)
     assert c.post("/api/v1/runs", json=body, headers=_auth(token)).json()["samples_stored"] == 0

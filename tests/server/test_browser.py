@@ -149,7 +149,7 @@ def test_runs_page_numbers_match_the_store(page: Any, live: LiveServer, seeded: 
     page.goto(live.url + "/")
     _assert_charts(page, ["overview"])
     store = open_store(seeded["url"])
-    runs = {r["run_id"]: r for r in store.list_runs()}
+    runs = {r.run_id: r.to_dict() for r in store.list_runs()}
     rows = page.locator("#runs-table tbody tr[data-run-id]")
     assert rows.count() == len(runs)
     for i in range(rows.count()):
@@ -195,7 +195,7 @@ def test_run_detail(page: Any, live: LiveServer, seeded: dict[str, Any], shots: 
     r = seeded["results"][0]
     page.goto(f"{live.url}/runs/{r.run_id}")
     _assert_charts(page, ["power", "components", "phases"])
-    stored = open_store(seeded["url"]).get_run(r.run_id)
+    stored = open_store(seeded["url"]).get_run(r.run_id).to_dict()
     assert float(page.locator('[data-figure="energy"]').get_attribute("data-raw")) == pytest.approx(stored["energy_j"])
     assert page.locator('[data-figure="energy"] .value').inner_text() == fmt_energy_j(stored["energy_j"])
     assert float(page.locator('[data-figure="co2e"]').get_attribute("data-raw")) == pytest.approx(stored["co2e_g"])
@@ -282,7 +282,7 @@ def test_report_renders_offline(
     store = open_store(seeded["url"])
     runs = store.list_runs()[:2]
     path = write_report(
-        tmp_path / "report.html", render_report(runs, {r["run_id"]: store.get_samples(r["run_id"]) for r in runs})
+        tmp_path / "report.html", render_report(runs, {r.run_id: store.power_trace(r.run_id) for r in runs})
     )
     requests: list[str] = []
     page.on("request", lambda req: requests.append(req.url))

@@ -77,14 +77,14 @@ def test_server_stopped_mid_run_then_started_run_arrives_complete(tmp_path: Path
     r = t.result
     try:
         server_store = app.state.store
-        got = server_store.get_run(r.run_id)
+        got = server_store.get_run(r.run_id).to_dict()
         assert got["status"] == "completed"
         assert got["energy_j"] == pytest.approx(r.energy_j)
         assert [p["name"] for p in got["phases"]] == ["before", "while-down", "after"]
         remote = server_store.get_samples(r.run_id)
         local = open_store(local_url).get_samples(r.run_id)
         assert len(remote) == len(local)
-        assert max(s["t_s"] for s in remote) == pytest.approx(max(s["t_s"] for s in local))
+        assert max(s.t_s for s in remote) == pytest.approx(max(s.t_s for s in local))
         assert not _outbox_events(live.url), "the outbox is empty once delivered"
     finally:
         live.stop()
@@ -107,7 +107,7 @@ def test_server_down_for_the_whole_run_then_push(
         monkeypatch.setenv("GREENLM_TOKEN", token)
         assert main(["server", "push"]) == 0
         assert "delivered" in capsys.readouterr().out
-    got = app.state.store.get_run(r.run_id)
+    got = app.state.store.get_run(r.run_id).to_dict()
     assert got["energy_j"] == pytest.approx(r.energy_j)
     assert app.state.store.get_samples(r.run_id)
     assert not _outbox_events(url)
@@ -125,7 +125,7 @@ def test_next_tracker_start_drains_the_outbox(tmp_path: Path) -> None:
         deadline = time.monotonic() + 15
         while _outbox_events(url) and time.monotonic() < deadline:
             time.sleep(0.1)
-        ids = {r["run_id"] for r in app.state.store.list_runs()}
+        ids = {r.run_id for r in app.state.store.list_runs()}
     assert {first.run_id, second.run_id} <= ids
 
 
@@ -136,7 +136,7 @@ def test_wrong_token_keeps_runs_in_the_outbox(tmp_path: Path, caplog: pytest.Log
         assert _outbox_events(live.url)
         reports = push(live.url, token)
     assert reports[live.url].delivered >= 2 and reports[live.url].pending == 0
-    assert app.state.store.get_run(r.run_id)["status"] == "completed"
+    assert app.state.store.get_run(r.run_id).status == "completed"
 
 
 def test_rejected_events_are_kept_aside(tmp_path: Path) -> None:
@@ -312,8 +312,8 @@ def _wait_for_run(store: Any, run_id: str, timeout_s: float = 10.0) -> dict[str,
     while time.monotonic() < deadline:
         try:
             got = store.get_run(run_id)
-            if got and got.get("status") == "completed":
-                return dict(got)
+            if got.status == "completed":
+                return got.to_dict()
         except Exception:
             pass
         time.sleep(0.05)
@@ -367,4 +367,4 @@ def test_a_store_failing_mid_run_does_not_stop_delivery_to_the_team_server(tmp_p
     assert len(failures) == 1 and "No space left" in failures[0], r.warnings
     assert got is not None and [p["name"] for p in got["phases"]] == ["work"]
     samples = app.state.store.get_samples(r.run_id)
-    assert max(s["t_s"] for s in samples) == pytest.approx(r.duration_s, abs=1e-6), "every sample arrived"
+    assert max(s.t_s for s in samples) == pytest.approx(r.duration_s, abs=1e-6), "every sample arrived"

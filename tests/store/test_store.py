@@ -53,13 +53,13 @@ def test_a_store_from_a_newer_greenlm_is_refused(store_url):
 def test_completed_run_is_stored_with_samples_and_readable_by_prefix(store_url):
     r = tracked_run(store_url, seconds=0.2)
     st = open_store(store_url)
-    d = st.get_run(r.run_id[:8])
-    assert d["run_id"] == r.run_id and d["status"] == "completed"
-    assert d["energy_j"] == pytest.approx(r.energy_j)
+    got = st.get_run(r.run_id[:8])
+    assert got.run_id == r.run_id and got.status == "completed" and not got.partial
+    assert got.result.energy_j == pytest.approx(r.energy_j)
     samples = st.get_samples(r.run_id)
     assert len(samples) >= 5
-    assert samples[-1]["energy_j"] == pytest.approx(r.energy_j, rel=1e-6)
-    assert [s["t_s"] for s in samples] == sorted(s["t_s"] for s in samples)
+    assert samples[-1].energy_j == pytest.approx(r.energy_j, rel=1e-6)
+    assert [s.t_s for s in samples] == sorted(s.t_s for s in samples)
 
 
 def test_unknown_run_is_a_clear_error(store_url):
@@ -72,7 +72,7 @@ def test_save_is_idempotent(store_url):
     st = open_store(store_url)
     st.save_result(r)
     st.save_result(r.to_dict())
-    assert [d["run_id"] for d in st.list_runs()] == [r.run_id]
+    assert [d.run_id for d in st.list_runs()] == [r.run_id]
 
 
 WRITER = textwrap.dedent("""
@@ -95,8 +95,8 @@ def test_concurrent_writers_lose_no_run(store_url, tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     runs = open_store(store_url).list_runs()
     assert len(runs) == 32
-    assert all(r["status"] == "completed" for r in runs)
-    assert {r["project"] for r in runs} == {"w0", "w1", "w2", "w3"}
+    assert all(r.status == "completed" for r in runs)
+    assert {r.project for r in runs} == {"w0", "w1", "w2", "w3"}
 
 
 VICTIM = textwrap.dedent("""
@@ -119,8 +119,9 @@ def test_sigkilled_run_shows_interrupted_with_energy_up_to_last_flush(store_url,
     time.sleep(1.0)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    d = open_store(store_url).get_run(run_id)
-    assert d["status"] == "interrupted"
+    got = open_store(store_url).get_run(run_id)
+    assert got.status == "interrupted" and got.partial
+    d = got.to_dict()
     # ~1 s at 100 W, minus at most one flush interval
     assert 50.0 < d["energy_j"] <= 110.0
     assert d["components"][0]["name"] == "gpu:0" and d["components"][0]["provenance"] == "sampled"
@@ -139,7 +140,7 @@ def test_sigterm_flushes_and_marks_interrupted(store_url, tmp_path):
     time.sleep(0.5)
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == -signal.SIGTERM  # default behaviour preserved after the flush
-    d = open_store(store_url).get_run(run_id)
+    d = open_store(store_url).get_run(run_id).to_dict()
     assert d["status"] == "interrupted" and d["error"] == "SIGTERM"
     assert d["energy_j"] > 20.0 and d["ended_at"]
 
@@ -148,7 +149,7 @@ def test_list_filters_by_project_and_status(store_url):
     tracked_run(store_url, project="a")
     tracked_run(store_url, project="b")
     st = open_store(store_url)
-    assert [r["project"] for r in st.list_runs(project="a")] == ["a"]
+    assert [r.project for r in st.list_runs(project="a")] == ["a"]
     assert len(st.list_runs(status="completed")) == 2
     assert st.list_runs(status="failed") == []
     assert len(st.list_runs(search="b")) >= 1
@@ -184,9 +185,9 @@ def test_rank_rows_are_hidden_only_once_their_merged_run_exists(store_url):
         r, run_id="rank1row", metadata={"distributed": {"role": "rank", "group_run_id": "g"}}
     )
     st.save_result(rank_row)
-    assert "rank1row" in [d["run_id"] for d in st.list_runs()]  # no merged run: the rank row is the record
+    assert "rank1row" in [d.run_id for d in st.list_runs()]  # no merged run: the rank row is the record
     group = dataclasses.replace(r, run_id="grouprow", metadata={"distributed": {"role": "group", "group_run_id": "g"}})
     st.save_result(group)
-    ids = [d["run_id"] for d in st.list_runs()]
+    ids = [d.run_id for d in st.list_runs()]
     assert "grouprow" in ids and "rank1row" not in ids
-    assert "rank1row" in [d["run_id"] for d in st.list_runs(include_rank_rows=True)]
+    assert "rank1row" in [d.run_id for d in st.list_runs(include_rank_rows=True)]

@@ -51,6 +51,6 @@ def test_real_training_loop_is_measured_by_phase_and_step(store_url):
     assert r.phase("train/backward").energy_j > 0
     # average CPU power must be physically plausible for this machine's model
     assert 0 < cpu.energy_j / r.duration_s < 500
-    stored = open_store(store_url).get_run(r.run_id)
+    stored = open_store(store_url).get_run(r.run_id).to_dict()
     assert stored["status"] == "completed" and stored["metadata"]["params"] > 0
     assert [p["path"] for p in stored["phases"]] == [p.path for p in r.phases]

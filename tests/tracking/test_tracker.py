@@ -333,6 +333,6 @@ def test_a_forked_child_never_closes_the_parents_run(store_url):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     time.sleep(0.05)
-    assert open_store(store_url).get_run(t.run_id)["status"] == "running"
+    assert open_store(store_url).get_run(t.run_id).status == "running"
     t.stop()
-    assert open_store(store_url).get_run(t.run_id)["status"] == "completed"
+    assert open_store(store_url).get_run(t.run_id).status == "completed"

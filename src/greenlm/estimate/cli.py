@@ -367,8 +367,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         from greenlm.store import open_store
 
-        runs = open_store(args.store).list_runs(project=args.project, limit=args.limit)
-        result = cal.calibrate(runs)
+        stored = open_store(args.store, read_only=True).list_runs(project=args.project, limit=args.limit)
+        result = cal.calibrate([r.to_dict() for r in stored if r.ok])
     d = result.to_dict()
     if args.json:
         print(json.dumps(d, indent=2))

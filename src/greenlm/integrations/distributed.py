@@ -443,7 +443,7 @@ class DistributedTracker:
             log.debug("greenlm: cannot read rank rows: %s", e)
             return []
         out = []
-        for d in rows:
+        for d in (r.to_dict() for r in rows if r.ok):
             info = (d.get("metadata") or {}).get("distributed") or {}
             if info.get("group_run_id") == self.group_run_id and info.get("role") == "rank":
                 out.append(d)

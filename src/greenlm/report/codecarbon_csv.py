@@ -13,11 +13,13 @@ import csv
 import io
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from greenlm.errors import ConfigError
+from greenlm.store.records import StoredRun
+from greenlm.tracking.result import ComponentEnergy, RunResult
 
 CODECARBON_COLUMNS = (
     "timestamp",
@@ -82,37 +84,33 @@ COLUMNS = CODECARBON_COLUMNS + GREENLM_COLUMNS
 J_PER_KWH = 3.6e6
 
 
-def row(d: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row from a result JSON object."""
-    comps = d.get("components") or []
-    by_kind: dict[str, list[dict[str, Any]]] = {"cpu": [], "gpu": [], "ram": []}
-    for c in comps:
-        by_kind.setdefault(c["kind"], []).append(c)
-    dur = float(d.get("duration_s") or 0.0)
+def row(run: RunResult) -> dict[str, Any]:
+    """One CSV row from a run's result."""
+    by_kind: dict[str, list[ComponentEnergy]] = {"cpu": [], "gpu": [], "ram": []}
+    for c in run.components:
+        by_kind.setdefault(c.kind, []).append(c)
+    dur = run.duration_s
 
     def e_kwh(kind: str) -> float:
-        return sum(float(c["energy_j"]) for c in by_kind[kind]) / J_PER_KWH
+        return sum(c.energy_j for c in by_kind[kind]) / J_PER_KWH
 
     def p_w(kind: str) -> float:
-        return sum(float(c["energy_j"]) for c in by_kind[kind]) / dur if dur > 0 else 0.0
+        return sum(c.energy_j for c in by_kind[kind]) / dur if dur > 0 else 0.0
 
     def prov(kind: str) -> str:
-        return ",".join(sorted({c["provenance"] for c in by_kind[kind] if c.get("provenance")}))
+        return ",".join(sorted({c.provenance for c in by_kind[kind] if c.provenance}))
 
-    loc = d.get("location") or {}
+    loc = run.location
     code = str(loc.get("code") or "")
-    meters = d.get("meters") or []
-    cpu_model = next((str(m.get("cpu")) for m in meters if m.get("cpu")), "")
-    gpu_models = sorted({str(m.get("model")) for m in meters if m.get("kind") == "gpu" and m.get("model")})
-    co2_kg = float(d.get("co2e_g") or 0.0) / 1000
-    it_kwh = float(d.get("energy_j") or 0.0) / J_PER_KWH
-    low, high = d.get("energy_low_j"), d.get("energy_high_j")
+    cpu_model = next((str(m.get("cpu")) for m in run.meters if m.get("cpu")), "")
+    gpu_models = sorted({str(m.get("model")) for m in run.meters if m.get("kind") == "gpu" and m.get("model")})
+    co2_kg = run.co2e_g / 1000
     cloud = loc.get("cloud_provider")
     return {
-        "timestamp": d.get("ended_at") or d.get("started_at"),
-        "project_name": d.get("project"),
-        "run_id": d.get("run_id"),
-        "experiment_id": (d.get("metadata") or {}).get("experiment_id", ""),
+        "timestamp": run.ended_at or run.started_at,
+        "project_name": run.project,
+        "run_id": run.run_id,
+        "experiment_id": run.metadata.get("experiment_id", ""),
         "duration": dur,
         "emissions": co2_kg,
         "emissions_rate": co2_kg / dur if dur > 0 else 0.0,
@@ -122,7 +120,7 @@ def row(d: dict[str, Any]) -> dict[str, Any]:
         "cpu_energy": e_kwh("cpu"),
         "gpu_energy": e_kwh("gpu"),
         "ram_energy": e_kwh("ram"),
-        "energy_consumed": it_kwh,
+        "energy_consumed": run.energy_j / J_PER_KWH,
         "water_consumed": 0.0,
         "country_name": loc.get("name", ""),
         "country_iso_code": code if len(code) == 3 and code.isalpha() else "",
@@ -139,45 +137,65 @@ def row(d: dict[str, Any]) -> dict[str, Any]:
         "longitude": "",
         "latitude": "",
         "ram_total_size": "",
-        "tracking_mode": "process" if any(c.get("scope") == "process" for c in comps) else "machine",
+        "tracking_mode": "process" if any(c.scope == "process" for c in run.components) else "machine",
         "cpu_utilization_percent": "",
         "gpu_utilization_percent": "",
         "ram_utilization_percent": "",
         "ram_used_gb": "",
         "on_cloud": "Y" if cloud else "N",
-        "pue": d.get("pue"),
+        "pue": run.pue,
         "wue": 0,
-        "greenlm_status": d.get("status"),
-        "greenlm_provenance": d.get("provenance"),
+        "greenlm_status": run.status,
+        "greenlm_provenance": run.provenance,
         "greenlm_cpu_provenance": prov("cpu"),
         "greenlm_gpu_provenance": prov("gpu"),
         "greenlm_ram_provenance": prov("ram"),
-        "greenlm_energy_low_kwh": float(low) / J_PER_KWH if low is not None else "",
-        "greenlm_energy_high_kwh": float(high) / J_PER_KWH if high is not None else "",
-        "greenlm_facility_energy_kwh": float(d.get("facility_energy_j") or 0.0) / J_PER_KWH,
-        "greenlm_co2e_g": d.get("co2e_g"),
+        "greenlm_energy_low_kwh": run.energy_low_j / J_PER_KWH,
+        "greenlm_energy_high_kwh": run.energy_high_j / J_PER_KWH,
+        "greenlm_facility_energy_kwh": run.facility_energy_j / J_PER_KWH,
+        "greenlm_co2e_g": run.co2e_g,
         "greenlm_intensity_g_per_kwh": loc.get("intensity_g_per_kwh"),
         "greenlm_intensity_source": loc.get("source", ""),
         "greenlm_intensity_year": loc.get("year", ""),
         "greenlm_location_defaulted": loc.get("defaulted", ""),
-        "greenlm_cost": d.get("cost"),
-        "greenlm_currency": d.get("currency"),
-        "greenlm_steps": d.get("steps", 0),
-        "greenlm_warnings": " | ".join(d.get("warnings") or []),
+        "greenlm_cost": run.cost,
+        "greenlm_currency": run.currency,
+        "greenlm_steps": run.steps,
+        "greenlm_warnings": " | ".join(run.warnings),
     }
 
 
-def to_csv(results: Iterable[dict[str, Any]]) -> str:
-    """CSV text (header + one row per result)."""
+def damaged_row(run: StoredRun) -> dict[str, Any]:
+    """The row of a run whose record cannot be read: its identity, blank figures, the reason.
+
+    Figures are left empty rather than written as 0 (a spreadsheet would add a zero);
+    ``greenlm_status`` is ``damaged`` and ``greenlm_warnings`` says why.
+    """
+    out = dict.fromkeys(COLUMNS, "")
+    out.update(
+        timestamp=run.started_at,
+        project_name=run.project,
+        run_id=run.run_id,
+        greenlm_status="damaged",
+        greenlm_warnings=f"damaged record: {run.damaged}",
+    )
+    return out
+
+
+def to_csv(results: Iterable[RunResult | StoredRun | Mapping[str, Any]]) -> str:
+    """CSV text (header + one row per run); a damaged stored run gets a :func:`damaged_row`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     w.writeheader()
-    for d in results:
-        w.writerow(row(d))
+    for r in results:
+        if isinstance(r, StoredRun):
+            w.writerow(row(r.result) if r.result is not None else damaged_row(r))
+        else:
+            w.writerow(row(r if isinstance(r, RunResult) else RunResult.from_dict(dict(r))))
     return buf.getvalue()
 
 
-def append_csv(path: str | os.PathLike[str], results: Iterable[dict[str, Any]]) -> None:
+def append_csv(path: str | os.PathLike[str], results: Iterable[RunResult | Mapping[str, Any]]) -> None:
     """Append rows to ``path`` like CodeCarbon does, safely when several runs append at once.
 
     The file is opened for appending and locked (``flock``) while its header is checked and

@@ -1,10 +1,11 @@
 """Self-contained HTML reports: one file, charts and styles inlined, viewable offline.
 
-``render_report(...)`` builds the page from stored runs, an optimize results object and/or
-an estimate; ``write_report`` writes it atomically. Jinja2 renders with autoescaping on, so
-every string that came from a user (project names, tags, metadata, model names) is text,
-never markup; chart data goes through :func:`script_json`, which escapes ``<``, ``>`` and
-``&`` so it cannot close its ``<script>`` element.
+``render_report(...)`` builds the page from stored runs (typed ``StoredRun`` records and
+their bounded power traces), an optimize results object and/or an estimate;
+``write_report`` writes it atomically. Jinja2 renders with autoescaping on, so every string
+that came from a user (project names, tags, metadata, model names) is text, never markup;
+chart data goes through :func:`script_json`, which escapes ``<``, ``>`` and ``&`` so it
+cannot close its ``<script>`` element.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from greenlm._files import write_text_atomic
 from greenlm.errors import MissingExtraError
 from greenlm.report import views
 from greenlm.report.plots import Chart
+from greenlm.store.records import PowerTrace, StoredRun
 
 #: Static assets shipped in the wheel (``greenlm/server/static``), inlined into reports.
 ASSETS = ("vendor/chart.umd.min.js", "charts.js", "style.css")
@@ -103,19 +105,21 @@ def _version() -> str:
 
 
 def render_report(
-    runs: Sequence[Mapping[str, Any]] = (),
-    samples: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    runs: Sequence[StoredRun] = (),
+    traces: Mapping[str, PowerTrace] | None = None,
     optimize: Mapping[str, Any] | None = None,
     estimates: Sequence[Mapping[str, Any]] = (),
     title: str | None = None,
 ) -> str:
     """The report page as one HTML string (runs and their comparison, optimize, estimates).
 
-    ``estimates`` are estimate JSON objects: a train/finetune/inference estimate, a lifecycle
-    estimate (with ``parts``) or an ``estimate compare`` result (with ``options``).
+    ``runs`` are stored runs (``RunStore.get_run``), ``traces`` their bounded power traces by
+    run id (``RunStore.power_trace``). ``estimates`` are estimate JSON objects: a
+    train/finetune/inference estimate, a lifecycle estimate (with ``parts``) or an
+    ``estimate compare`` result (with ``options``).
     """
-    samples = samples or {}
-    run_views = [views.run_view(r, samples.get(str(r["run_id"]), ()), prefix=f"r{i}-") for i, r in enumerate(runs)]
+    traces = traces or {}
+    run_views = [views.run_view(r, traces.get(r.run_id), prefix=f"r{i}-") for i, r in enumerate(runs)]
     charts: list[Chart] = [c for v in run_views for c in v["charts"]]
     compare = views.compare_view(runs) if len(runs) > 1 else None
     if compare:
@@ -128,7 +132,7 @@ def render_report(
         charts += [c for part in ev.values() if isinstance(part, dict) for c in part.get("charts", [])]
     if title is None:
         if runs:
-            title = "greenlm report: " + ", ".join(sorted({str(r.get("project")) for r in runs}))
+            title = "greenlm report: " + ", ".join(sorted({r.project for r in runs}))
         elif opt:
             title = f"greenlm optimize report: {opt['model']}"
         else:

@@ -1,4 +1,7 @@
-"""Chart specifications (Chart.js configuration objects) built from greenlm's JSON.
+"""Chart specifications (Chart.js configuration objects) built from greenlm's results.
+
+Run charts take the typed results (``RunResult``, ``StoredRun``, a store ``PowerTrace``);
+optimize and estimate charts take those commands' JSON objects.
 
 Pure data: every function returns a :class:`Chart` whose ``spec`` is a Chart.js config
 (plain JSON, no functions), plus a caption saying where the figures come from. The
@@ -12,6 +15,9 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from greenlm.store.records import PowerTrace, StoredRun
+from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult
 
 #: Colours by component kind and for series without a kind (colour-blind friendly set).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -116,27 +122,24 @@ def downsample(points: Sequence[tuple[float, float]], max_points: int) -> list[t
 
 
 def power_timeline(
-    samples: Sequence[Mapping[str, Any]],
+    trace: PowerTrace,
     kinds: Mapping[str, str] | None = None,
     chart_id: str = "power",
-    max_points: int = 600,
     provenance: Mapping[str, str] | None = None,
 ) -> Chart:
-    """Power over time per component, from stored samples (``t_s``, ``component``, ``power_w``)."""
-    series: dict[str, list[tuple[float, float]]] = {}
-    for s in samples:
-        p, t = finite(s.get("power_w")), finite(s.get("t_s"))
-        if p is None or t is None:
-            continue
-        series.setdefault(str(s["component"]), []).append((t, p))
+    """Power over time per component, from a run's bounded power trace (``RunStore.power_trace``)."""
     kinds = kinds or {}
     datasets = []
-    for i, (name, pts) in enumerate(sorted(series.items())):
+    for i, series in enumerate(sorted(trace.series, key=lambda s: s.component)):
+        pts = [(t, p) for t, p in series.points if finite(t) is not None and finite(p) is not None]
+        if not pts:
+            continue
+        name = series.component
         c = colour(i, kinds.get(name))
         datasets.append(
             {
                 "label": f"{name} ({(provenance or {}).get(name, 'measured')})" if provenance else name,
-                "data": [{"x": round(t, 4), "y": round(p, 4)} for t, p in downsample(pts, max_points)],
+                "data": [{"x": round(t, 4), "y": round(p, 4)} for t, p in pts],
                 "borderColor": c,
                 "backgroundColor": c,
                 "pointRadius": 0,
@@ -146,34 +149,34 @@ def power_timeline(
             }
         )
     spec = _base("line", {"datasets": datasets}, "time since start (s)", "power (W)", x_type="linear")
+    drawn = (
+        f"each point the mean over {trace.bucket_s:.3g} s, from the energy at the bucket edges "
+        f"({trace.n_samples} stored samples)"
+        if trace.bucket_s
+        else "from the stored samples"
+    )
     caption = (
-        "Average power of each component between samples (W), from the stored samples; "
+        f"Average power of each component between samples (W), {drawn}; "
         "provenance in brackets: counter = hardware energy counter, sampled = power "
         "readings integrated, modeled = estimated from utilisation."
     )
     return Chart(chart_id, "Power over time", caption, spec, empty=not datasets)
 
 
-def energy_by_component(components: Sequence[Mapping[str, Any]], chart_id: str = "components") -> Chart:
+def energy_by_component(components: Sequence[ComponentEnergy], chart_id: str = "components") -> Chart:
     """IT energy per component with its band (floating bar low..high beside the value)."""
-    comps = [c for c in components if finite(c.get("energy_j")) is not None]
-    unit, div = energy_scale(max([float(c["energy_j"]) for c in comps] + [0.0]))
-    labels = [f"{c['name']} ({c.get('provenance') or '?'})" for c in comps]
+    comps = [c for c in components if finite(c.energy_j) is not None]
+    unit, div = energy_scale(max([c.energy_j for c in comps] + [0.0]))
+    labels = [f"{c.name} ({c.provenance or '?'})" for c in comps]
     value = {
         "label": f"energy ({unit})",
-        "data": [float(c["energy_j"]) / div for c in comps],
-        "backgroundColor": [colour(i, c.get("kind")) for i, c in enumerate(comps)],
+        "data": [c.energy_j / div for c in comps],
+        "backgroundColor": [colour(i, c.kind) for i, c in enumerate(comps)],
         **VALUE_STYLE,
     }
     band = {
         "label": f"band low-high ({unit})",
-        "data": [
-            [
-                (finite(c.get("low_j")) or float(c["energy_j"])) / div,
-                (finite(c.get("high_j")) or float(c["energy_j"])) / div,
-            ]
-            for c in comps
-        ],
+        "data": [[_or(c.low_j, c.energy_j) / div, _or(c.high_j, c.energy_j) / div] for c in comps],
         **BAND_STYLE,
     }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "component", f"IT energy ({unit})")
@@ -184,16 +187,21 @@ def energy_by_component(components: Sequence[Mapping[str, Any]], chart_id: str =
     return Chart(chart_id, "Energy by component", caption, spec, empty=not comps)
 
 
-def energy_by_phase(phases: Sequence[Mapping[str, Any]], chart_id: str = "phases") -> Chart:
+def _or(x: float | None, default: float) -> float:
+    v = finite(x)
+    return default if v is None else v
+
+
+def energy_by_phase(phases: Sequence[PhaseEnergy], chart_id: str = "phases") -> Chart:
     """IT energy of each phase (nested phases by path)."""
-    ph = [p for p in phases if finite(p.get("energy_j")) is not None]
-    unit, div = energy_scale(max([float(p["energy_j"]) for p in ph] + [0.0]))
+    ph = [p for p in phases if finite(p.energy_j) is not None]
+    unit, div = energy_scale(max([p.energy_j for p in ph] + [0.0]))
     data = {
-        "labels": [str(p.get("path") or p.get("name")) for p in ph],
+        "labels": [p.path for p in ph],
         "datasets": [
             {
                 "label": f"energy ({unit})",
-                "data": [float(p["energy_j"]) / div for p in ph],
+                "data": [p.energy_j / div for p in ph],
                 "backgroundColor": [colour(i) for i in range(len(ph))],
             }
         ],
@@ -207,24 +215,20 @@ def energy_by_phase(phases: Sequence[Mapping[str, Any]], chart_id: str = "phases
     return Chart(chart_id, "Energy by phase", caption, spec, empty=not ph)
 
 
-def compare_components(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-energy") -> Chart:
+def compare_components(runs: Sequence[RunResult], chart_id: str = "compare-energy") -> Chart:
     """Stacked IT energy by component for several runs."""
     names: list[str] = []
     kinds: dict[str, str] = {}
     for r in runs:
-        for c in r.get("components") or []:
-            if c["name"] not in names:
-                names.append(c["name"])
-                kinds[c["name"]] = c.get("kind") or ""
-    top = max([float(r.get("energy_j") or 0) for r in runs] + [0.0])
-    unit, div = energy_scale(top)
+        for c in r.components:
+            if c.name not in names:
+                names.append(c.name)
+                kinds[c.name] = c.kind
+    unit, div = energy_scale(max([r.energy_j for r in runs] + [0.0]))
     labels = [run_label(r) for r in runs]
     datasets = []
     for i, n in enumerate(names):
-        vals = []
-        for r in runs:
-            e = next((float(c["energy_j"]) for c in r.get("components") or [] if c["name"] == n), 0.0)
-            vals.append(e / div)
+        vals = [next((c.energy_j for c in r.components if c.name == n), 0.0) / div for r in runs]
         datasets.append({"label": n, "data": vals, "backgroundColor": colour(i, kinds.get(n)), "stack": "energy"})
     spec = _base("bar", {"labels": labels, "datasets": datasets}, "run", f"IT energy ({unit})", stacked=True)
     return Chart(
@@ -236,26 +240,14 @@ def compare_components(runs: Sequence[Mapping[str, Any]], chart_id: str = "compa
     )
 
 
-def compare_co2e(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-co2e") -> Chart:
+def compare_co2e(runs: Sequence[RunResult], chart_id: str = "compare-co2e") -> Chart:
     """CO2e per run with its band as a floating bar."""
-    top = max([float(r.get("co2e_high_g") or r.get("co2e_g") or 0) for r in runs] + [0.0])
-    unit, div = co2e_scale(top)
+    unit, div = co2e_scale(max([max(r.co2e_high_g, r.co2e_g) for r in runs] + [0.0]))
     labels = [run_label(r) for r in runs]
-    value = {
-        "label": unit,
-        "data": [float(r.get("co2e_g") or 0) / div for r in runs],
-        "backgroundColor": "#009E73",
-        **VALUE_STYLE,
-    }
+    value = {"label": unit, "data": [r.co2e_g / div for r in runs], "backgroundColor": "#009E73", **VALUE_STYLE}
     band = {
         "label": f"band low-high ({unit})",
-        "data": [
-            [
-                (finite(r.get("co2e_low_g")) or float(r.get("co2e_g") or 0)) / div,
-                (finite(r.get("co2e_high_g")) or float(r.get("co2e_g") or 0)) / div,
-            ]
-            for r in runs
-        ],
+        "data": [[_or(r.co2e_low_g, r.co2e_g) / div, _or(r.co2e_high_g, r.co2e_g) / div] for r in runs],
         **BAND_STYLE,
     }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "run", unit)
@@ -266,22 +258,21 @@ def compare_co2e(runs: Sequence[Mapping[str, Any]], chart_id: str = "compare-co2
     return Chart(chart_id, "CO2e per run", caption, spec, empty=not runs)
 
 
-def runs_overview(runs: Sequence[Mapping[str, Any]], chart_id: str = "overview", limit: int = 60) -> Chart:
-    """CO2e of the listed runs, oldest to newest, coloured by project."""
-    rs = list(reversed(list(runs)[:limit]))
+def runs_overview(runs: Sequence[StoredRun], chart_id: str = "overview", limit: int = 60) -> Chart:
+    """CO2e of the listed runs, oldest to newest, coloured by project (damaged runs left out)."""
+    rs = [r.result for r in reversed(list(runs)[:limit]) if r.result is not None]
     projects: list[str] = []
     for r in rs:
-        if r["project"] not in projects:
-            projects.append(r["project"])
-    top = max([float(r.get("co2e_g") or 0) for r in rs] + [0.0])
-    unit, div = co2e_scale(top)
+        if r.project not in projects:
+            projects.append(r.project)
+    unit, div = co2e_scale(max([r.co2e_g for r in rs] + [0.0]))
     labels = [run_label(r) for r in rs]
     datasets = [
         {
             "label": p,
             "backgroundColor": colour(i),
             "stack": "p",
-            "data": [float(r.get("co2e_g") or 0) / div if r["project"] == p else 0 for r in rs],
+            "data": [r.co2e_g / div if r.project == p else 0 for r in rs],
         }
         for i, p in enumerate(projects)
     ]
@@ -295,9 +286,9 @@ def runs_overview(runs: Sequence[Mapping[str, Any]], chart_id: str = "overview",
     )
 
 
-def run_label(r: Mapping[str, Any]) -> str:
+def run_label(r: RunResult | StoredRun) -> str:
     """Short label of a run for chart axes: project and id prefix."""
-    return f"{r.get('project', '?')} {str(r.get('run_id', ''))[:8]}"
+    return f"{r.project} {r.run_id[:8]}"
 
 
 def pareto(

@@ -1,8 +1,12 @@
-"""Plain-text summaries of runs for the terminal (no dependency beyond the stdlib)."""
+"""Plain-text summaries of runs for the terminal, from the typed results."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from greenlm.store.records import StoredRun
+from greenlm.tracking.result import RunResult
 
 
 def fmt_energy_j(j: float | None) -> str:
@@ -40,97 +44,126 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(out)
 
 
-def run_summary(d: dict[str, Any]) -> str:
-    """The result table printed after a tracked run."""
-    loc = d.get("location") or {}
+def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
+    """The result table printed after a tracked run (and by ``greenlm runs show``).
+
+    A result JSON object is accepted too (read as a ``RunResult``). A damaged stored run
+    gives the reason and the row's facts.
+    """
+    if isinstance(run, StoredRun):
+        if run.result is None:
+            return damaged_summary(run)
+        partial = run.partial
+        r = run.result
+    else:
+        partial = False
+        r = run if isinstance(run, RunResult) else RunResult.from_dict(dict(run))
+    loc = r.location
     lines = [
-        f"greenlm run {d['run_id']}  project={d['project']}  status={d['status']}",
-        f"duration        {d['duration_s']:.2f} s",
-        f"IT energy       {fmt_energy_j(d['energy_j'])}"
-        + (
-            f"  (band {fmt_energy_j(d.get('energy_low_j'))} - {fmt_energy_j(d.get('energy_high_j'))})"
-            if d.get("energy_low_j") is not None
-            else ""
-        ),
-        f"facility energy {fmt_energy_j(d['facility_energy_j'])}  (PUE {d.get('pue')}: {d.get('pue_source') or '-'})",
-        f"carbon          {fmt_co2e_g(d['co2e_g'])}  at {loc.get('intensity_g_per_kwh')} g/kWh, "
+        f"greenlm run {r.run_id}  project={r.project}  status={r.status}",
+        f"duration        {r.duration_s:.2f} s",
+        f"IT energy       {fmt_energy_j(r.energy_j)}"
+        f"  (band {fmt_energy_j(r.energy_low_j)} - {fmt_energy_j(r.energy_high_j)})",
+        f"facility energy {fmt_energy_j(r.facility_energy_j)}  (PUE {r.pue}: {r.pue_source or '-'})",
+        f"carbon          {fmt_co2e_g(r.co2e_g)}  at {loc.get('intensity_g_per_kwh')} g/kWh, "
         f"{loc.get('code')} {loc.get('year') or ''}{' (DEFAULTED: world average)' if loc.get('defaulted') else ''}",
+        f"cost            {r.cost:.4g} {r.currency}  ({r.price_source or ''})",
+        f"provenance      {r.provenance or '-'}",
     ]
-    if d.get("cost") is not None:
-        lines.append(f"cost            {d['cost']:.4g} {d.get('currency')}  ({d.get('price_source') or ''})")
-    lines.append(f"provenance      {d.get('provenance') or '-'}")
+    if partial:
+        lines.append("partial         no final result yet: figures are up to the last flush")
     lines.append("")
-    comps = d.get("components") or []
-    if comps:
+    if r.components:
         lines.append(
             _table(
                 [
                     [
-                        c["name"],
-                        c["kind"],
-                        fmt_energy_j(c["energy_j"]),
-                        c.get("provenance") or "-",
-                        f"{fmt_energy_j(c.get('low_j'))} - {fmt_energy_j(c.get('high_j'))}",
-                        c.get("scope", ""),
+                        c.name,
+                        c.kind,
+                        fmt_energy_j(c.energy_j),
+                        c.provenance or "-",
+                        f"{fmt_energy_j(c.low_j)} - {fmt_energy_j(c.high_j)}",
+                        c.scope,
                     ]
-                    for c in comps
+                    for c in r.components
                 ],
                 ["component", "kind", "energy", "provenance", "band", "scope"],
             )
         )
         lines.append("")
-    phases = d.get("phases") or []
-    if phases:
+    if r.phases:
         lines.append(
             _table(
                 [
                     [
-                        p.get("path") or p["name"],
-                        fmt_energy_j(p["energy_j"]),
-                        f"{p['duration_s']:.2f} s",
-                        str(p.get("steps", 0)),
-                        fmt_energy_j(p["energy_j"] / p["steps"]) if p.get("steps") else "-",
+                        p.path,
+                        fmt_energy_j(p.energy_j),
+                        f"{p.duration_s:.2f} s",
+                        str(p.steps),
+                        fmt_energy_j(p.energy_per_step_j) if p.steps else "-",
                     ]
-                    for p in phases
+                    for p in r.phases
                 ],
                 ["phase", "energy", "duration", "steps", "per step"],
             )
         )
         lines.append("")
-    if d.get("forecast"):
-        f = d["forecast"]
+    f = r.forecast
+    if f:
         lines.append(
             f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
             f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})"
         )
-    for w in d.get("warnings") or []:
+    for w in r.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def runs_table(runs: list[dict[str, Any]]) -> str:
-    """One line per run (``greenlm runs list``)."""
+def damaged_summary(run: StoredRun) -> str:
+    """What ``greenlm runs show`` prints for a run whose stored record cannot be read."""
+    sal = run.salvaged
+    return (
+        f"greenlm run {run.run_id}  project={run.project}  status={run.status}\n"
+        f"DAMAGED: the stored record cannot be read: {run.damaged}\n"
+        f"started (UTC)   {run.started_at}\n"
+        f"IT energy (row) {fmt_energy_j(sal.get('energy_j'))}\n"
+        f"CO2e (row)      {fmt_co2e_g(sal.get('co2e_g'))}\n"
+    )
+
+
+def runs_table(runs: Sequence[StoredRun]) -> str:
+    """One line per run (``greenlm runs list``); a damaged run shows its id and the reason."""
     if not runs:
         return "no runs stored yet\n"
-    rows = [
-        [
-            r["run_id"][:12],
-            r["project"],
-            r["status"],
-            (r.get("started_at") or "")[:19],
-            f"{r['duration_s']:.1f} s",
-            fmt_energy_j(r["energy_j"]),
-            fmt_co2e_g(r["co2e_g"]),
-            str((r.get("location") or {}).get("code") or "-"),
-            r.get("provenance") or "-",
-        ]
-        for r in runs
-    ]
-    total_j = sum(r["energy_j"] or 0 for r in runs)
-    total_g = sum(r["co2e_g"] or 0 for r in runs)
+    rows = []
+    for sr in runs:
+        r = sr.result
+        if r is None:
+            rows.append(
+                [sr.run_id[:12], sr.project, "DAMAGED", sr.started_at[:19], "-", "-", "-", "-", f"({sr.damaged})"]
+            )
+            continue
+        rows.append(
+            [
+                r.run_id[:12],
+                r.project,
+                r.status,
+                r.started_at[:19],
+                f"{r.duration_s:.1f} s",
+                fmt_energy_j(r.energy_j),
+                fmt_co2e_g(r.co2e_g),
+                str(r.location.get("code") or "-"),
+                r.provenance or "-",
+            ]
+        )
+    ok = [sr.result for sr in runs if sr.result is not None]
+    total_j = sum(r.energy_j for r in ok)
+    total_g = sum(r.co2e_g for r in ok)
+    damaged = len(runs) - len(ok)
+    tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
     return (
         _table(
             rows, ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
         )
-        + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}\n"
+        + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}\n"
     )

@@ -1,10 +1,11 @@
-"""View models: greenlm's JSON turned into what a page shows, with provenance on every figure.
+"""View models: greenlm's results turned into what a page shows, with provenance on every figure.
 
 Shared by the dashboard (``greenlm.server``) and the self-contained HTML report
-(``greenlm.report.html``), so a number reads the same in both. Functions take the stable
-JSON dicts (run results, optimize ``--json``, estimate ``--json``) and return plain dicts
-of display strings, raw values (for tests and ``data-`` attributes) and chart specs; the
-templates escape every string they print.
+(``greenlm.report.html``), so a number reads the same in both. Run views take the store's
+typed records (``StoredRun``, its ``RunResult``, a ``PowerTrace``); optimize and estimate
+views take those commands' ``--json`` objects. They return plain dicts of display strings,
+raw values (for tests and ``data-`` attributes) and chart specs; the templates escape every
+string they print.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from greenlm.report import plots
 from greenlm.report.equivalents import equivalents, fmt_count
 from greenlm.report.summary import fmt_co2e_g, fmt_energy_j
+from greenlm.store.records import PowerTrace, StoredRun
+from greenlm.tracking.result import RunResult
 
 J_PER_KWH = 3.6e6
 PROVENANCE_HELP = {
@@ -87,137 +90,135 @@ def intensity_note(loc: Mapping[str, Any], short: bool = False) -> str:
     return note
 
 
-def figures(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def figures(run: RunResult, partial: bool = False) -> list[dict[str, Any]]:
     """The headline figures of a run, each with its provenance and band."""
-    prov = run.get("provenance") or "partial (run not finished)"
-    loc = run.get("location") or {}
+    flushed = " (up to the last flush: the run has not finished)" if partial else ""
     out = [
         {
             "key": "duration",
             "label": "Duration",
-            "raw": run.get("duration_s"),
-            "text": fmt_duration_s(run.get("duration_s")),
+            "raw": run.duration_s,
+            "text": fmt_duration_s(run.duration_s),
             "band": "",
             "provenance": "measured",
-            "source": "wall clock of the tracking window",
+            "source": "wall clock of the tracking window" + flushed,
         },
         {
             "key": "energy",
             "label": "IT energy",
-            "raw": run.get("energy_j"),
-            "text": fmt_energy_j(run.get("energy_j")),
-            "band": band_text(run.get("energy_low_j"), run.get("energy_high_j"), fmt_energy_j),
-            "provenance": prov,
-            "source": PROVENANCE_HELP.get(str(run.get("provenance")), "sum of the components below"),
+            "raw": run.energy_j,
+            "text": fmt_energy_j(run.energy_j),
+            "band": band_text(run.energy_low_j, run.energy_high_j, fmt_energy_j),
+            "provenance": run.provenance,
+            "source": PROVENANCE_HELP.get(run.provenance, "sum of the components below") + flushed,
         },
         {
             "key": "facility",
             "label": "Facility energy",
-            "raw": run.get("facility_energy_j"),
-            "text": fmt_kwh(run.get("facility_energy_j")),
+            "raw": run.facility_energy_j,
+            "text": fmt_kwh(run.facility_energy_j),
             "band": "",
             "provenance": "modeled",
-            "source": f"IT energy x PUE {run.get('pue')} ({run.get('pue_source') or 'no source recorded'})",
+            "source": f"IT energy x PUE {run.pue} ({run.pue_source or 'no source recorded'})",
         },
         {
             "key": "co2e",
             "label": "CO2e (operational)",
-            "raw": run.get("co2e_g"),
-            "text": fmt_co2e_g(run.get("co2e_g")),
-            "band": band_text(run.get("co2e_low_g"), run.get("co2e_high_g"), fmt_co2e_g),
+            "raw": run.co2e_g,
+            "text": fmt_co2e_g(run.co2e_g),
+            "band": band_text(run.co2e_low_g, run.co2e_high_g, fmt_co2e_g),
             "provenance": "modeled",
-            "source": "facility energy x " + intensity_note(loc, short=True),
+            "source": "facility energy x " + intensity_note(run.location, short=True),
+        },
+        {
+            "key": "cost",
+            "label": "Electricity cost",
+            "raw": run.cost,
+            "text": fmt_money(run.cost, run.currency),
+            "band": "",
+            "provenance": "modeled",
+            "source": f"{run.price_per_kwh:g} {run.currency}/kWh ({run.price_source or 'no source recorded'})",
         },
     ]
-    if run.get("cost") is not None:
-        out.append(
-            {
-                "key": "cost",
-                "label": "Electricity cost",
-                "raw": run.get("cost"),
-                "text": fmt_money(run.get("cost"), run.get("currency")),
-                "band": "",
-                "provenance": "modeled",
-                "source": f"{run.get('price_per_kwh', '?')} {run.get('currency') or ''}/kWh "
-                f"({run.get('price_source') or 'no source recorded'})",
-            }
-        )
     return out
 
 
-def component_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+def component_rows(run: RunResult) -> list[dict[str, Any]]:
     """Per-component energy, share, provenance and band."""
-    total = float(run.get("energy_j") or 0.0)
-    rows = []
-    for c in run.get("components") or []:
-        e = float(c.get("energy_j") or 0.0)
-        rows.append(
-            {
-                "name": c["name"],
-                "kind": c.get("kind") or "",
-                "energy_j": e,
-                "energy_text": fmt_energy_j(e),
-                "share": f"{100 * e / total:.1f} %" if total else "-",
-                "provenance": c.get("provenance") or "-",
-                "band": band_text(c.get("low_j"), c.get("high_j"), fmt_energy_j),
-                "scope": c.get("scope") or "",
-                "detail": c.get("detail") or "",
-            }
-        )
-    return rows
-
-
-def phase_rows(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per-phase energy, duration, steps, energy per step and CO2e."""
-    rows = []
-    for p in run.get("phases") or []:
-        steps = int(p.get("steps") or 0)
-        e = float(p.get("energy_j") or 0.0)
-        rows.append(
-            {
-                "path": p.get("path") or p.get("name"),
-                "energy_j": e,
-                "energy_text": fmt_energy_j(e),
-                "duration_text": fmt_duration_s(p.get("duration_s")),
-                "steps": steps,
-                "per_step": fmt_energy_j(e / steps) if steps else "-",
-                "co2e_text": fmt_co2e_g(p.get("co2e_g")) if p.get("co2e_g") is not None else "-",
-            }
-        )
-    return rows
-
-
-def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (), prefix: str = "") -> dict[str, Any]:
-    """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page."""
-    kinds = {c["name"]: c.get("kind") or "" for c in run.get("components") or []}
-    provs = {c["name"]: c.get("provenance") or "?" for c in run.get("components") or []}
-    charts = [
-        plots.power_timeline(samples, kinds, chart_id=f"{prefix}power", provenance=provs),
-        plots.energy_by_component(run.get("components") or [], chart_id=f"{prefix}components"),
+    total = run.energy_j
+    return [
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "energy_j": c.energy_j,
+            "energy_text": fmt_energy_j(c.energy_j),
+            "share": f"{100 * c.energy_j / total:.1f} %" if total else "-",
+            "provenance": c.provenance or "-",
+            "band": band_text(c.low_j, c.high_j, fmt_energy_j),
+            "scope": c.scope,
+            "detail": c.detail,
+        }
+        for c in run.components
     ]
-    if run.get("phases"):
-        charts.append(plots.energy_by_phase(run["phases"], chart_id=f"{prefix}phases"))
-    eq = equivalents(run.get("facility_energy_j"), run.get("co2e_g"))
-    forecast = run.get("forecast")
+
+
+def phase_rows(run: RunResult) -> list[dict[str, Any]]:
+    """Per-phase energy, duration, steps, energy per step and CO2e."""
+    return [
+        {
+            "path": p.path,
+            "energy_j": p.energy_j,
+            "energy_text": fmt_energy_j(p.energy_j),
+            "duration_text": fmt_duration_s(p.duration_s),
+            "steps": p.steps,
+            "per_step": fmt_energy_j(p.energy_j / p.steps) if p.steps else "-",
+            "co2e_text": fmt_co2e_g(p.co2e_g),
+        }
+        for p in run.phases
+    ]
+
+
+def run_view(stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "") -> dict[str, Any]:
+    """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page.
+
+    ``trace`` is the run's bounded power trace (``RunStore.power_trace``). A damaged run
+    gives a view with ``damaged`` (the reason) and nothing to chart.
+    """
+    run = stored.result
+    if run is None:
+        return damaged_view(stored)
+    trace = trace or PowerTrace(run.run_id, (), 0)
+    kinds = {c.name: c.kind for c in run.components}
+    provs = {c.name: c.provenance or "?" for c in run.components}
+    charts = [
+        plots.power_timeline(trace, kinds, chart_id=f"{prefix}power", provenance=provs),
+        plots.energy_by_component(run.components, chart_id=f"{prefix}components"),
+    ]
+    if run.phases:
+        charts.append(plots.energy_by_phase(run.phases, chart_id=f"{prefix}phases"))
+    eq = equivalents(run.facility_energy_j, run.co2e_g)
+    forecast = run.forecast
     return {
         "run": run,
-        "run_id": run.get("run_id"),
-        "project": run.get("project"),
-        "status": run.get("status"),
-        "started_at": run.get("started_at"),
-        "ended_at": run.get("ended_at"),
-        "host": run.get("host") or "",
-        "provenance": run.get("provenance") or "-",
-        "figures": figures(run),
+        "damaged": None,
+        "partial": stored.partial,
+        "run_id": run.run_id,
+        "project": run.project,
+        "status": run.status,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "host": run.host,
+        "provenance": run.provenance or "-",
+        "figures": figures(run, partial=stored.partial),
         "components": component_rows(run),
         "phases": phase_rows(run),
-        "location": location_view(run.get("location") or {}),
-        "intensity_note": intensity_note(run.get("location") or {}),
-        "pue": run.get("pue"),
-        "pue_source": run.get("pue_source") or "",
+        "location": location_view(run.location),
+        "intensity_note": intensity_note(run.location),
+        "pue": run.pue,
+        "pue_source": run.pue_source,
         "equivalents": [{**e.to_dict(), "text": fmt_count(e.value)} for e in eq],
-        "warnings": list(run.get("warnings") or []),
-        "metadata": sorted((str(k), _short(v)) for k, v in (run.get("metadata") or {}).items()),
+        "warnings": list(run.warnings),
+        "metadata": sorted((str(k), _short(v)) for k, v in run.metadata.items()),
         "forecast": (
             {
                 "text": f"{fmt_energy_j(forecast.get('energy_j'))} for {forecast.get('total_steps')} steps",
@@ -227,9 +228,34 @@ def run_view(run: Mapping[str, Any], samples: Sequence[Mapping[str, Any]] = (), 
             if isinstance(forecast, Mapping)
             else None
         ),
-        "error": run.get("error"),
-        "n_samples": len(samples),
+        "error": run.error,
+        "n_samples": trace.n_samples,
         "charts": charts,
+    }
+
+
+def damaged_view(stored: StoredRun) -> dict[str, Any]:
+    """What a page shows of a run whose record cannot be read: its id, the reason, the row facts."""
+    sal = stored.salvaged
+    return {
+        "run": None,
+        "damaged": stored.damaged,
+        "run_id": stored.run_id,
+        "project": stored.project,
+        "status": stored.status,
+        "started_at": stored.started_at,
+        "ended_at": sal.get("ended_at"),
+        "host": stored.host,
+        "salvaged": [
+            (label, fmt(sal.get(key)))
+            for key, label, fmt in (
+                ("duration_s", "Duration", fmt_duration_s),
+                ("energy_j", "IT energy (row)", fmt_energy_j),
+                ("co2e_g", "CO2e (row)", fmt_co2e_g),
+            )
+        ],
+        "warnings": [],
+        "charts": [],
     }
 
 
@@ -238,60 +264,60 @@ def _short(v: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
-def compare_view(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Runs side by side: one column per run, one row per figure."""
+def compare_view(stored: Sequence[StoredRun]) -> dict[str, Any]:
+    """Runs side by side: one column per run, one row per figure (damaged runs listed apart)."""
+    runs = [s.result for s in stored if s.result is not None]
     rows: list[dict[str, Any]] = []
 
     def row(label: str, cells: list[str], raw: list[Any] | None = None) -> None:
         rows.append({"label": label, "cells": cells, "raw": raw or [None] * len(cells)})
 
-    row("Project", [str(r.get("project")) for r in runs])
-    row("Status", [str(r.get("status")) for r in runs])
-    row("Started (UTC)", [str(r.get("started_at") or "")[:19] for r in runs])
-    row("Duration", [fmt_duration_s(r.get("duration_s")) for r in runs], [r.get("duration_s") for r in runs])
-    row("IT energy", [fmt_energy_j(r.get("energy_j")) for r in runs], [r.get("energy_j") for r in runs])
-    row("IT energy band", [band_text(r.get("energy_low_j"), r.get("energy_high_j"), fmt_energy_j) or "-" for r in runs])
-    row("Provenance", [str(r.get("provenance") or "-") for r in runs])
-    row(
-        "Facility energy",
-        [fmt_kwh(r.get("facility_energy_j")) for r in runs],
-        [r.get("facility_energy_j") for r in runs],
-    )
-    row("PUE", [f"{r.get('pue')} ({r.get('pue_source') or '-'})" for r in runs])
-    row("CO2e", [fmt_co2e_g(r.get("co2e_g")) for r in runs], [r.get("co2e_g") for r in runs])
-    row("CO2e band", [band_text(r.get("co2e_low_g"), r.get("co2e_high_g"), fmt_co2e_g) or "-" for r in runs])
-    row("Intensity", [intensity_note(r.get("location") or {}) for r in runs])
-    row("Cost", [fmt_money(r.get("cost"), r.get("currency")) for r in runs], [r.get("cost") for r in runs])
+    row("Project", [r.project for r in runs])
+    row("Status", [r.status for r in runs])
+    row("Started (UTC)", [r.started_at[:19] for r in runs])
+    row("Duration", [fmt_duration_s(r.duration_s) for r in runs], [r.duration_s for r in runs])
+    row("IT energy", [fmt_energy_j(r.energy_j) for r in runs], [r.energy_j for r in runs])
+    row("IT energy band", [band_text(r.energy_low_j, r.energy_high_j, fmt_energy_j) or "-" for r in runs])
+    row("Provenance", [r.provenance or "-" for r in runs])
+    row("Facility energy", [fmt_kwh(r.facility_energy_j) for r in runs], [r.facility_energy_j for r in runs])
+    row("PUE", [f"{r.pue} ({r.pue_source or '-'})" for r in runs])
+    row("CO2e", [fmt_co2e_g(r.co2e_g) for r in runs], [r.co2e_g for r in runs])
+    row("CO2e band", [band_text(r.co2e_low_g, r.co2e_high_g, fmt_co2e_g) or "-" for r in runs])
+    row("Intensity", [intensity_note(r.location) for r in runs])
+    row("Cost", [fmt_money(r.cost, r.currency) for r in runs], [r.cost for r in runs])
     names: list[str] = []
     for r in runs:
-        for c in r.get("components") or []:
-            if c["name"] not in names:
-                names.append(c["name"])
+        for c in r.components:
+            if c.name not in names:
+                names.append(c.name)
     for n in names:
         cells = []
         for r in runs:
-            c = next((c for c in r.get("components") or [] if c["name"] == n), None)
-            cells.append(f"{fmt_energy_j(c['energy_j'])} ({c.get('provenance')})" if c else "-")
+            hit = next((c for c in r.components if c.name == n), None)
+            cells.append(f"{fmt_energy_j(hit.energy_j)} ({hit.provenance})" if hit else "-")
         row(f"  {n}", cells)
-    base = float(runs[0].get("co2e_g") or 0) if runs else 0.0
-    row("CO2e vs first", [f"{float(r.get('co2e_g') or 0) / base:.2f}x" if base else "-" for r in runs])
+    base = runs[0].co2e_g if runs else 0.0
+    row("CO2e vs first", [f"{r.co2e_g / base:.2f}x" if base else "-" for r in runs])
     return {
-        "runs": list(runs),
+        "runs": runs,
         "rows": rows,
+        "damaged": [(s.run_id, s.damaged) for s in stored if s.result is None],
         "charts": [plots.compare_components(runs), plots.compare_co2e(runs)],
     }
 
 
-def runs_totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Totals over a list of runs (the runs page footer)."""
-    e = sum(float(r.get("energy_j") or 0) for r in runs)
-    f = sum(float(r.get("facility_energy_j") or 0) for r in runs)
-    g = sum(float(r.get("co2e_g") or 0) for r in runs)
-    d = sum(float(r.get("duration_s") or 0) for r in runs)
-    currencies = {r.get("currency") for r in runs if r.get("cost") is not None}
-    cost = sum(float(r.get("cost") or 0) for r in runs) if len(currencies) == 1 else None
+def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
+    """Totals over a list of runs (the runs page footer); damaged runs are counted apart."""
+    runs = [s.result for s in stored if s.result is not None]
+    e = sum(r.energy_j for r in runs)
+    f = sum(r.facility_energy_j for r in runs)
+    g = sum(r.co2e_g for r in runs)
+    d = sum(r.duration_s for r in runs)
+    currencies = {r.currency for r in runs}
+    cost = sum(r.cost for r in runs) if len(currencies) == 1 else None
     return {
-        "count": len(runs),
+        "count": len(stored),
+        "damaged": len(stored) - len(runs),
         "energy_j": e,
         "energy_text": fmt_energy_j(e),
         "facility_energy_j": f,
@@ -304,25 +330,43 @@ def runs_totals(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_row(r: Mapping[str, Any]) -> dict[str, Any]:
-    """One line of the runs table."""
-    loc = r.get("location") or {}
+def run_row(stored: StoredRun) -> dict[str, Any]:
+    """One line of the runs table (a damaged run: its id, project and the reason)."""
+    r = stored.result
+    row: dict[str, Any] = {
+        "run_id": stored.run_id,
+        "short_id": stored.run_id[:12],
+        "project": stored.project,
+        "status": stored.status,
+        "started": stored.started_at[:19].replace("T", " "),
+        "host": stored.host,
+        "damaged": stored.damaged,
+        "partial": stored.partial,
+    }
+    if r is None:
+        return {
+            **row,
+            "duration_text": "-",
+            "energy_j": None,
+            "energy_text": "-",
+            "co2e_g": None,
+            "co2e_text": "-",
+            "location": "-",
+            "defaulted": False,
+            "provenance": "-",
+            "cost_text": "-",
+        }
     return {
-        "run_id": r["run_id"],
-        "short_id": str(r["run_id"])[:12],
-        "project": r.get("project"),
-        "status": r.get("status"),
-        "started": str(r.get("started_at") or "")[:19].replace("T", " "),
-        "duration_text": fmt_duration_s(r.get("duration_s")),
-        "energy_j": r.get("energy_j"),
-        "energy_text": fmt_energy_j(r.get("energy_j")),
-        "co2e_g": r.get("co2e_g"),
-        "co2e_text": fmt_co2e_g(r.get("co2e_g")),
-        "location": loc.get("code") or "-",
-        "defaulted": bool(loc.get("defaulted")),
-        "provenance": r.get("provenance") or "-",
-        "cost_text": fmt_money(r.get("cost"), r.get("currency")),
-        "host": r.get("host") or "",
+        **row,
+        "duration_text": fmt_duration_s(r.duration_s),
+        "energy_j": r.energy_j,
+        "energy_text": fmt_energy_j(r.energy_j),
+        "co2e_g": r.co2e_g,
+        "co2e_text": fmt_co2e_g(r.co2e_g),
+        "location": r.location.get("code") or "-",
+        "defaulted": bool(r.location.get("defaulted")),
+        "provenance": r.provenance or "-",
+        "cost_text": fmt_money(r.cost, r.currency),
     }
 
 

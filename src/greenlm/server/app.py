@@ -21,8 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from greenlm.errors import ConfigError, RunNotFoundError, StoreError
-from greenlm.store import open_store
-from greenlm.store.runs import RunStore
+from greenlm.store import RunStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,9 @@ class ServerSettings:
 
     store_url: str | None = None
     read_auth: bool = False
+    #: Open the store for reading only (``greenlm dashboard``): nothing is created, migrated
+    #: or written; ingest answers 503.
+    read_only: bool = False
     max_body_bytes: int = MAX_BODY_BYTES
     optimize_paths: tuple[str, ...] = ()
     title: str = "greenlm"
@@ -168,7 +170,7 @@ def create_app(settings: ServerSettings | None = None, store: RunStore | None = 
     from greenlm.server.tokens import TokenStore
 
     settings = settings or ServerSettings()
-    st = store or open_store(settings.store_url)
+    st = store or open_store(settings.store_url, read_only=settings.read_only)
     app = FastAPI(
         title="greenlm team server",
         version=str(__version__),

@@ -99,7 +99,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from greenlm.server.app import ServerSettings, create_app, is_loopback
-    from greenlm.server.pages import _redacted
+    from greenlm.store import redact_url
 
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1-65535, got {args.port}")
@@ -107,12 +107,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not max_mb > 0:
         raise ConfigError("--max-body-mb must be positive")
     settings = ServerSettings.for_host(
-        args.host, store_url=args.store, max_body_bytes=int(max_mb * 1024 * 1024), optimize_paths=tuple(args.optimize)
+        args.host,
+        store_url=args.store,
+        max_body_bytes=int(max_mb * 1024 * 1024),
+        optimize_paths=tuple(args.optimize),
+        read_only=args.command == "dashboard",  # the dashboard reads; `server serve` also ingests
     )
     app = create_app(settings)
     host_for_url = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host_for_url}:{args.port}/"
-    print(f"greenlm dashboard on {url} (store {_redacted(app.state.store.url)})", file=sys.stderr)
+    print(f"greenlm dashboard on {url} (store {redact_url(app.state.store.url)})", file=sys.stderr)
     if not is_loopback(args.host):
         n = sum(1 for t in app.state.tokens.list() if t["revoked_at"] is None)
         print(
@@ -217,7 +221,7 @@ def openapi_spec() -> dict[str, Any]:
     """The app's OpenAPI document (in-memory store; the spec does not depend on data)."""
     _need_web()
     from greenlm.server.app import create_app
-    from greenlm.store.runs import RunStore
+    from greenlm.store import RunStore
 
     return dict(create_app(store=RunStore("sqlite://")).openapi())
 

@@ -6,6 +6,10 @@ characters (PostgreSQL rejects them), lists have item limits. Together with the 
 on the request body this turns any malformed or oversized input into a 4xx answer, never a
 500. Unknown keys in a run result are accepted and ignored (the result JSON only ever gains
 keys), so an older server accepts runs from a newer tracker.
+
+The bodies mirror the tracker's types field for field: ``RunIn`` is ``RunResult.to_dict``,
+``RunStartIn`` is ``RunStart``, and so on; ``tests/server/test_models.py`` checks every
+dataclass field has its model field, so a field added to a result cannot be forgotten here.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class ComponentIn(_Body):
     detail: Text = ""
     node: Annotated[str, Field(max_length=256)] | None = None
     rank: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    #: The whole device's energy when the component is a share of it (a shared GPU, MIG).
+    device_energy_j: NonNeg | None = None
 
 
 class PhaseIn(_Body):
@@ -190,6 +196,10 @@ class RunStartIn(_Body):
     meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(
         default_factory=list, max_length=MAX_COMPONENTS
     )
+    pue_source: Text = ""
+    price_per_kwh: NonNeg | None = None
+    currency: Annotated[str, Field(max_length=8)] = ""
+    price_source: Text = ""
 
 
 class ProgressIn(_Body):
@@ -210,6 +220,23 @@ class SamplesIn(_Body):
     seq: Int32
     samples: list[SampleIn] = Field(max_length=MAX_SAMPLES_PER_BATCH)
     progress: ProgressIn
+
+
+class SampleOut(BaseModel):
+    """One stored sample: cumulative energy of a component at ``t_s``, mean power since the last."""
+
+    t_s: float
+    component: str
+    energy_j: float
+    power_w: float | None = None
+
+
+class SamplePageOut(BaseModel):
+    """One page of a run's samples in time order; ``next_cursor`` reads on (null: last page)."""
+
+    run_id: str
+    samples: list[SampleOut]
+    next_cursor: str | None = None
 
 
 class Accepted(BaseModel):

@@ -25,20 +25,29 @@ from greenlm.config import greenlm_home
 from greenlm.errors import ConfigError, GreenlmError
 from greenlm.report import views
 from greenlm.report.html import environment
+from greenlm.report.loaders import load_optimize
 from greenlm.report.plots import Chart, runs_overview
 from greenlm.server.auth import COOKIE, reader_ok
+from greenlm.store.urls import redact_url
+from greenlm.tracking.result import STATUSES
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 TEMPLATES_DIR = pathlib.Path(__file__).parent / "templates"
-SORTS = {
-    "started": lambda r: str(r.get("started_at") or ""),
-    "project": lambda r: str(r.get("project") or "").lower(),
-    "status": lambda r: str(r.get("status") or ""),
-    "duration": lambda r: float(r.get("duration_s") or 0),
-    "energy": lambda r: float(r.get("energy_j") or 0),
-    "co2e": lambda r: float(r.get("co2e_g") or 0),
-    "location": lambda r: str((r.get("location") or {}).get("code") or ""),
+
+
+def _figure(attr: str) -> Any:
+    return lambda r: float(getattr(r.result, attr)) if r.result is not None else -1.0
+
+
+SORTS: dict[str, Any] = {
+    "started": lambda r: r.started_at,
+    "project": lambda r: r.project.lower(),
+    "status": lambda r: r.status,
+    "duration": _figure("duration_s"),
+    "energy": _figure("energy_j"),
+    "co2e": _figure("co2e_g"),
+    "location": lambda r: r.location_code,
 }
 DEFAULT_LOCATIONS = "FRA,SWE,DEU,GBR,USA,IND,aws:us-east-1,gcp:europe-west1"
 MAX_PLAN_CHARS = 64 * 1024
@@ -59,21 +68,11 @@ def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> H
             request_path=request.url.path,
             settings=request.app.state.settings,
             charts=charts,
-            store_url=_redacted(request.app.state.store.url),
+            store_url=redact_url(request.app.state.store.url),
             **ctx,
         )
     )
     return HTMLResponse(html, status_code=status_code)
-
-
-def _redacted(url: str) -> str:
-    """The store URL without its password."""
-    try:
-        import sqlalchemy as sa
-
-        return str(sa.engine.make_url(url).render_as_string(hide_password=True))
-    except Exception:
-        return "(store)"
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
@@ -113,16 +112,16 @@ def runs_page(
                 dt.date.fromisoformat(d)
             except ValueError:
                 raise ConfigError(f"{name} must be a date like 2025-01-31, got {d!r}") from None
+    if status and status not in STATUSES:
+        raise ConfigError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
     every = store.list_runs()
-    projects = sorted({str(r["project"]) for r in every})
-    locations = sorted(
-        {str((r.get("location") or {}).get("code")) for r in every if (r.get("location") or {}).get("code")}
-    )
+    projects = sorted({r.project for r in every})
+    locations = sorted({r.location_code for r in every if r.location_code})
     runs = store.list_runs(project=project or None, status=status or None, search=q or None, since=since or None)
     if location:
-        runs = [r for r in runs if str((r.get("location") or {}).get("code") or "").lower() == location.lower()]
+        runs = [r for r in runs if r.location_code.lower() == location.lower()]
     if until:
-        runs = [r for r in runs if str(r.get("started_at") or "")[:10] <= until]
+        runs = [r for r in runs if r.started_at[:10] <= until]
     key = SORTS.get(sort, SORTS["started"])
     runs.sort(key=key, reverse=(order != "asc"))
     shown = runs[:limit]
@@ -143,7 +142,7 @@ def runs_page(
         new_order = "asc" if (sort == col and order == "desc") else "desc"
         return "/?" + urllib.parse.urlencode({**params, "sort": col, "order": new_order})
 
-    report_url = "/report?" + urllib.parse.urlencode([("ids", r["run_id"]) for r in shown[:50]])
+    report_url = "/report?" + urllib.parse.urlencode([("ids", r.run_id) for r in shown[:50]])
     return render(
         request,
         "runs.html",
@@ -176,7 +175,7 @@ def run_page(request: Request, run_id: Annotated[str, Path(max_length=64)]) -> R
         return r
     store = request.app.state.store
     run = store.get_run(run_id)
-    v = views.run_view(run, store.get_samples(run["run_id"]))
+    v = views.run_view(run, store.power_trace(run.run_id) if run.ok else None)
     return render(request, "run.html", v=v, charts=v["charts"])
 
 
@@ -225,8 +224,8 @@ def report_download(request: Request, ids: Annotated[list[str] | None, Query(max
         raise ConfigError("choose at least one run (?ids=RUN_ID)")
     store = request.app.state.store
     runs = [store.get_run(i) for i in wanted]
-    html = render_report(runs, {r["run_id"]: store.get_samples(r["run_id"]) for r in runs})
-    name = f"greenlm-report-{runs[0]['run_id'][:8]}.html"
+    html = render_report(runs, {r.run_id: store.power_trace(r.run_id) for r in runs if r.ok})
+    name = f"greenlm-report-{runs[0].run_id[:8]}.html"
     return Response(
         html, media_type="text/html; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
     )
@@ -444,8 +443,6 @@ def optimize_page(request: Request, i: Annotated[int, Query(ge=0, le=10_000)] = 
     """Optimization results: the table, the energy-vs-quality Pareto chart, the recommendation."""
     if (r := _guard(request)) is not None:
         return r
-    from greenlm.report.cli import load_optimize
-
     sources = optimize_sources(request)
     ov, error = None, None
     if sources:

@@ -8,6 +8,10 @@ how far a database has come, and each migration runs in the same write transacti
 bumps the version (``BEGIN IMMEDIATE`` on SQLite), so two processes opening an old store at
 once cannot both apply it. A store newer than this greenlm is refused with a clear error
 rather than written.
+
+Readers never migrate (reading never writes): a store at any version from
+:data:`READABLE_FROM` to :data:`SCHEMA_VERSION` is read as it is, so the read queries use
+only what that oldest readable version has (:data:`RUN_READ_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ runs = sa.Table(
     sa.Column("process_start_time", sa.Float),
     sa.Column("start_json", sa.Text),  # RunStart: location, meters, metadata
     sa.Column("result_json", sa.Text),  # the final RunResult JSON, once finished
+    # v2: samples before this run time (s) are downsampled (see greenlm.store.samples)
+    sa.Column("samples_compacted_to_s", sa.Float, nullable=False, server_default="0"),
 )
 
 components = sa.Table(
@@ -88,12 +94,54 @@ samples = sa.Table(
 )
 
 
+#: Team-server bearer tokens (only their SHA-256 is stored).
+tokens = sa.Table(
+    "greenlm_server_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+    sa.Column("last_used_at", sa.Float),
+)
+
+#: Sample batches a team server already stored, so a re-posted batch is not stored twice.
+batches = sa.Table(
+    "greenlm_server_batches",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+)
+
+#: The ``runs`` columns every readable version has (reads select these, never ``runs.*``).
+RUN_READ_COLUMNS = tuple(c for c in runs.c if c.name != "samples_compacted_to_s")
+
+
 def _v1(conn: sa.Connection) -> None:
     """Initial schema: runs, components, phases, samples."""
     for t in (runs, components, phases, samples):
         t.create(conn, checkfirst=True)
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Sample downsampling bookkeeping; the team server's tokens and batches join the store.
+
+    The two server tables existed before, created on first use by the server; ``checkfirst``
+    keeps them (and their tokens) as they are.
+    """
+    have = {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    if "samples_compacted_to_s" not in have:
+        conn.execute(sa.text("ALTER TABLE runs ADD COLUMN samples_compacted_to_s FLOAT NOT NULL DEFAULT 0"))
+    for t in (tokens, batches):
+        t.create(conn, checkfirst=True)
+
+
 #: Ordered migrations; index + 1 is the schema version each one produces.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
+#: The oldest schema version a reader can read without migrating it.
+READABLE_FROM = 1
+#: The version from which the token and batch tables are part of the store.
+TOKENS_FROM = 2

@@ -74,6 +74,10 @@ class StoreDeliverer:
             st = self.store()
             if kind == "start":
                 st.begin_run(RunStart.from_dict(payload))
+                try:  # housekeeping (downsampling other runs' old samples) never costs the run
+                    st.compact_samples()
+                except Exception as e:
+                    log.warning("greenlm: downsampling old samples in %s failed: %s", st.display_url, e)
             elif kind == "samples":
                 rows = [SampleRow(**r) for r in payload.get("samples") or []]
                 st.add_samples(run_id, rows, Progress(**payload["progress"]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -263,6 +263,10 @@ class RunResult:
             forecast=d.get("forecast"),
             meters=tuple(d.get("meters") or ()),
         )
+
+
+#: The keys of ``RunResult.to_dict()`` (the stable JSON contract), in order.
+JSON_KEYS: tuple[str, ...] = ("schema_version", *(f.name for f in fields(RunResult) if f.name != "timeline"))
 
 
 def totals_from_components(components: Sequence[ComponentEnergy], carbon: CarbonConfig) -> tuple[dict[str, Any], float]:

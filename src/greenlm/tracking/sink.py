@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class RunStart:
-    """What is known when a window opens."""
+    """What is known when a window opens: enough to build a partial result later.
+
+    A run that is killed before its window closes has only this and its flushed progress, so
+    the start carries every factor its :class:`~greenlm.tracking.result.RunResult` rests on:
+    location, PUE and price with their sources, and each meter's ``band_low`` /
+    ``band_high`` (relative band) in ``meters``. ``price_per_kwh`` is None in starts written
+    by greenlm versions that did not record it (the store then says which default it used).
+    """
 
     run_id: str
     project: str
@@ -38,6 +45,10 @@ class RunStart:
     pue: float
     metadata: dict[str, Any] = field(default_factory=dict)
     meters: list[dict[str, Any]] = field(default_factory=list)
+    pue_source: str = ""
+    price_per_kwh: float | None = None
+    currency: str = ""
+    price_source: str = ""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunStart:

@@ -507,6 +507,10 @@ class EnergyTracker:
                 {**m, "band": s.band.source, **{k: v for k, v in bands.get(s.name, {}).items() if k != "name"}}
                 for m, s in zip(self._meterset.info, self._meterset.meters)
             ],
+            pue_source=self.carbon.pue.source,
+            price_per_kwh=self.carbon.price.per_kwh,
+            currency=self.carbon.price.currency,
+            price_source=self.carbon.price.source,
         )
 
     # ----------------------------------------------------------------- signals
