@@ -91,6 +91,13 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("train", help="pre-training run")
     _model_args(p)
     p.add_argument("--seq-len", type=int, help="sequence length (adds the attention term)")
+    p.add_argument("--flops", type=_number, help="total training FLOPs when known (replaces 6 x params x tokens)")
+    p.add_argument(
+        "--development-factor",
+        type=_number,
+        metavar="F",
+        help="add development runs as F x the final run (e.g. 0.5: OLMo reported ~50%%)",
+    )
     _time_power_args(p)
     _carbon_args(p)
     p.set_defaults(func=cmd_train)
@@ -112,29 +119,74 @@ def register(subparsers: Any) -> None:
     p.add_argument("--days", type=_number, required=True)
     p.add_argument("--input-tokens", type=_number, required=True, help="prompt tokens per query")
     p.add_argument("--output-tokens", type=_number, required=True, help="generated tokens per query")
-    p.add_argument("--batch-size", type=_number, default=1, help="concurrent queries (default 1)")
+    p.add_argument("--batch-size", type=_number, default=1, help="concurrent sequences per replica (default 1)")
     p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16)
-    p.add_argument("--mfu", type=_number, help="prefill MFU in (0, 1]")
+    p.add_argument(
+        "--weight-precision",
+        help="weight format: bf16, fp16, fp8, int8, mxfp4, nvfp4, int4, fp32 (overrides --weights-bits)",
+    )
+    p.add_argument("--tensor-parallel", type=int, help="chips per replica in tensor parallel")
+    p.add_argument("--expert-parallel", type=int, help="chips per replica in expert parallel (MoE)")
+    p.add_argument("--kv-bytes-per-token", type=_number, help="KV-cache bytes per token (default: from the shape)")
+    p.add_argument(
+        "--hours-per-day",
+        type=_number,
+        default=24.0,
+        help="hours a day the deployment is up; idle power counts when not busy (default 24)",
+    )
+    p.add_argument(
+        "--busy-only",
+        action="store_true",
+        help="count busy time only (shared capacity billed per use): no idle power",
+    )
+    p.add_argument("--idle-power-w", type=_number, help="idle W per accelerator (default: a share of TDP)")
+    p.add_argument("--mfu", type=_number, help="share of peak throughput reached by compute, in (0, 1]")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--power-w", type=_number, help="average W per accelerator incl. its host")
+    g.add_argument("--power-w", type=_number, help="average W per accelerator while serving (whatever it includes)")
     g.add_argument("--power-basis", choices=["model", "tdp"], default="model")
+    p.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="use the serving scales fitted by `greenlm estimate calibrate --bench FILE`",
+    )
     _carbon_args(p)
     p.set_defaults(func=cmd_inference)
 
-    p = sub.add_parser("lifecycle", help="whole lifecycle from a plan YAML")
-    p.add_argument("--config", required=True, help="plan YAML (see examples/plan.yaml)")
+    p = sub.add_parser(
+        "lifecycle",
+        help="whole lifecycle from a plan YAML",
+        description="Estimate a whole lifecycle from a plan YAML. "
+        "`greenlm estimate lifecycle --example > plan.yaml` writes a complete example plan to start from.",
+    )
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument(
+        "--config",
+        help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
+    )
+    g.add_argument("--example", action="store_true", help="print the example plan (YAML) and exit")
     p.add_argument("--weights", help="score weights, e.g. compute=0.2,energy=0.3,carbon=0.5")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lifecycle)
 
     p = sub.add_parser("compare", help="rank locations / hardware for a plan")
-    p.add_argument("--config", required=True, help="plan YAML")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
+    )
     p.add_argument("--locations", help="comma-separated: FRA,USA,aws:us-east-1,...")
     p.add_argument("--hardware", help="comma-separated: A100,H100")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("calibrate", help="fit MFU and power on tracked runs")
+    p = sub.add_parser(
+        "calibrate",
+        help="fit MFU and power on tracked runs, or serving scales on a bench file",
+        description="Fit MFU and power per accelerator on tracked runs (their metadata give params and "
+        "tokens; the tracker records the hardware), or, with --bench FILE, the serving model's time and "
+        "energy scales on a `greenlm bench serve` result.",
+    )
+    p.add_argument("--bench", metavar="FILE", help="a `greenlm bench serve` JSON file: fit serving scales")
     p.add_argument("--project", help="only runs of this project")
     p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
     p.add_argument("--limit", type=int, help="newest N runs only")
@@ -203,6 +255,23 @@ def _print_estimate(d: dict[str, Any], explain: bool) -> None:
             f"  per query      {_g(d['energy_wh_per_query'], 'Wh')}, "
             f"{_g(d['co2e_g_per_query'], 'gCO2e')} (decode {d['decode_bound']}-bound)"
         )
+        if d.get("j_per_output_token") is not None:
+            print(
+                f"  per token      {_g(d['j_per_output_token'], 'J')} per output token (accelerators, busy)"
+                f"{_band(d, 'j_per_output_token')}"
+            )
+        cross = d.get("crossover_batch")
+        cross_s = f", compute-bound above batch {_g(cross)}" if cross else ""
+        print(
+            f"  capacity       {_g(d['max_queries_per_day'])} queries/day at batch {_g(d['inputs']['batch_size']['value'])}"
+            f" on {_g(d['chips'])} chips ({d['replicas']} replica(s), tp {d['tensor_parallel']}, "
+            f"ep {d['expert_parallel']}); busy {100 * (d['busy_fraction'] or 0):.1f}% of the hours up{cross_s}"
+        )
+        print(
+            f"  scopes         accelerators {_g(d['accelerator_energy_mwh'], 'MWh')} (idle "
+            f"{_g(d['idle_energy_mwh'], 'MWh')}), IT {_g(d['it_energy_mwh'], 'MWh')}, facility "
+            f"{_g(d['energy_mwh'], 'MWh')}"
+        )
     _print_inputs(d, explain)
 
 
@@ -260,6 +329,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             hours=args.hours,
             mfu=args.mfu,
             calibrated=args.calibrated,
+            flops=args.flops,
+            development_factor=args.development_factor,
             **_common(args),
         ),
     )
@@ -303,7 +374,16 @@ def cmd_inference(args: argparse.Namespace) -> int:
             output_tokens=args.output_tokens,
             batch_size=args.batch_size,
             weights_bits=args.weights_bits,
+            weight_precision=args.weight_precision,
+            tensor_parallel=args.tensor_parallel,
+            expert_parallel=args.expert_parallel,
+            layers=args.layers,
+            hidden_size=args.hidden_size,
+            kv_bytes_per_token=args.kv_bytes_per_token,
+            hours_per_day=None if args.busy_only else args.hours_per_day,
+            idle_power_w=args.idle_power_w,
             mfu=args.mfu,
+            calibrated=args.calibrated,
             **_common(args),
         ),
     )
@@ -311,8 +391,11 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     from greenlm.estimate.lifecycle_model import lifecycle
-    from greenlm.estimate.plan import load_plan
+    from greenlm.estimate.plan import example_plan_text, load_plan
 
+    if args.example:
+        print(example_plan_text(), end="")
+        return 0
     result = lifecycle(load_plan(args.config), args.weights)
     d = result.to_dict()
     if args.json:
@@ -361,6 +444,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from greenlm.estimate import calibration as cal
 
+    if args.bench:
+        fitted_bench, path = cal.calibrate_bench(args.bench)
+        bd = {**fitted_bench.to_dict(), "path": str(path)}
+        if args.json:
+            print(json.dumps(bd, indent=2))
+            return 0
+        print(f"serving calibration: {path}")
+        print(
+            f"  {bd['hardware']}: time x {bd['time_scale']:.3f}, energy x {bd['energy_scale']:.3f} over "
+            f"{bd['n_points']} point(s) ({bd['source']}); residual {bd['residual_pct']:.1f}% median abs. "
+            "J/token error after scaling"
+        )
+        print("  `greenlm estimate inference --calibrated ...` uses it for this accelerator")
+        return 0
     if args.show:
         table = cal.load()
         result = cal.Calibration(table, [], cal.calibration_path())
@@ -398,7 +495,16 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_dict() for h in hws], indent=2))
         return 0
+    print(f"{'accelerator':<48} {'TDP':>8}  {'bf16':>9}  {'fp16':>9}  {'fp8':>9}  {'memory':>7}  {'bandwidth':>10}")
     for h in hws:
-        bf16 = h.peak_tflops.get("fp16_bf16_dense_tflops")
-        print(f"{h.name:<48} TDP {_g(h.tdp_w, 'W'):>8}  bf16 {_g(bf16, 'TFLOPS'):>12}  {_g(h.memory_gb, 'GB'):>7}")
+        peaks = h.peak_tflops_by_precision()
+
+        def col(p: str) -> str:
+            return _g(peaks.get(p)) if p in peaks else "–"
+
+        print(
+            f"{h.name:<48} {_g(h.tdp_w, 'W'):>8}  {col('bf16'):>9}  {col('fp16'):>9}  {col('fp8'):>9}  "
+            f"{_g(h.memory_gb, 'GB'):>7}  {_g(h.memory_bw_gbps, 'GB/s'):>10}"
+        )
+    print("(dense TFLOPS; – = not supported or not published: P100, V100 and T4 have no bf16)")
     return 0
