@@ -155,9 +155,7 @@ def test_scopes_and_energy_per_output_token():
 def test_public_api_is_the_validated_model():
     """inference() predicts a measured ML.ENERGY configuration as the validation does."""
     rows = vs.read_rows("tests/data/inference_dev.csv")
-    row = next(
-        r for r in rows if r["model_id"] == "meta-llama/Llama-3.1-8B-Instruct" and r["gpu_model"] == "H100"
-    )
+    row = next(r for r in rows if r["model_id"] == "meta-llama/Llama-3.1-8B-Instruct" and r["gpu_model"] == "H100")
     p = vs.row_point(row)
     c = shipped_constants()
     t = c.time_s(p.setup)

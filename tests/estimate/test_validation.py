@@ -137,7 +137,14 @@ def test_script_validates_other_data_without_touching_the_shipped_constants(tmp_
     fitted_before = (ROOT / "src" / "greenlm" / "estimate" / "fitted.py").read_text(encoding="utf-8")
     out = tmp_path / "validation.md"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "validate_estimator.py"), "--serving-data", str(serve), "--out", str(out)],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "validate_estimator.py"),
+            "--serving-data",
+            str(serve),
+            "--out",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -140,8 +140,7 @@ def run_hardware(meta: Mapping[str, Any]) -> tuple[str, float | None]:
         if not name:
             cpu = hw.get("cpu") or "unknown CPU"
             raise ConfigError(
-                f"metadata 'hardware' records no accelerator (a CPU-only run on {cpu}): calibration "
-                "fits accelerators"
+                f"metadata 'hardware' records no accelerator (a CPU-only run on {cpu}): calibration fits accelerators"
             )
         count = hw.get("accelerator_count")
         try:
@@ -430,9 +429,7 @@ def fit_bench(doc: Mapping[str, Any], where: str = "bench file") -> ServingHardw
     const = _serving.shipped_constants()
     ts, es = _serving_fit_scales(const, points)
     scaled = const.scaled(ts, es)
-    errs = sorted(
-        abs(scaled.energy_j(p.setup, scaled.time_s(p.setup)) / p.step_energy_j - 1.0) * 100.0 for p in points
-    )
+    errs = sorted(abs(scaled.energy_j(p.setup, scaled.time_s(p.setup)) / p.step_energy_j - 1.0) * 100.0 for p in points)
     return ServingHardwareCalibration(
         hardware=hw.name,
         time_scale=ts,

@@ -226,52 +226,75 @@ def _band(d: dict[str, Any], key: str) -> str:
     return f"  [{_g(lo)} – {_g(hi)}]"
 
 
+def _flops_text(x: float) -> str:
+    """FLOPs as people write them: ``8.4 x 10^22 FLOPs`` (word scales stop at quadrillion)."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{x:g} FLOPs"
+    e = math.floor(math.log10(x))
+    return f"{x / 10**e:.3g} x 10^{e} FLOPs" if e >= 6 else f"{x:,.0f} FLOPs"
+
+
 def _print_estimate(d: dict[str, Any], explain: bool) -> None:
+    from greenlm import humanize as hz
+
+    mwh = 3.6e9
     loc = d["location"]
-    chips = f" x {d['chips']:g}" if d.get("chips") else ""
+    keys = ("accelerator_energy_mwh", "it_energy_mwh", "energy_mwh")
+    unit = hz.energy_unit([d[k] * mwh for k in keys] + [d["high"].get("energy_mwh", 0.0) * mwh])
+
+    def en(x: float | None) -> str:
+        return hz.energy(None if x is None else x * mwh, unit)
+
+    def band(key: str, fmt: Any) -> str:
+        lo, hi = d["low"].get(key), d["high"].get(key)
+        if lo is None or hi is None or lo == hi:
+            return ""
+        return f"  [{fmt(lo)} – {fmt(hi)}]"
+
+    def t(x: float) -> str:
+        return hz.co2e(x * 1e6)
+
+    chips = f" x {hz.count(d['chips'])}" if d.get("chips") else ""
     print(f"{d['kind']}: {d['hardware']}{chips}")
     if d.get("flops") is not None:
-        print(f"  compute        {_g(d['flops'])} FLOPs")
-    hours = f", {_g(d['hours'])} h wall" if d.get("hours") else ""
-    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None else ""
-    print(f"  time           {_g(d['chip_hours'])} chip-hours{hours}{mfu}{_band(d, 'chip_hours')}")
-    print(f"  power          {_g(d['power_w_per_chip'], 'W')} per chip")
-    print(f"  IT energy      {_g(d['it_energy_mwh'], 'MWh')}{_band(d, 'it_energy_mwh')}")
+        print(f"  compute        {_flops_text(d['flops'])}")
+    hours = f", {hz.duration(d['hours'] * 3600)} wall clock" if d.get("hours") else ""
+    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None and d["kind"] != "inference" else ""
+    print(f"  time           {hz.sig(d['chip_hours'])} chip-hours{hours}{mfu}{band('chip_hours', hz.sig)}")
+    print(f"  power          {hz.power(d['power_w_per_chip'])} per chip (average, incl. host share)")
+    print(f"  accelerators   {en(d['accelerator_energy_mwh'])}{band('accelerator_energy_mwh', en)}  (no host, no PUE)")
+    print(f"  IT energy      {en(d['it_energy_mwh'])}{band('it_energy_mwh', en)}  (with the host)")
     pue = d["inputs"].get("pue", {}).get("value")
+    if pue:
+        print(f"  energy         {en(d['energy_mwh'])}{band('energy_mwh', en)}  (facility, PUE {pue:g})")
     print(
-        f"  energy         {_g(d['energy_mwh'], 'MWh')}{_band(d, 'energy_mwh')}  (facility, PUE {pue:g})" if pue else ""
-    )
-    print(
-        f"  CO2e operat.   {_g(d['co2e_t'], 't')}{_band(d, 'co2e_t')}  "
+        f"  CO2e operat.   {t(d['co2e_t'])}{band('co2e_t', t)}  "
         f"({loc.get('code')}, {loc.get('intensity_g_per_kwh'):.0f} g/kWh)"
     )
     print(
-        f"  CO2e embodied  {_g(d['embodied_co2e_t'], 't')}{_band(d, 'embodied_co2e_t')}  "
+        f"  CO2e embodied  {t(d['embodied_co2e_t'])}{band('embodied_co2e_t', t)}  "
         "(manufacturing, amortized; not included above)"
     )
-    print(f"  cost           {_g(d['cost'], d['currency'])}{_band(d, 'cost')}")
+    print(f"  cost           {hz.money(d['cost'], d['currency'])}{band('cost', lambda x: hz.money(x))}")
     if "energy_wh_per_query" in d:
         print(
-            f"  per query      {_g(d['energy_wh_per_query'], 'Wh')}, "
-            f"{_g(d['co2e_g_per_query'], 'gCO2e')} (decode {d['decode_bound']}-bound)"
+            f"  per query      {hz.energy(d['energy_wh_per_query'] * 3600)}, "
+            f"{hz.co2e(d['co2e_g_per_query'])} (decode {d['decode_bound']}-bound)"
         )
         if d.get("j_per_output_token") is not None:
             print(
-                f"  per token      {_g(d['j_per_output_token'], 'J')} per output token (accelerators, busy)"
-                f"{_band(d, 'j_per_output_token')}"
+                f"  per token      {hz.energy(d['j_per_output_token'])} per output token (accelerators, busy)"
+                f"{band('j_per_output_token', hz.energy)}"
             )
         cross = d.get("crossover_batch")
-        cross_s = f", compute-bound above batch {_g(cross)}" if cross else ""
+        cross_s = f"; compute-bound above a batch of {hz.sig(cross)}" if cross else ""
         print(
-            f"  capacity       {_g(d['max_queries_per_day'])} queries/day at batch {_g(d['inputs']['batch_size']['value'])}"
-            f" on {_g(d['chips'])} chips ({d['replicas']} replica(s), tp {d['tensor_parallel']}, "
-            f"ep {d['expert_parallel']}); busy {100 * (d['busy_fraction'] or 0):.1f}% of the hours up{cross_s}"
+            f"  capacity       {hz.count(round(d['max_queries_per_day']))} queries/day at a batch of "
+            f"{hz.count(d['inputs']['batch_size']['value'])} ({d['replicas']} replica(s), tensor parallel "
+            f"{d['tensor_parallel']}, expert parallel {d['expert_parallel']}); busy "
+            f"{hz.percent(d['busy_fraction'] or 0)} of the hours up{cross_s}"
         )
-        print(
-            f"  scopes         accelerators {_g(d['accelerator_energy_mwh'], 'MWh')} (idle "
-            f"{_g(d['idle_energy_mwh'], 'MWh')}), IT {_g(d['it_energy_mwh'], 'MWh')}, facility "
-            f"{_g(d['energy_mwh'], 'MWh')}"
-        )
+        print(f"  idle           {en(d['idle_energy_mwh'])} of the accelerator energy is idle time")
     _print_inputs(d, explain)
 
 
@@ -498,12 +521,9 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     print(f"{'accelerator':<48} {'TDP':>8}  {'bf16':>9}  {'fp16':>9}  {'fp8':>9}  {'memory':>7}  {'bandwidth':>10}")
     for h in hws:
         peaks = h.peak_tflops_by_precision()
-
-        def col(p: str) -> str:
-            return _g(peaks.get(p)) if p in peaks else "–"
-
+        bf16, fp16, fp8 = (_g(peaks[p]) if p in peaks else "–" for p in ("bf16", "fp16", "fp8"))
         print(
-            f"{h.name:<48} {_g(h.tdp_w, 'W'):>8}  {col('bf16'):>9}  {col('fp16'):>9}  {col('fp8'):>9}  "
+            f"{h.name:<48} {_g(h.tdp_w, 'W'):>8}  {bf16:>9}  {fp16:>9}  {fp8:>9}  "
             f"{_g(h.memory_gb, 'GB'):>7}  {_g(h.memory_bw_gbps, 'GB/s'):>10}"
         )
     print("(dense TFLOPS; – = not supported or not published: P100, V100 and T4 have no bf16)")

@@ -1,8 +1,10 @@
 """Constants fitted on measurements, with their cross-validated errors (generated).
 
-Written by ``scripts/validate_estimator.py`` from ``tests/data/footprints_dev.csv`` and ``tests/data/inference_dev.csv``; do not edit
-by hand (tests/estimate/test_validation.py fails when this file is stale). docs/validation.md
-gives the leave-one-model-out errors of the fitting procedure; these are its values on every row.
+Written by ``scripts/validate_estimator.py`` from
+``tests/data/footprints_dev.csv`` and ``tests/data/inference_dev.csv``;
+do not edit by hand (tests/estimate/test_validation.py fails when this file is stale).
+docs/validation.md gives the leave-one-model-out errors of the fitting procedure; these are
+its values on every row.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 def _solve(m: list[list[float]], v: list[float]) -> list[float] | None:
     """Solve the square system ``m x = v`` by Gaussian elimination with partial pivoting."""
     n = len(v)
-    a = [row[:] + [v[i]] for i, row in enumerate(m)]
+    a = [[*row, v[i]] for i, row in enumerate(m)]
     for col in range(n):
         piv = max(range(col, n), key=lambda r: abs(a[r][col]))
         if abs(a[piv][col]) < 1e-14:

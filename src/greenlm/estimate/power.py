@@ -82,12 +82,12 @@ def resolve_power(
     b = basis.lower()
     if b not in BASES:
         raise ConfigError(f"Unknown power basis {basis!r}; use one of {', '.join(BASES)}.")
-    if b == "tdp" or (fraction is None and host_fraction is None):
-        if hw.tdp_w is None and not (b == "model" and hw.measured_power_w is not None):
-            raise ConfigError(
-                f"{hw.name} has no published TDP in the accelerator table, so greenlm cannot model "
-                "its power; pass --power-w with the average watts per chip."
-            )
+    no_tdp_model = b == "model" and hw.measured_power_w is not None
+    if (b == "tdp" or (fraction is None and host_fraction is None)) and hw.tdp_w is None and not no_tdp_model:
+        raise ConfigError(
+            f"{hw.name} has no published TDP in the accelerator table, so greenlm cannot model "
+            "its power; pass --power-w with the average watts per chip."
+        )
     if b == "tdp":
         assert hw.tdp_w is not None
         tdp = hw.tdp_w

@@ -283,9 +283,7 @@ def inference(
         inputs["mfu"] = Input(u, "user value (share of peak throughput reached by compute)")
     else:
         inputs["mfu"] = Input(1.0 / const.k_compute, f"fitted: 1 / k_compute ({const_src})")
-    inputs["serving_constants"] = Input(
-        {k: v for k, v in const.to_dict().items() if k != "source"}, const_src
-    )
+    inputs["serving_constants"] = Input({k: v for k, v in const.to_dict().items() if k != "source"}, const_src)
 
     setup = sm.Setup(
         total_params=n_total,
@@ -346,7 +344,9 @@ def inference(
     inputs["weights_bits"] = Input(fmt.bytes_per_param * 8, f"{fmt.name} ({fmt_src}): bits per parameter incl. scales")
     inputs["weight_precision"] = Input(fmt.name, fmt_src)
     inputs["compute_precision"] = Input(fmt.compute_precision, "arithmetic of the weight format on this chip")
-    inputs["peak_flops_per_chip"] = Input(fmt.peak_flops, f"{hw.name} dense {fmt.compute_precision} peak: {hw.spec_source}")
+    inputs["peak_flops_per_chip"] = Input(
+        fmt.peak_flops, f"{hw.name} dense {fmt.compute_precision} peak: {hw.spec_source}"
+    )
     inputs["hardware"] = Input(hw.name, hw.spec_source)
     inputs["memory_bw_gbps"] = Input(hw.memory_bw_gbps, hw.spec_source)
     inputs["hours_per_day"] = Input(
@@ -356,7 +356,9 @@ def inference(
     # power and energy
     lo_m, hi_m = _band()
     if power_w is not None:
-        pw = finite("power per chip (W)", power_w, minimum=0.0, strict=True, hint=" Give average watts per accelerator.")
+        pw = finite(
+            "power per chip (W)", power_w, minimum=0.0, strict=True, hint=" Give average watts per accelerator."
+        )
         busy_w = Range.exact(pw)
         busy_src = "user value (W per accelerator while serving, whatever it includes)"
         host_w = Range.exact(0.0)

@@ -147,7 +147,11 @@ class Constants:
     def energy_j(self, s: Setup, t_s: float, batch: float | None = None, idle_w: float = 0.0) -> float:
         """Energy of one step that takes ``t_s``: between idle and TDP for ``n`` chips."""
         n = s.chips
-        e = self.p_static * s.tdp_w * n * t_s + self.e_byte_j * s.step_bytes(batch) + self.e_flop_j * s.step_flops(batch)
+        e = (
+            self.p_static * s.tdp_w * n * t_s
+            + self.e_byte_j * s.step_bytes(batch)
+            + self.e_flop_j * s.step_flops(batch)
+        )
         return min(max(e, idle_w * n * t_s), s.tdp_w * n * t_s)
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,8 +159,20 @@ class Constants:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Constants:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (v if k == "source" else float(v)) for k, v in d.items() if k in names})
+        v = {k: float(d[k]) for k in (*TIME_TERMS, *ENERGY_TERMS)}
+        return cls(
+            c_layer_s=v["c_layer_s"],
+            c_tp_s=v["c_tp_s"],
+            c_ep_s=v["c_ep_s"],
+            k_mem=v["k_mem"],
+            k_compute=v["k_compute"],
+            k_moe=v["k_moe"],
+            c_seq_s=v["c_seq_s"],
+            p_static=v["p_static"],
+            e_byte_j=v["e_byte_j"],
+            e_flop_j=v["e_flop_j"],
+            source=str(d.get("source", "")),
+        )
 
     def scaled(self, time_scale: float = 1.0, energy_scale: float = 1.0, source: str = "") -> Constants:
         """The same model with every time term and every energy term scaled (calibration)."""
@@ -263,14 +279,14 @@ def fit(points: Sequence[Point], source: str = "") -> Constants:
     t = dict(zip(TIME_TERMS, x))
     for k in FLOORED:
         t[k] += 1.0
-    partial = Constants(**t, p_static=0.0, e_byte_j=0.0, e_flop_j=0.0)
+    partial = Constants.from_dict({**t, "p_static": 0.0, "e_byte_j": 0.0, "e_flop_j": 0.0})
     erows = []
     for p, wi in zip(points, w):
         s = p.setup
         tp = partial.time_s(s)
         erows.append([wi * v / p.step_energy_j for v in (s.tdp_w * s.chips * tp, s.step_bytes(), s.step_flops())])
     e = nnls(erows, w)
-    return Constants(**t, **dict(zip(ENERGY_TERMS, e)), source=source)
+    return Constants.from_dict({**t, **dict(zip(ENERGY_TERMS, e)), "source": source})
 
 
 def fit_scales(c: Constants, points: Sequence[Point]) -> tuple[float, float]:

@@ -157,7 +157,8 @@ def run_job(
     if spec.development_factor:
         dev = finite("development factor", spec.development_factor, minimum=0.0)
         inputs["development_factor"] = Input(
-            dev, f"user value: chip-hours and energy include development = {dev:g} x the final run; "
+            dev,
+            f"user value: chip-hours and energy include development = {dev:g} x the final run; "
             + defaults.DEVELOPMENT_SOURCE,
         )
         ch = ch.scaled(1.0 + dev)
@@ -174,9 +175,7 @@ def run_job(
         currency=spec.currency,
     )
     warnings.extend(w for w in f.warnings if w not in warnings)
-    acc_j = (
-        combine([(ch, 1), (power.accelerator_w, 1)]).scaled(3600.0) if power.accelerator_w is not None else None
-    )
+    acc_j = combine([(ch, 1), (power.accelerator_w, 1)]).scaled(3600.0) if power.accelerator_w is not None else None
     est = assemble(
         kind=kind,
         hw=hw,
@@ -266,7 +265,7 @@ def _params(params: float, active_params: float | None, inputs: dict[str, Input]
 def train(
     *,
     params: float,
-    tokens: float | None,
+    tokens: float | None = None,
     hardware: str | Hardware,
     active_params: float | None = None,
     layers: int | None = None,

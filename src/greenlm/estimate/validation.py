@@ -398,9 +398,7 @@ def render_markdown(
         f"{met('serving_within_2x')} |",
         "",
         "The test (`tests/estimate/test_validation.py`) fails when this page is stale or a figure "
-        "regresses past its threshold: "
-        + ", ".join(f"`{k}` {v:g}" for k, v in THRESHOLDS.items())
-        + ".",
+        "regresses past its threshold: " + ", ".join(f"`{k}` {v:g}" for k, v in THRESHOLDS.items()) + ".",
         "",
         "## Serving: J per output token on measured deployments",
         "",
@@ -461,8 +459,7 @@ def render_markdown(
         "Rows are published footprints with their inputs (see the data README); each mode gives the "
         "estimator only some of them (module `greenlm.estimate.validation`):",
         "",
-        "* **A**: chip-hours + the publication's power per chip, PUE, intensity (reproduces the "
-        "published arithmetic);",
+        "* **A**: chip-hours + the publication's power per chip, PUE, intensity (reproduces the published arithmetic);",
         "* **B**: chip-hours + greenlm's power model; rows with *measured* power only, compared in the "
         "row's scope (system power unless only accelerators were measured);",
         "* **C**: params, tokens, hardware (+ chips); MFU from the default model; power from greenlm's "
@@ -491,8 +488,7 @@ def render_markdown(
         "",
         "Reading:",
         "",
-        "* Mode A is arithmetic: the residual (under ~1%) is rounding in the published days, "
-        "chip-hours and totals.",
+        "* Mode A is arithmetic: the residual (under ~1%) is rounding in the published days, chip-hours and totals.",
         "* Mode B: GPU system power is 0.76 x the rated maximum of the GPU's reference server (an "
         "8 x H100 node measured at 76% under training, a source outside these rows); it lands within "
         "3% of the P100 and V100 rows. TPU v3 uses the published fleet-mean chip power (220 W) times "
@@ -541,10 +537,11 @@ def render_fitted(report: Report, serving: vs.ServingReport, sources: tuple[str,
     lines = [
         '"""Constants fitted on measurements, with their cross-validated errors (generated).',
         "",
-        "Written by ``scripts/validate_estimator.py`` from "
-        f"``{sources[0]}`` and ``{sources[1]}``; do not edit",
-        "by hand (tests/estimate/test_validation.py fails when this file is stale). docs/validation.md",
-        "gives the leave-one-model-out errors of the fitting procedure; these are its values on every row.",
+        "Written by ``scripts/validate_estimator.py`` from",
+        f"``{sources[0]}`` and ``{sources[1]}``;",
+        "do not edit by hand (tests/estimate/test_validation.py fails when this file is stale).",
+        "docs/validation.md gives the leave-one-model-out errors of the fitting procedure; these are",
+        "its values on every row.",
         '"""',
         "",
         "from __future__ import annotations",
