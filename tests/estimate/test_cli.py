@@ -410,3 +410,5 @@ def test_calibrate_bench_command(capsys, tmp_path):
     assert d["time_scale"] == pytest.approx(1.1, rel=1e-6) and d["n_points"] == 4
     assert run(["calibrate", "--bench", str(f)]) == 0
     assert "--calibrated" in capsys.readouterr().out
+    assert run(["calibrate", "--show"]) == 0  # a serving calibration alone can be shown
+    assert "serving NVIDIA H100" in capsys.readouterr().out

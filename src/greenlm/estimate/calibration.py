@@ -274,6 +274,12 @@ def load(path: Path | None = None) -> dict[str, HardwareCalibration]:
     return {k: HardwareCalibration.from_dict(v) for k, v in _read_doc(p).get("hardware", {}).items()}
 
 
+def load_or_empty(path: Path | None = None) -> dict[str, HardwareCalibration]:
+    """Fitted values per hardware name, {} when the file holds none (or does not exist)."""
+    p = Path(path) if path else calibration_path()
+    return {k: HardwareCalibration.from_dict(v) for k, v in _read_doc(p).get("hardware", {}).items()}
+
+
 def calibrate(runs: Iterable[Mapping[str, Any]], path: Path | None = None) -> Calibration:
     """Fit ``runs`` (result dicts, e.g. ``RunStore.list_runs()``) and save the fit.
 
@@ -424,10 +430,11 @@ def bench_points(doc: Mapping[str, Any], where: str = "bench file") -> tuple[Any
 def fit_bench(doc: Mapping[str, Any], where: str = "bench file") -> ServingHardwareCalibration:
     """Fit the time and energy scales of one bench document (nothing is saved)."""
     from greenlm.estimate import serving as _serving
+    from greenlm.estimate import serving_model as sm
 
     hw, points = bench_points(doc, where)
     const = _serving.shipped_constants()
-    ts, es = _serving_fit_scales(const, points)
+    ts, es = sm.fit_scales(const, points)
     scaled = const.scaled(ts, es)
     errs = sorted(abs(scaled.energy_j(p.setup, scaled.time_s(p.setup)) / p.step_energy_j - 1.0) * 100.0 for p in points)
     return ServingHardwareCalibration(
@@ -440,12 +447,6 @@ def fit_bench(doc: Mapping[str, Any], where: str = "bench file") -> ServingHardw
         engine=str(doc.get("engine", "")),
         residual_pct=statistics.median(errs),
     )
-
-
-def _serving_fit_scales(const: Any, points: list[Any]) -> tuple[float, float]:
-    from greenlm.estimate import serving_model as sm
-
-    return sm.fit_scales(const, points)
 
 
 def load_serving(path: Path | None = None) -> dict[str, ServingHardwareCalibration]:

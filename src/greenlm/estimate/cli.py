@@ -482,7 +482,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print("  `greenlm estimate inference --calibrated ...` uses it for this accelerator")
         return 0
     if args.show:
-        table = cal.load()
+        table = cal.load() if not cal.load_serving() else cal.load_or_empty()
         result = cal.Calibration(table, [], cal.calibration_path())
     else:
         from greenlm.store import open_store
@@ -508,6 +508,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     for s in d["skipped"]:
         print(f"  skipped {s['run_id']}: {s['reason']}")
+    if args.show:
+        for sc in cal.load_serving().values():
+            print(
+                f"  serving {sc.hardware}: time x {sc.time_scale:.3f}, energy x {sc.energy_scale:.3f} "
+                f"({sc.n_points} point(s), {sc.source})"
+            )
     return 0
 
 

@@ -443,8 +443,11 @@ def render_markdown(
     for k, (a, sgn, n) in serving.by("gpu").items():
         out.append(f"| {k} | {a:.1f}% | {sgn:+.1f}% | {n} |")
     out += ["", "| batch (measured) | median abs. error | median signed error | configs |", "|---|---|---|---|"]
-    for k, (a, sgn, n) in serving.by("batch_band").items():
-        out.append(f"| {k} | {a:.1f}% | {sgn:+.1f}% | {n} |")
+    bands = serving.by("batch_band")
+    for k in ("<= 32", "33-256", "> 256"):
+        if k in bands:
+            a, sgn, n = bands[k]
+            out.append(f"| {k} | {a:.1f}% | {sgn:+.1f}% | {n} |")
     out += [
         "",
         "Reading: the model is weakest where the data are shaped by software the inputs do not name "
