@@ -221,3 +221,10 @@ def test_chip_without_tdp_needs_power():
     with pytest.raises(ConfigError, match="--power-w"):
         est(hardware="TPU v5e")
     assert est(hardware="TPU v5e", power_w=200).energy_mwh > 0
+
+
+def test_prefill_is_its_own_work_and_grows_with_the_prompt():
+    short = est(input_tokens=100)
+    long_ = est(input_tokens=4000, chips=2)
+    assert 0 < short.prefill_fraction < long_.prefill_fraction < 1
+    assert long_.flops / long_.queries == pytest.approx(2 * 7e9 * 4200)

@@ -282,9 +282,11 @@ def _print_estimate(d: dict[str, Any], explain: bool) -> None:
             f"{hz.co2e(d['co2e_g_per_query'])} (decode {d['decode_bound']}-bound)"
         )
         if d.get("j_per_output_token") is not None:
+            pre = d.get("prefill_fraction")
+            pre_s = f"; prompts {hz.percent(pre)} of the time" if pre is not None else ""
             print(
                 f"  per token      {hz.energy(d['j_per_output_token'])} per output token (accelerators, busy)"
-                f"{band('j_per_output_token', hz.energy)}"
+                f"{band('j_per_output_token', hz.energy)}{pre_s}"
             )
         cross = d.get("crossover_batch")
         cross_s = f"; compute-bound above a batch of {hz.sig(cross)}" if cross else ""

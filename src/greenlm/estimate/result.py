@@ -154,6 +154,7 @@ class InferenceEstimate(Estimate):
     output_tokens_per_s: float | None = None  # whole deployment, while busy
     step_time_s: float | None = None  # one decode step of a replica
     crossover_batch: float | None = None  # batch above which decoding is compute-bound
+    prefill_fraction: float | None = None  # share of serving time spent on prompts
     busy_fraction: float | None = None  # of the hours the deployment is up
     max_queries_per_day: float | None = None  # capacity of the chips at this batch
     replicas: int = 1
@@ -193,6 +194,7 @@ class InferenceEstimate(Estimate):
                 "output_tokens_per_s": self.output_tokens_per_s,
                 "step_time_s": self.step_time_s,
                 "crossover_batch": self.crossover_batch,
+                "prefill_fraction": self.prefill_fraction,
                 "busy_fraction": self.busy_fraction,
                 "max_queries_per_day": self.max_queries_per_day,
                 "replicas": self.replicas,

@@ -441,6 +441,7 @@ def inference(
         output_tokens_per_s=q_per_s * o_tok,
         step_time_s=step.time_s,
         crossover_batch=step.crossover_batch,
+        prefill_fraction=step.prefill_s / step.time_s,
         busy_fraction=busy_s / held_s if held_s > 0 else 1.0,
         max_queries_per_day=max_qpd,
         replicas=lay.replicas,

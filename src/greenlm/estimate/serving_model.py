@@ -11,7 +11,11 @@ also carries ``I / O`` prompt tokens per sequence (``I`` prompt, ``O`` output to
   were routed to (each token reaches ``N_active/N_total`` of them); KV cache =
   ``B x ctx x kv_bytes_per_token`` with ``ctx = I + O/2`` (a running sequence is halfway
   through its answer on average), so it grows with the context and the batch;
-* FLOPs = ``B x (2 N_active (1 + I/O) + 4 L d ctx)`` (weights, prefill share, attention);
+* FLOPs = ``B x (2 N_active (1 + I/O) + 4 L d ctx)`` (weights, prefill share, attention).
+  Prefill is counted as its own work (``2 N_active`` per prompt token, and the KV cache it
+  leaves) but scheduled in the decode steps, as continuous batching does, and run at the
+  step's fitted compute efficiency: a separate prefill efficiency (0.5 of peak, Pope et al.
+  2022, or fitted) predicted the measured energy slightly worse in cross-validation;
 * time ``t = L (c_layer + [tp>1] c_tp + [ep>1] c_ep) + k_mem bytes/(n BW)
   + (k_compute + [MoE] k_moe) FLOPs/(n peak) + B c_seq``: a fixed cost per layer (kernel
   launches, tensor- and expert-parallel collectives), the memory and compute terms (sum, not
@@ -94,6 +98,11 @@ class Setup:
     def step_bytes(self, batch: float | None = None) -> float:
         b = self.batch if batch is None else batch
         return self.weight_bytes_touched(b) + b * self.context * self.kv_bytes_per_token
+
+    def prefill_flops(self, batch: float | None = None) -> float:
+        """FLOPs of the prompt share a step carries: ``B x 2 N_active x I/O``."""
+        b = self.batch if batch is None else batch
+        return b * 2.0 * self.active_params * self.input_tokens / max(self.output_tokens, 1.0)
 
     def step_flops(self, batch: float | None = None) -> float:
         b = self.batch if batch is None else batch
@@ -194,6 +203,7 @@ class Step:
     memory_s: float  # k_mem x bytes / (n BW)
     compute_s: float  # compute terms
     overhead_s: float  # per-layer and per-sequence terms
+    prefill_s: float  # the share of the compute term that is prompt processing
     bytes: float
     flops: float
     bound: str  # memory | compute
@@ -234,12 +244,14 @@ def predict(c: Constants, s: Setup, idle_w: float = 0.0) -> Step:
     t = c.time_s(s)
     mem = c.k_mem * f["k_mem"]
     comp = c.k_compute * f["k_compute"] + c.k_moe * f["k_moe"]
+    k_flop = c.k_compute + (c.k_moe if s.moe else 0.0)
     return Step(
         time_s=t,
         energy_j=c.energy_j(s, t, idle_w=idle_w),
         memory_s=mem,
         compute_s=comp,
         overhead_s=t - mem - comp,
+        prefill_s=k_flop * s.prefill_flops() / (s.chips * s.peak_flops),
         bytes=s.step_bytes(),
         flops=s.step_flops(),
         bound="memory" if mem >= comp else "compute",
