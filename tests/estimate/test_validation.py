@@ -74,6 +74,9 @@ def test_parsers():
     assert v.power_basis_kind("assumed average power per GPU") == "other"
     assert v.power_scope("measured system average power per accelerator incl. host CPU") == "system"
     assert v.power_scope("measured GPU power only") == "accelerator"
+    assert v.power_scope("measured average power per GPU", "GPU energy x PUE") == "accelerator"
+    assert v.power_scope("measured average power per GPU", "system power x PUE") == "system"
+    assert v.power_scope("measured") == "system"
     assert v.model_group("GPT-3 175B (Luccioni et al. 2022 comparison table)") == v.model_group("GPT-3 175B")
 
 

@@ -147,12 +147,17 @@ def power_basis_kind(text: str) -> str:
     return "other"
 
 
-def power_scope(text: str) -> str:
-    """``system`` (accelerator + host) or ``accelerator``, from the row's power basis."""
-    t = (text or "").lower()
-    if any(k in t for k in ("system", "host", "incl.", "node")):
+def power_scope(text: str, energy_scope: str = "") -> str:
+    """``system`` (accelerator + host) or ``accelerator``: what the row's power covers.
+
+    System when the power basis or the energy scope names the system, host, node or what it
+    includes; accelerator when they name only the GPU/chip/accelerator/device (what GPU-level
+    meters such as nvidia-smi measure); system otherwise.
+    """
+    t = f"{text or ''} {energy_scope or ''}".lower()
+    if any(k in t for k in ("system", "host", "incl.", "including", "node", "server", "facility")):
         return "system"
-    if any(k in t for k in ("gpu", "chip", "accelerator")) and "only" in t:
+    if re.search(r"\b(gpus?|chips?|accelerators?|devices?|tpus?)\b", t):
         return "accelerator"
     return "system"
 
@@ -188,7 +193,7 @@ def host_share_samples(rows: Iterable[dict[str, str]]) -> list[tuple[str, float]
     for r in rows:
         if r.get("phase") != "training" or power_basis_kind(r.get("power_basis", "")) != "measured":
             continue
-        if power_scope(r.get("power_basis", "")) != "system":
+        if power_scope(r.get("power_basis", ""), r.get("energy_scope", "")) != "system":
             continue
         hw = _hardware(r.get("hardware", ""))
         p = _f(r.get("power_per_chip_W"))
@@ -260,7 +265,7 @@ def evaluate_row(r: dict[str, str], mode: str, host_share: float | None = None) 
                 return Outcome(**base, skipped=f"power not measured (basis: {basis})")
             if chip_hours is None:
                 return Outcome(**base, skipped="needs chip-hours (or chips x days)")
-            scope = power_scope(basis_text)
+            scope = power_scope(basis_text, r.get("energy_scope", ""))
             kwargs.update(chip_hours=chip_hours, tokens=None, power_w=modeled(scope))
             note = f"{scope} scope"
         else:
@@ -270,7 +275,7 @@ def evaluate_row(r: dict[str, str], mode: str, host_share: float | None = None) 
                 return Outcome(**base, skipped=f"training tokens {why}")
             kwargs.update(tokens=tokens, chips=_f(r.get("n_chips")))
             if basis == "measured":
-                kwargs["power_w"] = modeled(power_scope(basis_text))
+                kwargs["power_w"] = modeled(power_scope(basis_text, r.get("energy_scope", "")))
                 note = "power: greenlm's model"
             elif basis == "tdp":
                 kwargs["power_basis"] = "tdp"
