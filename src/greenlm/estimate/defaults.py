@@ -267,21 +267,6 @@ LIFETIME_YEARS = _d(
 LIFETIME_UTILIZATION = _d(0.85, 0.85, 0.85, "share of the lifetime the hardware is in use: 85% (Luccioni et al. 2023)")
 
 # ------------------------------------------------------------------ inference specifics
-PREFILL_MFU = _d(
-    0.50,
-    0.30,
-    0.70,
-    "MFU of prompt processing (prefill): up to 76% at large batch on TPU v4 (Pope et al. 2022, "
-    "Efficiently Scaling Transformer Inference); lower at small batch and on GPUs",
-)
-BANDWIDTH_EFFICIENCY = _d(
-    0.60,
-    0.30,
-    0.85,
-    "share of peak memory bandwidth reached while decoding: optimized kernels reach 60-85%; "
-    "multi-chip serving with communication far less (Pope et al. 2022 report 29 ms/token for "
-    "PaLM 540B int8 on 64 TPU v4, about 25% of the bandwidth bound); judgement",
-)
 IDLE_FRACTION = _d(
     0.15,
     0.08,
@@ -297,13 +282,6 @@ MEMORY_UTILIZATION = _d(
     0.90,
     "weights and KV cache may use 90% of accelerator memory: vLLM's default gpu_memory_utilization "
     "(the rest holds activations and the CUDA context)",
-)
-MEMORY_HEADROOM = _d(
-    1.2,
-    1.2,
-    1.2,
-    "weights may fill at most ~83% of accelerator memory (x1.2): the rest holds the KV cache "
-    "and activations; judgement, used only to pick the number of chips",
 )
 
 # --------------------------------------------------------------------- fine-tuning (LoRA)
