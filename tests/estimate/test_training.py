@@ -272,3 +272,14 @@ def test_published_flops_replace_6nd():
     r = train(params=1.5e12, hardware="TPU v3", flops=8.22e22, chip_hours=1024 * 27 * 24, pue=1.1)
     assert r.flops == pytest.approx(8.22e22)
     assert r.mfu == pytest.approx(8.22e22 / (123e12 * 1024 * 27 * 24 * 3600))
+
+
+def test_a_defaulted_price_says_it_is_the_us_default_outside_the_us():
+    fra = gpt3(location="FRA")
+    assert any("not a price for France" in w for w in fra.warnings)
+    assert "not a price for France" in fra.inputs["price_per_kwh"].source
+    usa = gpt3(location="USA")
+    assert not any("electricity price" in w for w in usa.warnings)
+    given = gpt3(location="FRA", price_per_kwh=0.2, currency="EUR")
+    assert not any("electricity price" in w for w in given.warnings)
+    assert given.cost.value == pytest.approx(given.energy_mwh * 1000 * 0.2)

@@ -127,11 +127,10 @@ def resolve_factors(
     price_src = cfg.price.source
     if cfg.price.defaulted:
         where = loc.name if not loc.defaulted else "no location"
-        price_src = (
-            f"{cfg.price.source} ({cfg.price.per_kwh:g} {cfg.price.currency}/kWh): greenlm's one default, "
-            f"not a price for {where}; pass --price and --currency"
-        )
         in_us = (loc.country_iso3 or "").upper() == "USA" or loc.code.upper() in ("USA", "US")
+        price_src = f"{cfg.price.source} ({cfg.price.per_kwh:g} {cfg.price.currency}/kWh): greenlm's one default" + (
+            "; pass --price for your tariff" if in_us else f", not a price for {where}; pass --price and --currency"
+        )
         if not in_us:
             warnings.append(
                 f"The cost uses greenlm's default electricity price, {cfg.price.per_kwh:g} "
