@@ -11,6 +11,9 @@ rows and the held-out model's rows are predicted; the errors reported are those 
 held-out predictions only. Every constant is fitted inside this loop; nothing is keyed to a
 model. The constants shipped (:mod:`greenlm.estimate.fitted`) are the same fit on every row.
 
+With data parallelism (``data_parallel`` > 1, none in the dev rows) the measured batch and
+throughput are read as the deployment's, shared equally by its replicas.
+
 **Prompt lengths** are not in the data. The validation assumes a prompt length per task
 (:data:`PROMPT_TOKENS`, reasons in :data:`PROMPT_SOURCES`) and reports how the error moves
 when every assumption is halved or doubled.
@@ -57,6 +60,7 @@ def row_setup(r: dict[str, str], prompt_scale: float = 1.0) -> sm.Setup:
     fmt = wf.resolve(hw, r["weight_precision"])
     tp = int(_f(r.get("tensor_parallel") or "1"))
     ep = int(_f(r.get("expert_parallel") or "1"))
+    dp = max(1, int(_f(r.get("data_parallel") or "1")))
     layers = sm.inferred_layers(active)
     if hw.memory_bw_gbps is None or hw.tdp_w is None:
         raise ValueError(f"{hw.name} lacks bandwidth or TDP in the accelerator table")
@@ -70,7 +74,7 @@ def row_setup(r: dict[str, str], prompt_scale: float = 1.0) -> sm.Setup:
         chips=tp * ep,
         tensor_parallel=tp,
         expert_parallel=ep,
-        batch=_f(r["avg_batch_size"]),
+        batch=_f(r["avg_batch_size"]) / dp,  # per replica: the measured batch is the deployment's
         input_tokens=PROMPT_TOKENS.get(r.get("task", ""), DEFAULT_PROMPT_TOKENS) * prompt_scale,
         output_tokens=_f(r["avg_output_len"]),
         layers=layers,
@@ -82,7 +86,8 @@ def row_setup(r: dict[str, str], prompt_scale: float = 1.0) -> sm.Setup:
 def row_point(r: dict[str, str], prompt_scale: float = 1.0) -> sm.Point:
     """A measured point: step time = batch / throughput, step energy = J/token x batch."""
     s = row_setup(r, prompt_scale)
-    tput = _f(r["output_throughput_tok_s"])
+    dp = max(1, int(_f(r.get("data_parallel") or "1")))
+    tput = _f(r["output_throughput_tok_s"]) / dp  # per replica
     return sm.Point(
         setup=s,
         step_s=s.batch / tput,
