@@ -156,3 +156,14 @@ def test_script_validates_other_data_without_touching_the_shipped_constants(tmp_
     assert "serving_median_pct" in proc.stdout
     assert "2 models" in out.read_text(encoding="utf-8")
     assert (ROOT / "src" / "greenlm" / "estimate" / "fitted.py").read_text(encoding="utf-8") == fitted_before
+
+
+def test_unusable_serving_rows_are_listed_not_fatal(serve_rows):
+    rows = [dict(r) for r in serve_rows[:60]]
+    rows[0]["weight_precision"] = "fp3"
+    rows[1]["gpu_model"] = "Z80"
+    rows[2]["output_throughput_tok_s"] = ""
+    rep = vs.validate(rows)
+    assert len(rep.skipped) == 3 and len(rep.predictions) == 57
+    assert any("weight format" in why for _, why in rep.skipped)
+    assert any("Z80" in why for _, why in rep.skipped)

@@ -453,6 +453,9 @@ def render_markdown(
         if k in bands:
             a, sgn, n = bands[k]
             out.append(f"| {k} | {a:.1f}% | {sgn:+.1f}% | {n} |")
+    if serving.skipped:
+        out += ["", "Rows left out of the serving validation:", ""]
+        out += [f"* {row}: {why}" for row, why in serving.skipped]
     out += [
         "",
         "Reading: the model is weakest where the data are shaped by software the inputs do not name "

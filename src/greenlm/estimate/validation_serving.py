@@ -25,10 +25,11 @@ import csv
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from greenlm.errors import ConfigError, GreenlmError
 from greenlm.estimate import serving_model as sm
 from greenlm.estimate import weights as wf
 from greenlm.estimate.hardware import find_hardware
@@ -129,6 +130,7 @@ class ServingReport:
     predictions: list[Prediction]
     constants: sm.Constants
     n_models: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (row, why)
 
     @staticmethod
     def _abs_pct(ratios: Iterable[float]) -> list[float]:
@@ -187,10 +189,17 @@ def cross_validate(points: Sequence[sm.Point]) -> list[Prediction]:
 
 def validate(rows: Sequence[dict[str, str]], prompt_scale: float = 1.0) -> ServingReport:
     """Leave-one-model-out validation of the serving model on ``rows``."""
-    points = [row_point(r, prompt_scale) for r in rows]
+    points, skipped = [], []
+    for i, r in enumerate(rows):
+        try:
+            points.append(row_point(r, prompt_scale))
+        except (GreenlmError, KeyError, ValueError, ZeroDivisionError) as e:
+            skipped.append((f"row {i + 1} ({r.get('model_id', '?')}, {r.get('gpu_model', '?')})", str(e) or repr(e)))
+    if len({p.group for p in points}) < 2:
+        raise ConfigError("serving validation needs usable rows of at least two models (leave-one-model-out)")
     preds = cross_validate(points)
     constants = sm.fit(points, source="fit")
-    return ServingReport(preds, constants, len({p.group for p in points}))
+    return ServingReport(preds, constants, len({p.group for p in points}), skipped)
 
 
 def geometric_mean(values: Iterable[float]) -> float:
