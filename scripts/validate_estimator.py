@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_rows = vs.read_rows(args.serving_data)
     serving = vs.validate(serve_rows)
     sensitivity = {0.5: vs.validate(serve_rows, 0.5), 1.0: serving, 2.0: vs.validate(serve_rows, 2.0)}
-    Path(args.out).write_text(v.render_markdown(report, serving, sensitivity, sources), encoding="utf-8")
+    harder = {k: vs.regrouped(serve_rows, k) for k in ("vendor", "gpu")}
+    page = v.render_markdown(report, serving, sensitivity, sources, harder)
+    Path(args.out).write_text(page, encoding="utf-8")
     print(f"wrote {args.out}")
     defaults_data = Path(args.data).resolve() == DEFAULT_TRAIN and Path(args.serving_data).resolve() == DEFAULT_SERVE
     fitted = args.fitted or (str(DEFAULT_FITTED) if defaults_data else None)

@@ -45,6 +45,12 @@ def test_cross_validated_figures_do_not_regress(report, serving, key):
     )
 
 
+def test_harder_splits_stay_within_the_targets(serve_rows):
+    for by in ("vendor", "gpu"):
+        med, within = vs.regrouped(serve_rows, by)
+        assert med <= v.TARGETS["serving_median_pct"] and within >= v.TARGETS["serving_within_2x"], by
+
+
 def test_rows_behind_each_figure(report, serving):
     assert report.mape("A", "energy")[1] >= 10
     assert report.mape("B", "energy")[1] >= 6
@@ -114,7 +120,8 @@ def test_training_host_share_is_refitted_without_the_row(train_rows):
 def test_docs_page_is_up_to_date(report, serving, serve_rows):
     page = ROOT / "docs" / "validation.md"
     sens = {0.5: vs.validate(serve_rows, 0.5), 1.0: serving, 2.0: vs.validate(serve_rows, 2.0)}
-    expected = v.render_markdown(report, serving, sens, SOURCES)
+    harder = {k: vs.regrouped(serve_rows, k) for k in ("vendor", "gpu")}
+    expected = v.render_markdown(report, serving, sens, SOURCES, harder)
     assert page.read_text(encoding="utf-8") == expected, (
         "docs/validation.md is stale: run python scripts/validate_estimator.py"
     )

@@ -367,8 +367,9 @@ def render_markdown(
     serving: vs.ServingReport,
     sensitivity: dict[float, vs.ServingReport],
     sources: tuple[str, str],
+    harder: dict[str, tuple[float, float]] | None = None,
 ) -> str:
-    """Render docs/validation.md."""
+    """Render docs/validation.md (``harder``: held-out groups larger than one model)."""
     s = summarise(report, serving).figures
     train_src, serve_src = sources
 
@@ -430,6 +431,19 @@ def render_markdown(
         "Also cross-validated: step time (inverse throughput) "
         f"{serving.median_abs_pct('time'):.1f}% and power {serving.median_abs_pct('power'):.1f}% median "
         "abs. error.",
+    ]
+    if harder:
+        out += [
+            "",
+            "Harder splits (larger groups held out at once):",
+            "",
+            "| held out | median abs. error | within 2x |",
+        ]
+        out += ["|---|---|---|"]
+        names = {"vendor": "every model of one organisation (Qwen, Meta, ...)", "gpu": "one GPU (fit on the other)"}
+        for k, (med, w2) in harder.items():
+            out.append(f"| {names.get(k, k)} | {med:.1f}% | {100 * w2:.1f}% |")
+    out += [
         "",
         "Constants fitted on every row (shipped in `greenlm.estimate.fitted`): "
         f"{c.c_layer_s * 1e6:.1f} µs per layer per step, {c.c_tp_s * 1e6:.1f} µs more with tensor "

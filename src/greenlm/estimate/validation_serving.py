@@ -202,6 +202,27 @@ def validate(rows: Sequence[dict[str, str]], prompt_scale: float = 1.0) -> Servi
     return ServingReport(preds, constants, len({p.group for p in points}), skipped)
 
 
+def regrouped(rows: Sequence[dict[str, str]], by: str) -> tuple[float, float]:
+    """Median abs. error and share within 2x when whole ``by`` groups are held out at once.
+
+    ``by`` is ``vendor`` (the organisation before the ``/`` of the model id: every model of a
+    family out together) or ``gpu`` (fit on one GPU's rows, predict the other's).
+    """
+    pts = []
+    for r in rows:
+        try:
+            p = row_point(r)
+        except (GreenlmError, KeyError, ValueError, ZeroDivisionError):
+            continue
+        key = r["model_id"].split("/")[0] if by == "vendor" else r["gpu_model"]
+        pts.append(sm.Point(p.setup, p.step_s, p.step_energy_j, key, p.label))
+    if len({p.group for p in pts}) < 2:
+        return float("nan"), float("nan")
+    preds = cross_validate(pts)
+    errs = [100.0 * abs(p.j_ratio - 1.0) for p in preds]
+    return statistics.median(errs), sum(0.5 <= p.j_ratio <= 2.0 for p in preds) / len(preds)
+
+
 def geometric_mean(values: Iterable[float]) -> float:
     vs = list(values)
     return math.exp(sum(math.log(v) for v in vs) / len(vs))
