@@ -157,6 +157,62 @@ def _calibrated_scales(hw: Hardware, path: str | None) -> tuple[float, float, st
     return hit.time_scale, hit.energy_scale, f"calibrated on {hit.n_points} measured serving point(s) ({hit.source})"
 
 
+def _powers(
+    hw: Hardware,
+    step: sm.Step,
+    lay: _Layout,
+    const: sm.Constants,
+    const_src: str,
+    power_w: float | None,
+    power_basis: str,
+    idle_power_w: float | None,
+) -> tuple[tuple[Range, str], tuple[Range, str], tuple[Range, str]]:
+    """Busy, host and idle power per accelerator, each with its source."""
+    lo_m, hi_m = _band()
+    if power_w is not None:
+        pw = finite(
+            "power per chip (W)", power_w, minimum=0.0, strict=True, hint=" Give average watts per accelerator."
+        )
+        busy_w = Range.exact(pw)
+        busy_src = "user value (W per accelerator while serving, whatever it includes)"
+        host_w = Range.exact(0.0)
+        host_src = "included in the user's power"
+    elif power_basis.lower() == "tdp":
+        if hw.tdp_w is None:
+            raise ConfigError(f"{hw.name} has no published TDP; pass --power-w with the average watts per chip.")
+        busy_w = Range.exact(hw.tdp_w)
+        busy_src = f"TDP of {hw.name}, {hw.tdp_w:g} W ({hw.spec_source}); no host share"
+        host_w = Range.exact(0.0)
+        host_src = "none (TDP basis)"
+    elif power_basis.lower() == "model":
+        if hw.tdp_w is None:
+            raise ConfigError(
+                f"{hw.name} has no published TDP in the accelerator table, so greenlm cannot model its power; "
+                "pass --power-w with the average watts per chip."
+            )
+        per_chip = step.power_w / lay.per_replica
+        busy_w = Range(per_chip, per_chip * lo_m, per_chip * hi_m)
+        busy_src = (
+            f"serving model: static {const.p_static:.2f} x TDP + {const.e_byte_j * 1e12:.0f} pJ/byte + "
+            f"{const.e_flop_j * 1e12:.2f} pJ/FLOP, held between idle and TDP ({const_src}); band = the "
+            "cross-validated error spread (10th-90th percentile)"
+        )
+        hd = defaults.HOST_FRACTION[hw.hw_class]
+        host_w = hd.range.scaled(hw.tdp_w)
+        host_src = hd.source
+    else:
+        raise ConfigError(f"Unknown power basis {power_basis!r}; use model or tdp.")
+    if idle_power_w is not None:
+        idle_w = Range.exact(finite("idle power (W)", idle_power_w, minimum=0.0))
+        idle_src = "user value"
+    else:
+        ref = hw.tdp_w if hw.tdp_w is not None else busy_w.value
+        idle_w = defaults.IDLE_FRACTION.range.scaled(ref)
+        idle_src = defaults.IDLE_FRACTION.source + ("" if hw.tdp_w is not None else " (of the given power: no TDP)")
+    idle_w = Range(min(idle_w.value, busy_w.value), min(idle_w.low, busy_w.low), min(idle_w.high, busy_w.high))
+    return (busy_w, busy_src), (host_w, host_src), (idle_w, idle_src)
+
+
 def inference(
     *,
     params: float,
@@ -354,48 +410,9 @@ def inference(
     )
 
     # power and energy
-    lo_m, hi_m = _band()
-    if power_w is not None:
-        pw = finite(
-            "power per chip (W)", power_w, minimum=0.0, strict=True, hint=" Give average watts per accelerator."
-        )
-        busy_w = Range.exact(pw)
-        busy_src = "user value (W per accelerator while serving, whatever it includes)"
-        host_w = Range.exact(0.0)
-        host_src = "included in the user's power"
-    elif power_basis.lower() == "tdp":
-        if hw.tdp_w is None:
-            raise ConfigError(f"{hw.name} has no published TDP; pass --power-w with the average watts per chip.")
-        busy_w = Range.exact(hw.tdp_w)
-        busy_src = f"TDP of {hw.name}, {hw.tdp_w:g} W ({hw.spec_source}); no host share"
-        host_w = Range.exact(0.0)
-        host_src = "none (TDP basis)"
-    elif power_basis.lower() == "model":
-        if hw.tdp_w is None:
-            raise ConfigError(
-                f"{hw.name} has no published TDP in the accelerator table, so greenlm cannot model its power; "
-                "pass --power-w with the average watts per chip."
-            )
-        per_chip = step.power_w / lay.per_replica
-        busy_w = Range(per_chip, per_chip * lo_m, per_chip * hi_m)
-        busy_src = (
-            f"serving model: static {const.p_static:.2f} x TDP + {const.e_byte_j * 1e12:.0f} pJ/byte + "
-            f"{const.e_flop_j * 1e12:.2f} pJ/FLOP, held between idle and TDP ({const_src}); band = the "
-            "cross-validated error spread (10th-90th percentile)"
-        )
-        hd = defaults.HOST_FRACTION[hw.hw_class]
-        host_w = hd.range.scaled(hw.tdp_w)
-        host_src = hd.source
-    else:
-        raise ConfigError(f"Unknown power basis {power_basis!r}; use model or tdp.")
-    if idle_power_w is not None:
-        idle_w = Range.exact(finite("idle power (W)", idle_power_w, minimum=0.0))
-        idle_src = "user value"
-    else:
-        ref = hw.tdp_w if hw.tdp_w is not None else busy_w.value
-        idle_w = defaults.IDLE_FRACTION.range.scaled(ref)
-        idle_src = defaults.IDLE_FRACTION.source + ("" if hw.tdp_w is not None else " (of the given power: no TDP)")
-    idle_w = Range(min(idle_w.value, busy_w.value), min(idle_w.low, busy_w.low), min(idle_w.high, busy_w.high))
+    (busy_w, busy_src), (host_w, host_src), (idle_w, idle_src) = _powers(
+        hw, step, lay, const, const_src, power_w, power_basis, idle_power_w
+    )
     inputs["busy_power_w_per_chip"] = ranged(busy_w, busy_src)
     inputs["idle_power_w_per_chip"] = ranged(idle_w, idle_src)
     inputs["host_power_w_per_chip"] = ranged(host_w, host_src)
