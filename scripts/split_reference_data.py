@@ -33,8 +33,13 @@ def _write(path: Path, fields: list[str], rows: list[dict[str, str]]) -> None:
 
 def main(src: Path) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name in ("accelerators.csv", "cpus.csv", "pue.csv"):
+    for name in ("cpus.csv", "pue.csv"):
         shutil.copyfile(src / name, OUT / name)
+    # greenlm's accelerators.csv extends the reference rows with sourced columns the estimator
+    # needs (bf16 support, FP4 throughput, DGX node ratings, measured TPU power): copied only
+    # when the package has none yet, so those columns are never dropped.
+    if not (OUT / "accelerators.csv").exists():
+        shutil.copyfile(src / "accelerators.csv", OUT / "accelerators.csv")
 
     # Countries: whole ODbL rows out; Electricity Maps alternate columns out.
     fields, rows = _rows(src / "grid_intensity_country.csv")

@@ -260,3 +260,155 @@ def test_through_the_greenlm_command():
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: params must be > 0")
+
+
+def test_lifecycle_example_prints_a_plan_that_runs(capsys, tmp_path):
+    from greenlm.estimate.plan import load_plan
+
+    assert run(["lifecycle", "--example"]) == 0
+    text = capsys.readouterr().out
+    f = tmp_path / "plan.yaml"
+    f.write_text(text, encoding="utf-8")
+    assert load_plan(f).inference is not None
+    assert run_json(["lifecycle", "--config", str(f)], capsys)["energy_mwh"] > 0
+
+
+def test_lifecycle_help_points_to_a_way_that_works():
+    out = subprocess.run(
+        [sys.executable, "-m", "greenlm", "estimate", "lifecycle", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0
+    assert "greenlm estimate lifecycle --example > plan.yaml" in " ".join(out.stdout.split())
+    assert "examples/plan.yaml" not in out.stdout
+
+
+def test_hardware_list_shows_bf16_only_where_the_chip_has_it(capsys):
+    assert run(["hardware"]) == 0
+    lines = {ln.split("  ")[0].strip(): ln for ln in capsys.readouterr().out.splitlines()}
+    for name in ("NVIDIA Tesla P100 SXM2 16GB", "NVIDIA T4", "NVIDIA Tesla V100 SXM2 16GB"):
+        cols = lines[name][48:].split()  # TDP, "W", bf16, fp16, fp8, ...
+        assert cols[2] == "–", lines[name]
+        assert cols[3] != "–", lines[name]
+    a100 = lines["NVIDIA A100 SXM4 40GB"][48:].split()
+    assert a100[2] == "312" and a100[3] == "312"
+    d = run_json(["hardware"], capsys)
+    t4 = next(h for h in d if h["name"] == "NVIDIA T4")
+    assert t4["bf16"] is False and "bf16" not in t4["peak_tflops_by_precision"]
+
+
+def test_inference_flags_and_capacity(capsys):
+    d = run_json(
+        [
+            "inference",
+            "--params",
+            "70e9",
+            "--hardware",
+            "H100",
+            "--chips",
+            "4",
+            "--tensor-parallel",
+            "2",
+            "--weight-precision",
+            "fp8",
+            "--batch-size",
+            "64",
+            "--queries-per-day",
+            "2e5",
+            "--days",
+            "30",
+            "--input-tokens",
+            "500",
+            "--output-tokens",
+            "300",
+            "--hours-per-day",
+            "12",
+        ],
+        capsys,
+    )
+    assert d["replicas"] == 2 and d["tensor_parallel"] == 2
+    assert d["inputs"]["compute_precision"]["value"] == "fp8"
+    assert d["j_per_output_token"] > 0 and d["accelerator_energy_mwh"] < d["it_energy_mwh"] < d["energy_mwh"]
+    assert (
+        run(
+            [
+                "inference",
+                "--params",
+                "7e9",
+                "--hardware",
+                "A100",
+                "--queries-per-day",
+                "1e4",
+                "--days",
+                "1",
+                "--input-tokens",
+                "100",
+                "--output-tokens",
+                "100",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "per output token" in out and "queries/day" in out and "idle" in out
+    busy = run_json(
+        [
+            "inference",
+            "--params",
+            "7e9",
+            "--hardware",
+            "A100",
+            "--queries-per-day",
+            "1e4",
+            "--days",
+            "1",
+            "--input-tokens",
+            "100",
+            "--output-tokens",
+            "100",
+            "--busy-only",
+        ],
+        capsys,
+    )
+    assert busy["idle_energy_mwh"] == 0
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "greenlm",
+            "estimate",
+            "inference",
+            "--params",
+            "7e9",
+            "--hardware",
+            "A100",
+            "--queries-per-day",
+            "1e8",
+            "--days",
+            "1",
+            "--input-tokens",
+            "100",
+            "--output-tokens",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2
+    assert "more than the chips can serve" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_calibrate_bench_command(capsys, tmp_path):
+    from .test_calibration import bench_doc
+
+    f = tmp_path / "bench.json"
+    f.write_text(json.dumps(bench_doc(1.1, 0.9)), encoding="utf-8")
+    d = run_json(["calibrate", "--bench", str(f)], capsys)
+    assert d["time_scale"] == pytest.approx(1.1, rel=1e-6) and d["n_points"] == 4
+    assert run(["calibrate", "--bench", str(f)]) == 0
+    assert "--calibrated" in capsys.readouterr().out
+    assert run(["calibrate", "--show"]) == 0  # a serving calibration alone can be shown
+    assert "serving NVIDIA H100" in capsys.readouterr().out

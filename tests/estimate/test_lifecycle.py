@@ -106,3 +106,16 @@ def test_compare_hardware_and_needs_something_to_compare():
     assert c.to_dict()["options"][0]["rank"] == 1
     with pytest.raises(ConfigError, match="Nothing to compare"):
         compare(plan)
+
+
+def test_every_part_and_the_total_give_the_three_energy_scopes():
+    plan = load_plan(str(EXAMPLE))
+    d = lifecycle(plan).to_dict()
+    for part in [*d["parts"], d]:
+        assert "accelerator_energy_mwh" in part and "it_energy_mwh" in part and "energy_mwh" in part
+        assert part.get("accelerator_energy_mwh", 0) <= part["it_energy_mwh"] <= part["energy_mwh"] + 1e-12
+    storage = next(p for p in d["parts"] if p["kind"] == "storage")
+    assert storage["accelerator_energy_mwh"] == 0
+    assert d["accelerator_energy_mwh"] == pytest.approx(sum(p["accelerator_energy_mwh"] for p in d["parts"]))
+    opt = compare(plan, ["FRA"], None).to_dict()["options"][0]
+    assert opt["accelerator_energy_mwh"] < opt["it_energy_mwh"] < opt["energy_mwh"]

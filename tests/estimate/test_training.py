@@ -52,12 +52,20 @@ def test_json_has_the_promised_keys_and_every_input_has_a_source():
     assert "mfu" in d["inputs"] and "pue" in d["inputs"] and "power_w_per_chip" in d["inputs"]
 
 
-def test_energy_scales_with_tokens_and_not_with_chips():
+def test_energy_scales_with_tokens_and_more_chips_cost_only_beyond_the_reference_scale():
     a = gpt3()
     assert gpt3(tokens=600e9).energy_mwh == pytest.approx(2 * a.energy_mwh)
-    more_chips = gpt3(chips=20000)
-    assert more_chips.energy_mwh == pytest.approx(a.energy_mwh)
-    assert more_chips.hours == pytest.approx(a.hours / 2)
+    # up to the scale the V100 MFU was measured at (512 GPUs), chips only shorten the run
+    small, double = gpt3(chips=256), gpt3(chips=512)
+    assert double.energy_mwh == pytest.approx(small.energy_mwh)
+    assert double.hours == pytest.approx(small.hours / 2)
+    # beyond it, collectives cost MFU: ~5% per doubling (Llama 3), so energy grows
+    more = gpt3(chips=20000)
+    assert more.energy_mwh / a.energy_mwh == pytest.approx(
+        (1 - 0.05 * math.log2(10000 / 512)) / (1 - 0.05 * math.log2(20000 / 512))
+    )
+    assert more.hours < a.hours
+    assert "chips against the reference" in more.inputs["mfu"].source
 
 
 def test_higher_mfu_means_less_energy():
@@ -201,3 +209,77 @@ def test_results_are_finite_numbers():
     d = gpt3(location="DEU").to_dict()
     for k in ("energy_mwh", "co2e_t", "embodied_co2e_t", "cost", "chip_hours"):
         assert math.isfinite(d[k]) and d[k] > 0
+
+
+def test_gpu_system_power_is_the_measured_share_of_its_servers_rating():
+    # DGX A100: 6.5 kW rated for 8 GPUs; training draws 76% of the rating (Newkirk et al. 2025)
+    r = train(params=7e9, tokens=1e11, hardware="A100", chip_hours=1000, pue=1.0, intensity_kg_per_kwh=0.3)
+    assert r.power_w.value == pytest.approx(0.76 * 6500 / 8)
+    assert r.power_w.low < r.power_w.value < r.power_w.high
+    # the accelerator share is the GPU's own draw (0.70 TDP, Dodge et al. 2022)
+    assert r.inputs["accelerator_power_w_per_chip"].value == pytest.approx(0.70 * 400)
+    d = r.to_dict()
+    assert d["accelerator_energy_mwh"] == pytest.approx(1000 * 280 / 1e6)
+    assert d["accelerator_energy_mwh"] < d["it_energy_mwh"] <= d["energy_mwh"]
+    assert d["low"]["accelerator_energy_mwh"] < d["accelerator_energy_mwh"] < d["high"]["accelerator_energy_mwh"]
+
+
+def test_tpu_power_rests_on_the_published_chip_mean_and_the_fitted_host_share():
+    from greenlm.estimate import fitted
+
+    r = train(params=11e9, hardware="TPU v3", chip_hours=1000, tokens=None, pue=1.0)
+    assert r.inputs["accelerator_power_w_per_chip"].value == pytest.approx(220)
+    assert r.power_w.value == pytest.approx(220 * (1 + fitted.TRAINING["tpu_host_share"]))
+    assert "Jouppi" in r.inputs["power_w_per_chip"].source
+    v4 = train(params=11e9, hardware="TPU v4", chip_hours=1000, tokens=None)
+    assert v4.inputs["accelerator_power_w_per_chip"].value == pytest.approx(170)
+
+
+def test_tdp_basis_has_no_host_share_so_all_scopes_agree_before_pue():
+    r = train(params=6.7e9, tokens=1e12, hardware="A100", chip_hours=82432, power_basis="tdp", pue=1.1)
+    d = r.to_dict()
+    assert d["accelerator_energy_mwh"] == pytest.approx(d["it_energy_mwh"])
+    assert d["energy_mwh"] == pytest.approx(1.1 * d["it_energy_mwh"])
+
+
+def test_chips_without_bf16_fall_back_to_fp16_with_a_warning():
+    r = gpt3()  # V100: no bfloat16
+    assert r.inputs["precision"].value == "fp16"
+    assert any("no bfloat16" in w for w in r.warnings)
+    assert r.inputs["peak_flops_per_chip"].value == pytest.approx(125e12)
+
+
+def test_mfu_default_names_every_factor_it_applies():
+    moe = train(params=1.5e12, active_params=1.5e10, tokens=1e11, hardware="A100", chips=4096)
+    src = moe.inputs["mfu"].source
+    assert "mixture of experts" in src and "goodput" in src and "reference" in src
+    dense = train(params=1.5e10, tokens=1e11, hardware="A100", chips=4096)
+    assert moe.mfu < dense.mfu  # same active FLOPs, lower MFU: MoE costs more than its FLOPs suggest
+    small = train(params=1e8, tokens=1e10, hardware="A100")
+    assert small.mfu < train(params=1e10, tokens=1e10, hardware="A100").mfu
+
+
+def test_development_runs_add_to_the_final_run():
+    final = gpt3()
+    dev = gpt3(development_factor=0.5)
+    assert dev.energy_mwh == pytest.approx(1.5 * final.energy_mwh)
+    assert "Morrison" in dev.inputs["development_factor"].source
+    with pytest.raises(ConfigError, match="development factor"):
+        gpt3(development_factor=-1)
+
+
+def test_published_flops_replace_6nd():
+    r = train(params=1.5e12, hardware="TPU v3", flops=8.22e22, chip_hours=1024 * 27 * 24, pue=1.1)
+    assert r.flops == pytest.approx(8.22e22)
+    assert r.mfu == pytest.approx(8.22e22 / (123e12 * 1024 * 27 * 24 * 3600))
+
+
+def test_a_defaulted_price_says_it_is_the_us_default_outside_the_us():
+    fra = gpt3(location="FRA")
+    assert any("not a price for France" in w for w in fra.warnings)
+    assert "not a price for France" in fra.inputs["price_per_kwh"].source
+    usa = gpt3(location="USA")
+    assert not any("electricity price" in w for w in usa.warnings)
+    given = gpt3(location="FRA", price_per_kwh=0.2, currency="EUR")
+    assert not any("electricity price" in w for w in given.warnings)
+    assert given.cost.value == pytest.approx(given.energy_mwh * 1000 * 0.2)

@@ -91,6 +91,13 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("train", help="pre-training run")
     _model_args(p)
     p.add_argument("--seq-len", type=int, help="sequence length (adds the attention term)")
+    p.add_argument("--flops", type=_number, help="total training FLOPs when known (replaces 6 x params x tokens)")
+    p.add_argument(
+        "--development-factor",
+        type=_number,
+        metavar="F",
+        help="add development runs as F x the final run (e.g. 0.5: OLMo reported ~50%%)",
+    )
     _time_power_args(p)
     _carbon_args(p)
     p.set_defaults(func=cmd_train)
@@ -112,29 +119,74 @@ def register(subparsers: Any) -> None:
     p.add_argument("--days", type=_number, required=True)
     p.add_argument("--input-tokens", type=_number, required=True, help="prompt tokens per query")
     p.add_argument("--output-tokens", type=_number, required=True, help="generated tokens per query")
-    p.add_argument("--batch-size", type=_number, default=1, help="concurrent queries (default 1)")
+    p.add_argument("--batch-size", type=_number, default=1, help="concurrent sequences per replica (default 1)")
     p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16)
-    p.add_argument("--mfu", type=_number, help="prefill MFU in (0, 1]")
+    p.add_argument(
+        "--weight-precision",
+        help="weight format: bf16, fp16, fp8, int8, mxfp4, nvfp4, int4, fp32 (overrides --weights-bits)",
+    )
+    p.add_argument("--tensor-parallel", type=int, help="chips per replica in tensor parallel")
+    p.add_argument("--expert-parallel", type=int, help="chips per replica in expert parallel (MoE)")
+    p.add_argument("--kv-bytes-per-token", type=_number, help="KV-cache bytes per token (default: from the shape)")
+    p.add_argument(
+        "--hours-per-day",
+        type=_number,
+        default=24.0,
+        help="hours a day the deployment is up; idle power counts when not busy (default 24)",
+    )
+    p.add_argument(
+        "--busy-only",
+        action="store_true",
+        help="count busy time only (shared capacity billed per use): no idle power",
+    )
+    p.add_argument("--idle-power-w", type=_number, help="idle W per accelerator (default: a share of TDP)")
+    p.add_argument("--mfu", type=_number, help="share of peak throughput reached by compute, in (0, 1]")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--power-w", type=_number, help="average W per accelerator incl. its host")
+    g.add_argument("--power-w", type=_number, help="average W per accelerator while serving (whatever it includes)")
     g.add_argument("--power-basis", choices=["model", "tdp"], default="model")
+    p.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="use the serving scales fitted by `greenlm estimate calibrate --bench FILE`",
+    )
     _carbon_args(p)
     p.set_defaults(func=cmd_inference)
 
-    p = sub.add_parser("lifecycle", help="whole lifecycle from a plan YAML")
-    p.add_argument("--config", required=True, help="plan YAML (see examples/plan.yaml)")
+    p = sub.add_parser(
+        "lifecycle",
+        help="whole lifecycle from a plan YAML",
+        description="Estimate a whole lifecycle from a plan YAML. "
+        "`greenlm estimate lifecycle --example > plan.yaml` writes a complete example plan to start from.",
+    )
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument(
+        "--config",
+        help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
+    )
+    g.add_argument("--example", action="store_true", help="print the example plan (YAML) and exit")
     p.add_argument("--weights", help="score weights, e.g. compute=0.2,energy=0.3,carbon=0.5")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lifecycle)
 
     p = sub.add_parser("compare", help="rank locations / hardware for a plan")
-    p.add_argument("--config", required=True, help="plan YAML")
+    p.add_argument(
+        "--config",
+        required=True,
+        help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
+    )
     p.add_argument("--locations", help="comma-separated: FRA,USA,aws:us-east-1,...")
     p.add_argument("--hardware", help="comma-separated: A100,H100")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("calibrate", help="fit MFU and power on tracked runs")
+    p = sub.add_parser(
+        "calibrate",
+        help="fit MFU and power on tracked runs, or serving scales on a bench file",
+        description="Fit MFU and power per accelerator on tracked runs (their metadata give params and "
+        "tokens; the tracker records the hardware), or, with --bench FILE, the serving model's time and "
+        "energy scales on a `greenlm bench serve` result.",
+    )
+    p.add_argument("--bench", metavar="FILE", help="a `greenlm bench serve` JSON file: fit serving scales")
     p.add_argument("--project", help="only runs of this project")
     p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
     p.add_argument("--limit", type=int, help="newest N runs only")
@@ -174,35 +226,77 @@ def _band(d: dict[str, Any], key: str) -> str:
     return f"  [{_g(lo)} – {_g(hi)}]"
 
 
+def _flops_text(x: float) -> str:
+    """FLOPs as people write them: ``8.4 x 10^22 FLOPs`` (word scales stop at quadrillion)."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{x:g} FLOPs"
+    e = math.floor(math.log10(x))
+    return f"{x / 10**e:.3g} x 10^{e} FLOPs" if e >= 6 else f"{x:,.0f} FLOPs"
+
+
 def _print_estimate(d: dict[str, Any], explain: bool) -> None:
+    from greenlm import humanize as hz
+
+    mwh = 3.6e9
     loc = d["location"]
-    chips = f" x {d['chips']:g}" if d.get("chips") else ""
+    keys = ("accelerator_energy_mwh", "it_energy_mwh", "energy_mwh")
+    unit = hz.energy_unit([d[k] * mwh for k in keys] + [d["high"].get("energy_mwh", 0.0) * mwh])
+
+    def en(x: float | None) -> str:
+        return hz.energy(None if x is None else x * mwh, unit)
+
+    def band(key: str, fmt: Any) -> str:
+        lo, hi = d["low"].get(key), d["high"].get(key)
+        if lo is None or hi is None or lo == hi:
+            return ""
+        return f"  [{fmt(lo)} – {fmt(hi)}]"
+
+    def t(x: float) -> str:
+        return hz.co2e(x * 1e6)
+
+    chips = f" x {hz.count(d['chips'])}" if d.get("chips") else ""
     print(f"{d['kind']}: {d['hardware']}{chips}")
     if d.get("flops") is not None:
-        print(f"  compute        {_g(d['flops'])} FLOPs")
-    hours = f", {_g(d['hours'])} h wall" if d.get("hours") else ""
-    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None else ""
-    print(f"  time           {_g(d['chip_hours'])} chip-hours{hours}{mfu}{_band(d, 'chip_hours')}")
-    print(f"  power          {_g(d['power_w_per_chip'], 'W')} per chip")
-    print(f"  IT energy      {_g(d['it_energy_mwh'], 'MWh')}{_band(d, 'it_energy_mwh')}")
+        print(f"  compute        {_flops_text(d['flops'])}")
+    hours = f", {hz.duration(d['hours'] * 3600)} wall clock" if d.get("hours") else ""
+    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None and d["kind"] != "inference" else ""
+    print(f"  time           {hz.sig(d['chip_hours'])} chip-hours{hours}{mfu}{band('chip_hours', hz.sig)}")
+    print(f"  power          {hz.power(d['power_w_per_chip'])} per chip (average, incl. host share)")
+    print(f"  accelerators   {en(d['accelerator_energy_mwh'])}{band('accelerator_energy_mwh', en)}  (no host, no PUE)")
+    print(f"  IT energy      {en(d['it_energy_mwh'])}{band('it_energy_mwh', en)}  (with the host)")
     pue = d["inputs"].get("pue", {}).get("value")
+    if pue:
+        print(f"  energy         {en(d['energy_mwh'])}{band('energy_mwh', en)}  (facility, PUE {pue:g})")
     print(
-        f"  energy         {_g(d['energy_mwh'], 'MWh')}{_band(d, 'energy_mwh')}  (facility, PUE {pue:g})" if pue else ""
-    )
-    print(
-        f"  CO2e operat.   {_g(d['co2e_t'], 't')}{_band(d, 'co2e_t')}  "
+        f"  CO2e operat.   {t(d['co2e_t'])}{band('co2e_t', t)}  "
         f"({loc.get('code')}, {loc.get('intensity_g_per_kwh'):.0f} g/kWh)"
     )
     print(
-        f"  CO2e embodied  {_g(d['embodied_co2e_t'], 't')}{_band(d, 'embodied_co2e_t')}  "
+        f"  CO2e embodied  {t(d['embodied_co2e_t'])}{band('embodied_co2e_t', t)}  "
         "(manufacturing, amortized; not included above)"
     )
-    print(f"  cost           {_g(d['cost'], d['currency'])}{_band(d, 'cost')}")
+    print(f"  cost           {hz.money(d['cost'], d['currency'])}{band('cost', lambda x: hz.money(x))}")
     if "energy_wh_per_query" in d:
         print(
-            f"  per query      {_g(d['energy_wh_per_query'], 'Wh')}, "
-            f"{_g(d['co2e_g_per_query'], 'gCO2e')} (decode {d['decode_bound']}-bound)"
+            f"  per query      {hz.energy(d['energy_wh_per_query'] * 3600)}, "
+            f"{hz.co2e(d['co2e_g_per_query'])} (decode {d['decode_bound']}-bound)"
         )
+        if d.get("j_per_output_token") is not None:
+            pre = d.get("prefill_fraction")
+            pre_s = f"; prompts {hz.percent(pre)} of the time" if pre is not None else ""
+            print(
+                f"  per token      {hz.energy(d['j_per_output_token'])} per output token (accelerators, busy)"
+                f"{band('j_per_output_token', hz.energy)}{pre_s}"
+            )
+        cross = d.get("crossover_batch")
+        cross_s = f"; compute-bound above a batch of {hz.sig(cross)}" if cross else ""
+        print(
+            f"  capacity       {hz.count(round(d['max_queries_per_day']))} queries/day at a batch of "
+            f"{hz.count(d['inputs']['batch_size']['value'])} ({d['replicas']} replica(s), tensor parallel "
+            f"{d['tensor_parallel']}, expert parallel {d['expert_parallel']}); busy "
+            f"{hz.percent(d['busy_fraction'] or 0)} of the hours up{cross_s}"
+        )
+        print(f"  idle           {en(d['idle_energy_mwh'])} of the accelerator energy is idle time")
     _print_inputs(d, explain)
 
 
@@ -260,6 +354,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             hours=args.hours,
             mfu=args.mfu,
             calibrated=args.calibrated,
+            flops=args.flops,
+            development_factor=args.development_factor,
             **_common(args),
         ),
     )
@@ -303,7 +399,16 @@ def cmd_inference(args: argparse.Namespace) -> int:
             output_tokens=args.output_tokens,
             batch_size=args.batch_size,
             weights_bits=args.weights_bits,
+            weight_precision=args.weight_precision,
+            tensor_parallel=args.tensor_parallel,
+            expert_parallel=args.expert_parallel,
+            layers=args.layers,
+            hidden_size=args.hidden_size,
+            kv_bytes_per_token=args.kv_bytes_per_token,
+            hours_per_day=None if args.busy_only else args.hours_per_day,
+            idle_power_w=args.idle_power_w,
             mfu=args.mfu,
+            calibrated=args.calibrated,
             **_common(args),
         ),
     )
@@ -311,8 +416,11 @@ def cmd_inference(args: argparse.Namespace) -> int:
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     from greenlm.estimate.lifecycle_model import lifecycle
-    from greenlm.estimate.plan import load_plan
+    from greenlm.estimate.plan import example_plan_text, load_plan
 
+    if args.example:
+        print(example_plan_text(), end="")
+        return 0
     result = lifecycle(load_plan(args.config), args.weights)
     d = result.to_dict()
     if args.json:
@@ -361,8 +469,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from greenlm.estimate import calibration as cal
 
+    if args.bench:
+        fitted_bench, path = cal.calibrate_bench(args.bench)
+        bd = {**fitted_bench.to_dict(), "path": str(path)}
+        if args.json:
+            print(json.dumps(bd, indent=2))
+            return 0
+        print(f"serving calibration: {path}")
+        print(
+            f"  {bd['hardware']}: time x {bd['time_scale']:.3f}, energy x {bd['energy_scale']:.3f} over "
+            f"{bd['n_points']} point(s) ({bd['source']}); residual {bd['residual_pct']:.1f}% median abs. "
+            "J/token error after scaling"
+        )
+        print("  `greenlm estimate inference --calibrated ...` uses it for this accelerator")
+        return 0
     if args.show:
-        table = cal.load()
+        table = cal.load() if not cal.load_serving() else cal.load_or_empty()
         result = cal.Calibration(table, [], cal.calibration_path())
     else:
         from greenlm.store import open_store
@@ -388,6 +510,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         )
     for s in d["skipped"]:
         print(f"  skipped {s['run_id']}: {s['reason']}")
+    if args.show:
+        for sc in cal.load_serving().values():
+            print(
+                f"  serving {sc.hardware}: time x {sc.time_scale:.3f}, energy x {sc.energy_scale:.3f} "
+                f"({sc.n_points} point(s), {sc.source})"
+            )
     return 0
 
 
@@ -398,7 +526,13 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([h.to_dict() for h in hws], indent=2))
         return 0
+    print(f"{'accelerator':<48} {'TDP':>8}  {'bf16':>9}  {'fp16':>9}  {'fp8':>9}  {'memory':>7}  {'bandwidth':>10}")
     for h in hws:
-        bf16 = h.peak_tflops.get("fp16_bf16_dense_tflops")
-        print(f"{h.name:<48} TDP {_g(h.tdp_w, 'W'):>8}  bf16 {_g(bf16, 'TFLOPS'):>12}  {_g(h.memory_gb, 'GB'):>7}")
+        peaks = h.peak_tflops_by_precision()
+        bf16, fp16, fp8 = (_g(peaks[p]) if p in peaks else "–" for p in ("bf16", "fp16", "fp8"))
+        print(
+            f"{h.name:<48} {_g(h.tdp_w, 'W'):>8}  {bf16:>9}  {fp16:>9}  {fp8:>9}  "
+            f"{_g(h.memory_gb, 'GB'):>7}  {_g(h.memory_bw_gbps, 'GB/s'):>10}"
+        )
+    print("(dense TFLOPS; – = not supported or not published: P100, V100 and T4 have no bf16)")
     return 0

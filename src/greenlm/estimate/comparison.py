@@ -39,6 +39,8 @@ class Option:
             **{
                 k: d[k]
                 for k in (
+                    "accelerator_energy_mwh",
+                    "it_energy_mwh",
                     "energy_mwh",
                     "co2e_t",
                     "embodied_co2e_t",

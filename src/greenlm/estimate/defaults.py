@@ -85,6 +85,48 @@ MFU: dict[str, Default] = {
     ),
 }
 
+#: MFU defaults are steady-state figures measured at these scales (chips); larger runs lose MFU.
+MFU_REFERENCE_CHIPS: dict[str, float] = {
+    "gpu-2017": 512,
+    "gpu-2020": 2048,
+    "gpu-2022": 8192,
+    "amd": 1024,
+    "tpu-2017": 4096,
+    "tpu-2021": 6144,
+    "other": 1024,
+}
+MFU_SCALE_LOSS_PER_DOUBLING = _d(
+    0.05,
+    0.03,
+    0.08,
+    "MFU falls ~5% per doubling of chips beyond the scale of the reference run: Llama 3 405B "
+    "went from 43% on 8,192 to 41% on 16,384 H100 with the same parallelism, 38% with context "
+    "parallelism (Llama Team 2024, Table 4); floor 0.6",
+)
+MOE_MFU_FACTOR = _d(
+    0.85,
+    0.70,
+    1.00,
+    "mixture-of-experts runs reach less MFU than dense ones (expert all-to-all, load imbalance, "
+    "small expert GEMMs): DeepSeek-V3 pre-trained 37B-active on 14.8T tokens in 2.664M H800-hours "
+    "= 35% of BF16 peak (DeepSeek-AI 2024, Table 1), against 38-43% for dense Llama 3 405B on H100",
+)
+GOODPUT = _d(
+    0.90,
+    0.80,
+    1.00,
+    "share of a run's chip-hours that train: MFU figures are steady-state, while whole runs also "
+    "hold chips through failures, restarts, checkpoints and evaluation; Llama 3 405B kept >90% "
+    "effective training time over 54 days (Llama Team 2024, Sec. 3.3.4)",
+)
+DEVELOPMENT_SOURCE = (
+    "development runs (experiments, ablations, failed runs) as a share of the final run: ~0.5 for "
+    "the OLMo 1/2 family (Morrison et al. 2025, ICLR: development ~50% of the final training "
+    "runs' impact), ~4.6 for Olmo 3 (82% of all compute in experimentation and failed runs); "
+    "the same work also showed power swinging between ~15% and ~85% of the hardware's maximum "
+    "draw, which averages out in the mean power used here"
+)
+
 #: Below this many active parameters the MFU default is reduced (small matrices).
 MFU_SMALL_MODEL_PARAMS = 1e9
 MFU_SMALL_MODEL_SOURCE = (
@@ -116,6 +158,30 @@ POWER_FRACTION_TRAIN: dict[str, Default] = {
     ),
     "other": _d(0.75, 0.55, 0.95, "other accelerators: the spread of the GPU and TPU classes"),
 }
+
+#: System power per GPU while training, as a share of the vendor server's rated maximum per GPU.
+NODE_TRAIN_FRACTION = _d(
+    0.76,
+    0.65,
+    0.83,
+    "measured 8-GPU NVIDIA H100 HGX node during training: computationally intensive workloads drew "
+    "76% of the 10.2 kW rating, the maximum observed 8.4 kW (82%) (Newkirk et al. 2025, "
+    "arXiv:2506.14551; Latif et al. 2024, arXiv:2412.08602); applied to the rated maximum of each "
+    "GPU's reference server (DGX datasheets in accelerators.csv): system power incl. CPUs, memory, "
+    "NICs, switches and fans; GPUs run near their power limit whenever busy, so the share depends "
+    "little on MFU",
+)
+#: Accelerator-only share of TDP while training (GPUs), for the accelerator scope.
+GPU_TRAIN_FRACTION = _d(
+    0.70,
+    0.55,
+    0.90,
+    "GPU-only draw while training, as a share of TDP: a 6.1B transformer on 256 A100 for 8 days "
+    "measured 13.8 MWh of GPU energy, 281 W per GPU = 0.70 of 400 W (Dodge et al. 2022, FAccT, "
+    "Table 2)",
+)
+TPU_CHIP_RANGE = 0.15  # +-15% around a published fleet-mean chip power
+TPU_CHIP_RANGE_SOURCE = "+-15% around the published fleet mean (a run's draw depends on its utilisation)"
 
 #: Serving is mostly memory-bound decoding: chips draw less than while training.
 POWER_FRACTION_INFERENCE = _d(
@@ -201,27 +267,21 @@ LIFETIME_YEARS = _d(
 LIFETIME_UTILIZATION = _d(0.85, 0.85, 0.85, "share of the lifetime the hardware is in use: 85% (Luccioni et al. 2023)")
 
 # ------------------------------------------------------------------ inference specifics
-PREFILL_MFU = _d(
-    0.50,
+IDLE_FRACTION = _d(
+    0.15,
+    0.08,
     0.30,
-    0.70,
-    "MFU of prompt processing (prefill): up to 76% at large batch on TPU v4 (Pope et al. 2022, "
-    "Efficiently Scaling Transformer Inference); lower at small batch and on GPUs",
+    "idle draw of an accelerator that is up but serves nothing, as a share of TDP: data-centre "
+    "GPUs idle at roughly 50-100 W against 400-700 W TDPs (A100, H100 as nvidia-smi reports them at "
+    "rest); the high end is TPU v3/v4's lowest measured production draw, 123 W of 450 W and 90 W of "
+    "192 W (Jouppi et al. 2023, ISCA); judgement, pass --idle-power-w when known",
 )
-BANDWIDTH_EFFICIENCY = _d(
-    0.60,
-    0.30,
-    0.85,
-    "share of peak memory bandwidth reached while decoding: optimized kernels reach 60-85%; "
-    "multi-chip serving with communication far less (Pope et al. 2022 report 29 ms/token for "
-    "PaLM 540B int8 on 64 TPU v4, about 25% of the bandwidth bound); judgement",
-)
-MEMORY_HEADROOM = _d(
-    1.2,
-    1.2,
-    1.2,
-    "weights may fill at most ~83% of accelerator memory (x1.2): the rest holds the KV cache "
-    "and activations; judgement, used only to pick the number of chips",
+MEMORY_UTILIZATION = _d(
+    0.90,
+    0.90,
+    0.90,
+    "weights and KV cache may use 90% of accelerator memory: vLLM's default gpu_memory_utilization "
+    "(the rest holds activations and the CUDA context)",
 )
 
 # --------------------------------------------------------------------- fine-tuning (LoRA)

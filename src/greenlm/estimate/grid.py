@@ -124,6 +124,19 @@ def resolve_factors(
     else:
         d = defaults.pue_datacentre()
         pue_r, pue_src = d.range, d.source
+    price_src = cfg.price.source
+    if cfg.price.defaulted:
+        where = loc.name if not loc.defaulted else "no location"
+        in_us = (loc.country_iso3 or "").upper() == "USA" or loc.code.upper() in ("USA", "US")
+        price_src = f"{cfg.price.source} ({cfg.price.per_kwh:g} {cfg.price.currency}/kWh): greenlm's one default" + (
+            "; pass --price for your tariff" if in_us else f", not a price for {where}; pass --price and --currency"
+        )
+        if not in_us:
+            warnings.append(
+                f"The cost uses greenlm's default electricity price, {cfg.price.per_kwh:g} "
+                f"{cfg.price.currency}/kWh (a US commercial average), not a price for {where}: pass "
+                "--price/--currency (price_per_kwh=, currency=) for a real cost."
+            )
     return Factors(
         location=loc,
         intensity_g_per_kwh=ci,
@@ -132,6 +145,6 @@ def resolve_factors(
         pue_source=pue_src,
         price_per_kwh=cfg.price.per_kwh,
         currency=cfg.price.currency,
-        price_source=cfg.price.source,
+        price_source=price_src,
         warnings=tuple(warnings),
     )

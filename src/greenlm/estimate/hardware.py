@@ -28,6 +28,13 @@ PRECISIONS: dict[str, str] = {
     "fp8": "fp8_dense_tflops",
     "int8": "int8_dense_tops",
 }
+#: Columns read besides :data:`PRECISIONS`: FP4 tensor throughput (Blackwell), used for MXFP4 /
+#: NVFP4 weights with FP4 arithmetic; not a training precision.
+FP4_COLUMN = "fp4_dense_tflops"
+BF16_SOURCE = (
+    "the table's bf16 column holds fp16/bf16 together; chips marked bf16=no (Pascal, Volta, "
+    "Turing: their datasheets list FP16 only) have no bfloat16 arithmetic"
+)
 
 _NOISE = {
     "nvidia",
@@ -81,6 +88,20 @@ class Hardware:
     embodied_scope: str
     embodied_source: str
     spec_source: str
+    supports_bf16: bool = True
+    fp4_tflops: float | None = None
+    node_max_power_w: float | None = None
+    node_accelerators: int | None = None
+    node_source: str = ""
+    measured_power_w: float | None = None
+    measured_power_source: str = ""
+
+    @property
+    def node_power_per_accelerator_w(self) -> float | None:
+        """Rated maximum power of the vendor's reference server, per accelerator (None if unknown)."""
+        if self.node_max_power_w is None or not self.node_accelerators:
+            return None
+        return self.node_max_power_w / self.node_accelerators
 
     @property
     def hw_class(self) -> str:
@@ -91,11 +112,27 @@ class Hardware:
             return "tpu"
         return "other"
 
+    def supports(self, precision: str) -> bool:
+        """Whether the table gives a throughput for ``precision`` on this chip (bf16 needs support)."""
+        key = precision.lower()
+        if key == "bf16" and not self.supports_bf16:
+            return False
+        return key in PRECISIONS and PRECISIONS[key] in self.peak_tflops
+
     def peak_flops(self, precision: str) -> float:
-        """Peak dense throughput per chip in FLOP/s at ``precision``."""
+        """Peak dense throughput per chip in FLOP/s at ``precision``.
+
+        ``bf16`` on a chip without bfloat16 (P100, V100, T4) raises; callers that want the
+        documented fallback to fp16 use :func:`compute_precision`.
+        """
         key = precision.lower()
         if key not in PRECISIONS:
             raise ConfigError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
+        if key == "bf16" and not self.supports_bf16:
+            raise ConfigError(
+                f"{self.name} has no bfloat16 arithmetic ({BF16_SOURCE}); use --precision fp16 "
+                "(what such chips train and serve in)."
+            )
         tflops = self.peak_tflops.get(PRECISIONS[key])
         if tflops is None:
             known = sorted({p for p, c in PRECISIONS.items() if c in self.peak_tflops})
@@ -106,6 +143,13 @@ class Hardware:
             )
         return tflops * 1e12
 
+    def peak_tflops_by_precision(self) -> dict[str, float]:
+        """Dense peak (TFLOPS/TOPS) by precision name, only for precisions the chip supports."""
+        out = {p: self.peak_tflops[c] for p, c in PRECISIONS.items() if self.supports(p)}
+        if self.fp4_tflops is not None:
+            out["fp4"] = self.fp4_tflops
+        return out
+
     def to_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
@@ -115,8 +159,26 @@ class Hardware:
             "memory_gb": self.memory_gb,
             "memory_bw_gbps": self.memory_bw_gbps,
             "peak_tflops": dict(self.peak_tflops),
+            "peak_tflops_by_precision": self.peak_tflops_by_precision(),
+            "bf16": self.supports_bf16,
+            "node_power_per_accelerator_w": self.node_power_per_accelerator_w,
+            "measured_power_w": self.measured_power_w,
             "source": self.spec_source,
         }
+
+
+def compute_precision(hw: Hardware, precision: str) -> tuple[str, str]:
+    """The precision whose peak applies on ``hw``, and a warning when it falls back.
+
+    ``bf16`` on a chip without bfloat16 falls back to ``fp16`` (the chip's half precision),
+    with a warning that says so; every other precision is returned as given.
+    """
+    key = precision.lower()
+    if key == "bf16" and not hw.supports_bf16 and "fp16" in PRECISIONS and hw.supports("fp16"):
+        return "fp16", (
+            f"{hw.name} has no bfloat16 arithmetic ({BF16_SOURCE}): its fp16 peak was used instead of bf16."
+        )
+    return key, ""
 
 
 def _num(text: str) -> float | None:
@@ -162,6 +224,13 @@ def all_hardware() -> tuple[Hardware, ...]:
                 embodied_scope=r["embodied_scope"],
                 embodied_source=r["embodied_source"],
                 spec_source=r["spec_source"],
+                supports_bf16=(r.get("bf16") or "").strip().lower() != "no",
+                fp4_tflops=_num(r.get("fp4_dense_tflops") or ""),
+                node_max_power_w=_num(r.get("node_max_power_w") or ""),
+                node_accelerators=int(n) if (n := _num(r.get("node_accelerators") or "")) else None,
+                node_source=r.get("node_source") or "",
+                measured_power_w=_num(r.get("measured_power_w") or ""),
+                measured_power_source=r.get("measured_power_source") or "",
             )
         )
     return tuple(out)

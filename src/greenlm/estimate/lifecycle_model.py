@@ -42,6 +42,7 @@ class Part:
     cost: Range
     flops: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    accelerator_energy_j: Range = field(default_factory=lambda: Range.exact(0.0))  # none: storage, transfer
 
     @classmethod
     def from_estimate(cls, name: str, e: Estimate) -> Part:
@@ -56,6 +57,7 @@ class Part:
             e.cost,
             e.flops or 0.0,
             e.to_dict(),
+            e.accelerator_energy,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -64,6 +66,8 @@ class Part:
                 return r.low if pick == "low" else r.high
 
             return {
+                "accelerator_energy_mwh": g(self.accelerator_energy_j) / J_PER_MWH,
+                "it_energy_mwh": g(self.it_energy_j) / J_PER_MWH,
                 "energy_mwh": g(self.energy_j) / J_PER_MWH,
                 "co2e_t": g(self.co2e_g) / G_PER_T,
                 "embodied_co2e_t": g(self.embodied_co2e_g) / G_PER_T,
@@ -74,6 +78,7 @@ class Part:
             "kind": self.kind,
             "flops": self.flops,
             "chip_hours": self.chip_hours.value,
+            "accelerator_energy_mwh": self.accelerator_energy_j.value / J_PER_MWH,
             "it_energy_mwh": self.it_energy_j.value / J_PER_MWH,
             "energy_mwh": self.energy_j.value / J_PER_MWH,
             "co2e_t": self.co2e_g.value / G_PER_T,
@@ -139,6 +144,7 @@ class LifecycleEstimate:
             add(*(p.embodied_co2e_g for p in ps)),
             add(*(p.cost for p in ps)),
             sum(p.flops for p in ps),
+            accelerator_energy_j=add(*(p.accelerator_energy_j for p in ps)),
         )
 
     @property
@@ -191,6 +197,7 @@ class LifecycleEstimate:
             "name": self.name,
             "flops": t["flops"],
             "chip_hours": t["chip_hours"],
+            "accelerator_energy_mwh": t["accelerator_energy_mwh"],
             "it_energy_mwh": t["it_energy_mwh"],
             "energy_mwh": t["energy_mwh"],
             "co2e_t": t["co2e_t"],
@@ -337,6 +344,14 @@ def lifecycle(
             output_tokens=ip.output_tokens,
             batch_size=ip.batch_size,
             weights_bits=ip.weights_bits,
+            weight_precision=ip.weight_precision,
+            tensor_parallel=ip.tensor_parallel,
+            expert_parallel=ip.expert_parallel,
+            layers=m.layers,
+            hidden_size=m.hidden_size,
+            kv_bytes_per_token=ip.kv_bytes_per_token,
+            hours_per_day=ip.hours_per_day,
+            idle_power_w=ip.idle_power_w,
             mfu=ip.mfu,
             **_common(plan, ip, hardware, location),
         )

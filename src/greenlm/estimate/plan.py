@@ -10,15 +10,16 @@ Top-level keys (all phases optional, at least one needed)::
     training: {tokens: 2.0e12, chips: 256, mfu: | chip_hours: | hours:, hardware:, ...}
     finetuning: [{name: chat, tokens: 5.0e8, method: lora, lora_rank: 16, ...}]
     inference: {queries_per_day: 5.0e4, days: 365, input_tokens: 400, output_tokens: 250,
-                batch_size: 8, weights_bits: 8, hardware: L4}
+                batch_size: 8, weights_bits: 8 | weight_precision: fp8, hardware: L4,
+                tensor_parallel:, expert_parallel:, hours_per_day: 24, idle_power_w:}
     storage: {model_gb: (default: params x 2 bytes), data_gb: 5000, months: 24}
     transfer: {gb: 2000}
     weights: {compute: 0.2, energy: 0.3, carbon: 0.5}
 
 A phase may override ``hardware``, ``location``, ``intensity_kg_per_kwh``, ``pue``,
 ``power_w`` and ``power_basis``. Unknown keys are errors (a typo must not be ignored).
-Errors name the field: ``training.tokens: must be > 0``. ``src/greenlm/estimate/examples/
-plan.yaml`` is a complete example.
+Errors name the field: ``training.tokens: must be > 0``. ``greenlm estimate lifecycle
+--example > plan.yaml`` writes a complete example (:func:`example_plan_text`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ class InferencePhase(Overrides):
     output_tokens: float = Field(ge=0)
     batch_size: int = Field(default=1, ge=1)
     weights_bits: Literal[4, 8, 16, 32] = 16
+    weight_precision: str | None = None
+    tensor_parallel: int | None = Field(default=None, gt=0)
+    expert_parallel: int | None = Field(default=None, gt=0)
+    kv_bytes_per_token: float | None = Field(default=None, ge=0)
+    hours_per_day: float | None = Field(default=24.0, gt=0, le=24)
+    idle_power_w: float | None = Field(default=None, ge=0)
     mfu: float | None = Field(default=None, gt=0, le=1)
 
 
@@ -143,7 +150,7 @@ def _describe(e: ValidationError, where: str) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see examples/plan.yaml)"
+            msg = "unknown field (check the spelling; `greenlm estimate lifecycle --example` prints every field)"
         got = err.get("input")
         suffix = (
             f" (got {got!r})"
@@ -175,10 +182,18 @@ def load_plan(path: str | Path) -> Plan:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(
-            f"Cannot read plan {p}: {e.strerror or e}. Give the path of a YAML plan (see examples/plan.yaml)."
+            f"Cannot read plan {p}: {e.strerror or e}. Give the path of a YAML plan "
+            "(`greenlm estimate lifecycle --example > plan.yaml` writes one to start from)."
         ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"Plan {p} is not valid YAML: {e}") from None
     return parse_plan(data, str(p))
+
+
+def example_plan_text() -> str:
+    """The complete example plan shipped with greenlm (YAML, with comments)."""
+    from importlib import resources
+
+    return (resources.files("greenlm.estimate") / "examples" / "plan.yaml").read_text(encoding="utf-8")

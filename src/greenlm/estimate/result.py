@@ -1,8 +1,14 @@
 """Frozen, typed estimate results and their stable JSON form (``--json``).
 
 Energy is held in joules and CO2e in grams (greenlm's base units); ``to_dict`` converts at
-the edge to the units the issue's interface promises (``it_energy_mwh``, ``energy_mwh``,
-``co2e_t``, ``embodied_co2e_t``). Keys are a public contract: add, never rename.
+the edge to the units the issue's interface promises. Three energy scopes, so an estimate can
+be set beside GPU-only benchmarks (ML.ENERGY, Zeus) and whole-facility footprints alike:
+
+* ``accelerator_energy_mwh``: the accelerators only (no host, no PUE);
+* ``it_energy_mwh``: with the host (CPUs, memory, network, fans) ;
+* ``energy_mwh``: the facility, IT x PUE.
+
+Keys are a public contract: add, never rename.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class Estimate:
     chip_hours: Range
     power_w: Range  # per accelerator, incl. host share when modeled
     mfu: float | None  # used or implied
-    it_energy_j: Range
+    it_energy_j: Range  # accelerators + host
     energy_j: Range  # facility energy = IT x PUE
     co2e_g: Range  # operational
     embodied_co2e_g: Range
@@ -58,6 +64,16 @@ class Estimate:
     location: dict[str, Any]
     inputs: dict[str, Input] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    accelerator_energy_j: Range | None = None  # accelerators only; None: not separable (= IT)
+
+    @property
+    def accelerator_energy(self) -> Range:
+        """Accelerator-only energy (J); equals the IT energy when the power given was not split."""
+        return self.accelerator_energy_j if self.accelerator_energy_j is not None else self.it_energy_j
+
+    @property
+    def accelerator_energy_mwh(self) -> float:
+        return self.accelerator_energy.value / J_PER_MWH
 
     @property
     def hours(self) -> float | None:
@@ -86,6 +102,7 @@ class Estimate:
 
         return {
             "chip_hours": pick(self.chip_hours),
+            "accelerator_energy_mwh": pick(self.accelerator_energy) / J_PER_MWH,
             "it_energy_mwh": pick(self.it_energy_j) / J_PER_MWH,
             "energy_mwh": pick(self.energy_j) / J_PER_MWH,
             "co2e_t": pick(self.co2e_g) / G_PER_T,
@@ -104,6 +121,7 @@ class Estimate:
             "hours": self.hours,
             "mfu": self.mfu,
             "power_w_per_chip": self.power_w.value,
+            "accelerator_energy_mwh": self.accelerator_energy_mwh,
             "it_energy_mwh": self.it_energy_mwh,
             "energy_mwh": self.energy_mwh,
             "co2e_t": self.co2e_t,
@@ -130,20 +148,61 @@ class InferenceEstimate(Estimate):
 
     queries: float
     decode_bound: str  # memory | compute
+    output_tokens: float = 0.0  # over the deployment
+    busy_accelerator_energy_j: Range | None = None  # accelerators while serving (no idle)
+    idle_energy_j: Range | None = None  # accelerators up but not busy
+    output_tokens_per_s: float | None = None  # whole deployment, while busy
+    step_time_s: float | None = None  # one decode step of a replica
+    crossover_batch: float | None = None  # batch above which decoding is compute-bound
+    prefill_fraction: float | None = None  # share of serving time spent on prompts
+    busy_fraction: float | None = None  # of the hours the deployment is up
+    max_queries_per_day: float | None = None  # capacity of the chips at this batch
+    replicas: int = 1
+    tensor_parallel: int = 1
+    expert_parallel: int = 1
 
     @property
     def energy_wh_per_query(self) -> float:
         """Facility energy per query in Wh."""
         return self.energy_j.value / 3600.0 / self.queries
 
+    @property
+    def j_per_output_token(self) -> float | None:
+        """Accelerator energy per output token while serving (J), as ML.ENERGY reports it."""
+        busy = self.busy_accelerator_energy_j
+        if busy is None or not self.output_tokens:
+            return None
+        return busy.value / self.output_tokens
+
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
+        busy = self.busy_accelerator_energy_j
+        per_tok = self.j_per_output_token
         out.update(
             {
                 "queries": self.queries,
                 "energy_wh_per_query": self.energy_wh_per_query,
                 "co2e_g_per_query": self.co2e_g.value / self.queries if self.queries else 0.0,
                 "decode_bound": self.decode_bound,
+                "output_tokens": self.output_tokens,
+                "j_per_output_token": per_tok,
+                "j_per_output_token_facility": (
+                    self.energy_j.value / self.output_tokens if self.output_tokens else None
+                ),
+                "busy_accelerator_energy_mwh": busy.value / J_PER_MWH if busy else None,
+                "idle_energy_mwh": self.idle_energy_j.value / J_PER_MWH if self.idle_energy_j else 0.0,
+                "output_tokens_per_s": self.output_tokens_per_s,
+                "step_time_s": self.step_time_s,
+                "crossover_batch": self.crossover_batch,
+                "prefill_fraction": self.prefill_fraction,
+                "busy_fraction": self.busy_fraction,
+                "max_queries_per_day": self.max_queries_per_day,
+                "replicas": self.replicas,
+                "tensor_parallel": self.tensor_parallel,
+                "expert_parallel": self.expert_parallel,
             }
         )
+        if busy is not None and self.output_tokens:
+            for side, pick in (("low", busy.low), ("high", busy.high)):
+                out[side]["j_per_output_token"] = pick / self.output_tokens
         return out

@@ -1,9 +1,17 @@
 """Time model: chip-hours = FLOPs / (peak throughput at the precision x MFU).
 
 MFU (model FLOPs utilisation) is the user's value, a calibrated value from measured runs, or
-the documented default for the hardware generation (see :mod:`greenlm.estimate.defaults`),
-reduced for models under a billion parameters. Alternatively the user gives the time itself
-(``chip_hours``, or wall-clock ``hours`` x ``chips``), and the implied MFU is reported.
+the documented default: a steady-state MFU for the hardware class and generation (see
+:mod:`greenlm.estimate.defaults`), times
+
+* a **size** factor below a billion active parameters (small matrices fill the chip badly);
+* a **scale** factor beyond the number of chips the reference MFU was measured at (~5% per
+  doubling: collectives and pipeline bubbles grow with the job);
+* a **mixture-of-experts** factor (expert all-to-all, load imbalance, small expert GEMMs);
+* **goodput**: a whole run also holds its chips through failures, restarts and evaluation.
+
+Alternatively the user gives the time itself (``chip_hours``, or wall-clock ``hours`` x
+``chips``), and the implied MFU is reported.
 """
 
 from __future__ import annotations
@@ -38,14 +46,47 @@ def small_model_factor(active_params: float) -> float:
     return max(0.5, 1.0 - 0.25 * decades)
 
 
-def default_mfu(hw: Hardware, active_params: float) -> Default:
-    """Return the default MFU range for ``hw`` and a model of ``active_params``."""
-    base = defaults.MFU[mfu_class(hw)]
-    f = small_model_factor(active_params)
-    if f == 1.0:
-        return base
+def scale_factor(hw: Hardware, chips: float | None) -> float:
+    """MFU multiplier for runs larger than the reference run of the class (1.0 at or below)."""
+    if chips is None:
+        return 1.0
+    ref = defaults.MFU_REFERENCE_CHIPS[mfu_class(hw)]
+    if chips <= ref:
+        return 1.0
+    return max(0.6, 1.0 - defaults.MFU_SCALE_LOSS_PER_DOUBLING.value * math.log2(chips / ref))
+
+
+def default_mfu(hw: Hardware, active_params: float, *, chips: float | None = None, moe: bool = False) -> Default:
+    """Return the default whole-run MFU range for ``hw`` and a model of ``active_params``.
+
+    Steady-state class MFU x size factor x scale factor (``chips``) x MoE factor (``moe``) x
+    goodput; each factor that applies is named in the source.
+    """
+    cls = mfu_class(hw)
+    base = defaults.MFU[cls]
     r = base.range
-    return Default(Range(r.value * f, r.low * f, r.high), f"{base.source}; {defaults.MFU_SMALL_MODEL_SOURCE}")
+    value, low, high = r.value, r.low, r.high
+    parts = [base.source]
+    f = small_model_factor(active_params)
+    if f != 1.0:
+        value, low = value * f, low * f
+        parts.append(defaults.MFU_SMALL_MODEL_SOURCE)
+    s = scale_factor(hw, chips)
+    if s != 1.0:
+        value, low, high = value * s, low * s, high * s
+        parts.append(
+            f"x {s:.3f} for {chips:g} chips against the reference {defaults.MFU_REFERENCE_CHIPS[cls]:g}: "
+            f"{defaults.MFU_SCALE_LOSS_PER_DOUBLING.source}"
+        )
+    if moe:
+        m = defaults.MOE_MFU_FACTOR.range
+        value, low, high = value * m.value, low * m.low, high * m.high
+        parts.append(f"x {m.value:g} (mixture of experts): {defaults.MOE_MFU_FACTOR.source}")
+    g = defaults.GOODPUT.range
+    value, low, high = value * g.value, low * g.low, min(1.0, high * g.high)
+    parts.append(f"x {g.value:g} goodput: {defaults.GOODPUT.source}")
+    high = max(high, value)
+    return Default(Range(value, min(low, value), high), "; ".join(parts))
 
 
 def check_mfu(mfu: object) -> float:

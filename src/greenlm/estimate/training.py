@@ -18,7 +18,7 @@ from greenlm.estimate import defaults, timing
 from greenlm.estimate import flops as _flops
 from greenlm.estimate.embodied import amortized_kg
 from greenlm.estimate.grid import Factors, resolve_factors
-from greenlm.estimate.hardware import Hardware, find_hardware
+from greenlm.estimate.hardware import Hardware, compute_precision, find_hardware
 from greenlm.estimate.power import resolve_power
 from greenlm.estimate.result import Estimate, Input, TrainEstimate, ranged
 from greenlm.estimate.uncertainty import Range, combine
@@ -45,6 +45,7 @@ class JobSpec:
     currency: str | None = None
     calibrated: bool = False
     calibration_path: str | None = None
+    development_factor: float | None = None
 
 
 def _calibration_for(hw: Hardware, spec: JobSpec) -> tuple[_cal.HardwareCalibration | None, str]:
@@ -81,9 +82,13 @@ def run_job(
     *,
     workload: str = "train",
     factors: Factors | None = None,
+    moe: bool = False,
 ) -> TrainEstimate:
     """Turn FLOPs into time, energy, carbon and cost for ``spec``; shared by train/finetune."""
     hw = find_hardware(spec.hardware)
+    precision, prec_warning = compute_precision(hw, spec.precision)
+    if prec_warning:
+        warnings.append(prec_warning)
     chips = timing.check_chips(spec.chips) if spec.chips is not None else None
     mode, value = timing.resolve_time_inputs(chip_hours=spec.chip_hours, hours=spec.hours, mfu=spec.mfu, chips=chips)
     cal, cal_warning = _calibration_for(hw, spec)
@@ -92,8 +97,9 @@ def run_job(
     inputs["hardware"] = Input(hw.name, hw.spec_source)
     inputs["chips"] = Input(chips, "user value" if chips is not None else "not given")
     inputs["precision"] = Input(
-        spec.precision,
-        defaults.PRECISION_SOURCE if spec.precision == defaults.PRECISION_DEFAULT else "user value",
+        precision,
+        (defaults.PRECISION_SOURCE if spec.precision == defaults.PRECISION_DEFAULT else "user value")
+        + (f"; {prec_warning}" if prec_warning else ""),
     )
     mfu_used: float | None
     if mode == "chip_hours":
@@ -106,8 +112,8 @@ def run_job(
         inputs["hours"] = Input(value, "user value (wall clock)")
     else:
         assert flops is not None
-        peak = hw.peak_flops(spec.precision)
-        inputs["peak_flops_per_chip"] = Input(peak, f"{hw.name} dense {spec.precision} peak: {hw.spec_source}")
+        peak = hw.peak_flops(precision)
+        inputs["peak_flops_per_chip"] = Input(peak, f"{hw.name} dense {precision} peak: {hw.spec_source}")
         if mode == "mfu":
             assert value is not None
             mfu_r = Range.exact(value)
@@ -116,7 +122,7 @@ def run_job(
             mfu_r = cal.mfu
             inputs["mfu"] = ranged(mfu_r, f"calibrated on {cal.n_runs_mfu} measured run(s)")
         else:
-            d = timing.default_mfu(hw, active_params)
+            d = timing.default_mfu(hw, active_params, chips=chips, moe=moe)
             mfu_r = d.range
             inputs["mfu"] = ranged(mfu_r, d.source)
         ch = timing.chip_hours_from_mfu(flops, peak, mfu_r)
@@ -125,7 +131,7 @@ def run_job(
     elif mode in ("chip_hours", "hours"):
         assert flops is not None
         try:
-            mfu_used = timing.implied_mfu(flops, hw.peak_flops(spec.precision), ch.value)
+            mfu_used = timing.implied_mfu(flops, hw.peak_flops(precision), ch.value)
         except ConfigError:
             mfu_used = None
         if mfu_used is not None and mfu_used > 1:
@@ -146,6 +152,16 @@ def run_job(
     else:
         power = resolve_power(hw, power_w=spec.power_w, basis=spec.power_basis, workload=workload)
     inputs["power_w_per_chip"] = ranged(power.power_w, power.source)
+    if power.accelerator_w is not None:
+        inputs["accelerator_power_w_per_chip"] = ranged(power.accelerator_w, power.source)
+    if spec.development_factor:
+        dev = finite("development factor", spec.development_factor, minimum=0.0)
+        inputs["development_factor"] = Input(
+            dev,
+            f"user value: chip-hours and energy include development = {dev:g} x the final run; "
+            + defaults.DEVELOPMENT_SOURCE,
+        )
+        ch = ch.scaled(1.0 + dev)
     inputs["power_basis"] = Input(
         power.basis,
         "user value" if spec.power_basis != "model" or spec.power_w is not None else "default: greenlm power model",
@@ -159,6 +175,7 @@ def run_job(
         currency=spec.currency,
     )
     warnings.extend(w for w in f.warnings if w not in warnings)
+    acc_j = combine([(ch, 1), (power.accelerator_w, 1)]).scaled(3600.0) if power.accelerator_w is not None else None
     est = assemble(
         kind=kind,
         hw=hw,
@@ -170,6 +187,7 @@ def run_job(
         factors=f,
         inputs=inputs,
         warnings=warnings,
+        accelerator_energy_j=acc_j,
     )
     assert isinstance(est, TrainEstimate)
     return est
@@ -188,10 +206,16 @@ def assemble(
     inputs: dict[str, Input],
     warnings: list[str],
     cls: type[Estimate] = TrainEstimate,
+    it_energy_j: Range | None = None,
+    accelerator_energy_j: Range | None = None,
     **extra: Any,
 ) -> Estimate:
-    """Turn chip-hours and power into energy, CO2e, cost and embodied (shared with inference)."""
-    it_j = combine([(chip_hours, 1), (power_w, 1)]).scaled(3600.0)
+    """Turn chip-hours and power into energy, CO2e, cost and embodied (shared with inference).
+
+    ``it_energy_j`` replaces ``chip_hours x power_w`` when the caller sums parts itself
+    (serving: busy + idle + host); ``accelerator_energy_j`` is the accelerators-only share.
+    """
+    it_j = it_energy_j if it_energy_j is not None else combine([(chip_hours, 1), (power_w, 1)]).scaled(3600.0)
     fac_j = combine([(it_j, 1), (factors.pue, 1)])
     co2_g = combine([(fac_j, 1), (factors.intensity_g_per_kwh, 1)]).scaled(1 / J_PER_KWH)
     emb_kg, emb_src = amortized_kg(hw, chip_hours)
@@ -217,6 +241,7 @@ def assemble(
         location=factors.location.to_dict(),
         inputs=inputs,
         warnings=tuple(warnings),
+        accelerator_energy_j=accelerator_energy_j,
         **extra,
     )
 
@@ -240,7 +265,7 @@ def _params(params: float, active_params: float | None, inputs: dict[str, Input]
 def train(
     *,
     params: float,
-    tokens: float | None,
+    tokens: float | None = None,
     hardware: str | Hardware,
     active_params: float | None = None,
     layers: int | None = None,
@@ -260,19 +285,28 @@ def train(
     currency: str | None = None,
     calibrated: bool = False,
     calibration_path: str | None = None,
+    flops: float | None = None,
+    development_factor: float | None = None,
 ) -> TrainEstimate:
     """Estimate a pre-training run (``greenlm estimate train``).
 
     ``params``/``active_params`` in parameters, ``tokens`` in tokens (may be None when the
-    time is given: FLOPs are then unknown); give at most one of
-    ``chip_hours``, ``hours`` (needs ``chips``) or ``mfu``; ``power_w`` per accelerator or
-    ``power_basis`` ``"model"``/``"tdp"``; ``location`` code or ``intensity_kg_per_kwh``.
+    time or ``flops`` is given); ``flops``: the run's total training FLOPs when published
+    (replaces ``6 N D``); give at most one of ``chip_hours``, ``hours`` (needs ``chips``) or
+    ``mfu``; ``power_w`` per accelerator or ``power_basis`` ``"model"``/``"tdp"``;
+    ``location`` code or ``intensity_kg_per_kwh``; ``development_factor``: development runs
+    as a multiple of the final run (e.g. 0.5, OLMo), added to its chip-hours and energy.
     """
     inputs: dict[str, Input] = {}
     warnings: list[str] = []
     n = _params(params, active_params, inputs, warnings)
     total: float | None = None
-    if tokens is not None:
+    if flops is not None:
+        total = _flops.positive("flops", flops, " Give the run's total training FLOPs, e.g. 3.14e23.")
+        inputs["flops_formula"] = Input("given", "user value (total training FLOPs)")
+        if tokens is not None:
+            inputs["tokens"] = Input(_flops.positive("tokens", tokens), "user value")
+    elif tokens is not None:
         d = _flops.positive("tokens", tokens, " Give the number of training tokens, e.g. 2e12.")
         inputs["tokens"] = Input(d, "user value")
         total = _flops.train_flops(n, d, layers=layers, d_model=hidden_size, seq_len=seq_len)
@@ -281,10 +315,11 @@ def train(
             "tokens are needed unless the time is given (--chip-hours or "
             "--hours): greenlm derives the time from FLOPs = 6 x params x tokens."
         )
-    inputs["flops_formula"] = Input(
-        "6*N*D + 12*layers*d_model*seq_len*D" if seq_len and layers and hidden_size else "6*N*D",
-        "Kaplan et al. 2020; attention term Chowdhery et al. 2022, App. B",
-    )
+    if flops is None:
+        inputs["flops_formula"] = Input(
+            "6*N*D + 12*layers*d_model*seq_len*D" if seq_len and layers and hidden_size else "6*N*D",
+            "Kaplan et al. 2020; attention term Chowdhery et al. 2022, App. B",
+        )
     spec = JobSpec(
         hardware=hardware,
         chips=chips,
@@ -301,8 +336,9 @@ def train(
         currency=currency,
         calibrated=calibrated,
         calibration_path=calibration_path,
+        development_factor=development_factor,
     )
-    return run_job("train", total, n, spec, inputs, warnings)
+    return run_job("train", total, n, spec, inputs, warnings, moe=n < float(params))
 
 
 def finetune(
@@ -400,4 +436,4 @@ def finetune(
         calibrated=calibrated,
         calibration_path=calibration_path,
     )
-    return run_job("finetune", total, n, spec, inputs, warnings)
+    return run_job("finetune", total, n, spec, inputs, warnings, moe=n < float(params))
