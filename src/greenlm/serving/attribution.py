@@ -8,7 +8,7 @@ energies that add up to what was measured.
 
 The rule
 --------
-Time is cut at every measured point (a sample) and at every request's end; the energy of a
+Time is cut at every measured point (a sample) and at every request's arrival and end; the energy of a
 piece between two cuts, ``E(b) - E(a)`` (linear between measured points), goes to the
 requests in flight during the piece, in proportion to the *work* each did in it, in
 decode-token equivalents:
@@ -44,7 +44,7 @@ from typing import Literal
 from greenlm.errors import ConfigError
 
 #: Decode-token equivalents of one prompt token (prefill), fitted for SmolLM2-135M on CPU.
-DEFAULT_PREFILL_WEIGHT = 0.05
+DEFAULT_PREFILL_WEIGHT = 0.07
 
 Method = Literal["stream-timing", "neighbour-rate", "time-share"]
 Status = Literal["ok", "disconnected", "rejected", "upstream-error", "cut"]
@@ -134,6 +134,7 @@ class Attribution:
         self.e0 = self.cursor_e = float(e0)
         self._live: dict[str, _Live] = {}
         self._ends: list[tuple[float, str]] = []  # sorted end times of unsettled requests
+        self._begins: list[float] = []  # sorted arrival times not yet passed by a settled piece
         self.requests_energy_j = 0.0
         self.idle_energy_j = 0.0
         self.time_share_energy_j = 0.0  # energy split by time because no work was seen
@@ -145,7 +146,9 @@ class Attribution:
         """Request ``rid`` arrived at ``t``; ``prompt_tokens`` is an estimate until :meth:`usage`."""
         if rid in self._live:
             raise ValueError(f"request {rid!r} already begun")
-        self._live[rid] = _Live(rid, max(t, self.t0), model, route, stream, prompt_tokens)
+        r = self._live[rid] = _Live(rid, max(t, self.t0), model, route, stream, prompt_tokens)
+        if r.begun > self.cursor:
+            bisect.insort(self._begins, r.begun)
 
     def tokens(self, rid: str, t: float, n: int = 1) -> None:
         """``n`` output tokens of ``rid`` came out at ``t`` (one streamed chunk)."""
@@ -207,7 +210,13 @@ class Attribution:
         slope = (e - ea) / (t - a)
         done: list[RequestEnergy] = []
         while True:
-            b = self._ends[0][0] if self._ends and self._ends[0][0] < t else t
+            while self._begins and self._begins[0] <= a:
+                self._begins.pop(0)
+            b = t
+            if self._ends and self._ends[0][0] < b:
+                b = self._ends[0][0]
+            if self._begins and self._begins[0] < b:
+                b = self._begins[0]
             eb = e if b >= t else ea + slope * (b - a)
             if b > a:
                 self._settle(a, b, eb - ea)
