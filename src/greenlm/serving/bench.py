@@ -214,6 +214,19 @@ async def _stats(session: Any, url: str) -> dict[str, Any]:
     return data
 
 
+async def _first_model(session: Any, url: str) -> str:
+    """The first model the engine lists (``GET /v1/models`` through the proxy)."""
+    aiohttp = _aiohttp()
+    try:
+        async with session.get(url + "/v1/models", timeout=aiohttp.ClientTimeout(total=30)) as r:
+            data = await r.json(content_type=None)
+        return str(data["data"][0]["id"])
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        raise BenchError(
+            f"Cannot tell which model {url} serves (GET /v1/models: {e}); pass --model (the engine's model id)."
+        ) from e
+
+
 async def _one(session: Any, url: str, model: str, messages: list[dict[str, Any]], opts: BenchOptions) -> Sample:
     aiohttp = _aiohttp()
     body = {"model": model, "messages": messages, "max_tokens": opts.max_tokens, "stream": True}
@@ -340,10 +353,8 @@ async def _bench(opts: BenchOptions) -> tuple[dict[str, Any], dict[str, Any]]:
     prompts = opts.prompts or load_prompts(opts.prompts_file)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
-        first = await _stats(session, url)
-        model = opts.model or str(first.get("model") or "")
-        if not model or model == "_":
-            raise BenchError("The proxy names no model: pass --model (one of the engine's GET /v1/models ids).")
+        await _stats(session, url)
+        model = opts.model or await _first_model(session, url)
         for i in range(opts.warmup):
             s = await _one(session, url, model, prompts[i % len(prompts)], opts)
             if not s.ok:

@@ -21,7 +21,7 @@ def _per(a: float, b: float) -> float | None:
 
 
 class _Agg:
-    __slots__ = ("energy_j", "methods", "output_tokens", "prompt_tokens", "requests", "statuses")
+    __slots__ = ("energy_j", "methods", "output_tokens", "prompt_tokens", "requests", "status_energy_j", "statuses")
 
     def __init__(self) -> None:
         self.requests = 0
@@ -30,6 +30,7 @@ class _Agg:
         self.energy_j = 0.0
         self.statuses: collections.Counter[str] = collections.Counter()
         self.methods: collections.Counter[str] = collections.Counter()
+        self.status_energy_j: dict[str, float] = {}
 
     def add(self, r: RequestEnergy) -> None:
         self.requests += 1
@@ -37,6 +38,7 @@ class _Agg:
         self.output_tokens += r.output_tokens
         self.energy_j += r.energy_j
         self.statuses[r.status] += 1
+        self.status_energy_j[r.status] = self.status_energy_j.get(r.status, 0.0) + r.energy_j
         self.methods[r.method] += 1
 
     def to_dict(self, g_per_j: float) -> dict[str, Any]:
@@ -49,6 +51,7 @@ class _Agg:
             "energy_per_request_j": _per(self.energy_j, self.requests),
             "energy_per_output_token_j": _per(self.energy_j, self.output_tokens),
             "statuses": dict(self.statuses),
+            "status_energy_j": dict(self.status_energy_j),
             "methods": dict(self.methods),
         }
 
@@ -130,6 +133,7 @@ class Ledger:
             "energy_per_output_token_j": t["energy_per_output_token_j"],
             "energy_per_token_j": t["energy_per_output_token_j"],
             "statuses": t["statuses"],
+            "status_energy_j": t["status_energy_j"],
             "methods": t["methods"],
             "models": [{"model": m, **a.to_dict(self.g_per_j)} for m, a in sorted(self.models.items())],
             "routes": [

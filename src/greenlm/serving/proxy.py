@@ -886,6 +886,8 @@ class ServingProxy:
                 "in_flight_energy_j": attr.in_flight_energy_j if attr is not None else 0.0,
                 "in_flight": attr.in_flight if attr is not None else 0,
                 "requests": t.requests,
+                "statuses": dict(t.statuses),
+                "status_energy_j": dict(t.status_energy_j),
                 "prompt_tokens": t.prompt_tokens,
                 "output_tokens": t.output_tokens,
                 "power_w": self._power_w,
