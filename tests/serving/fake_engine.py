@@ -94,8 +94,14 @@ def build_app(args: argparse.Namespace) -> web.Application:
                     else {"index": 0, "text": out, "finish_reason": "length"}
                 )
                 return web.json_response(
-                    {"id": rid, "object": kind, "created": created, "model": args.model, "choices": [choice],
-                     "usage": usage}
+                    {
+                        "id": rid,
+                        "object": kind,
+                        "created": created,
+                        "model": args.model,
+                        "choices": [choice],
+                        "usage": usage,
+                    }
                 )
             resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
             await resp.prepare(request)
@@ -106,8 +112,13 @@ def build_app(args: argparse.Namespace) -> web.Application:
                     c["delta"] = delta or {}
                 else:
                     c["text"] = text_piece or ""
-                obj = {"id": rid, "object": kind + ".chunk" if chat else kind, "created": created,
-                       "model": args.model, "choices": [c]}
+                obj = {
+                    "id": rid,
+                    "object": kind + ".chunk" if chat else kind,
+                    "created": created,
+                    "model": args.model,
+                    "choices": [c],
+                }
                 if with_usage:
                     obj["usage"] = usage
                 return b"data: " + json.dumps(obj).encode() + b"\n\n"

@@ -109,9 +109,7 @@ def test_the_openai_client_reads_every_response_and_the_extension_rides_along(st
         assert r.choices[0].message.content == "tok0 tok1 tok2 tok3 tok4"
         assert r.usage.completion_tokens == 5
         assert r.model_extra["greenlm"]["energy_j"] > 0
-        assert r.model_extra["greenlm"]["j_per_output_token"] == pytest.approx(
-            r.model_extra["greenlm"]["energy_j"] / 5
-        )
+        assert r.model_extra["greenlm"]["j_per_output_token"] == pytest.approx(r.model_extra["greenlm"]["energy_j"] / 5)
         text, ext = "", None
         for chunk in client.chat.completions.create(
             model="fake-model", messages=[{"role": "user", "content": "Hello"}], max_tokens=6, stream=True
@@ -129,7 +127,12 @@ def test_the_openai_client_reads_every_response_and_the_extension_rides_along(st
 
 def test_a_client_that_disconnects_mid_stream_is_still_accounted(store_url):
     with FakeEngine("--token-delay-ms", "20") as eng, proxy_for(eng.url, store_url) as px:
-        body = {"model": "fake-model", "messages": [{"role": "user", "content": "go"}], "max_tokens": 200, "stream": True}
+        body = {
+            "model": "fake-model",
+            "messages": [{"role": "user", "content": "go"}],
+            "max_tokens": 200,
+            "stream": True,
+        }
         with httpx.Client(base_url=px.url, timeout=30) as c:
             with c.stream("POST", "/v1/chat/completions", json=body) as r:
                 seen = 0
@@ -197,7 +200,10 @@ def test_bad_requests_get_clear_errors_and_engine_rejections_pass_through(store_
 
 
 def test_an_engine_without_usage_in_its_stream_is_counted_by_chunks_and_keeps_done_last(store_url):
-    with FakeEngine("--no-usage-in-stream", "--done", "--token-delay-ms", "1") as eng, proxy_for(eng.url, store_url) as px:
+    with (
+        FakeEngine("--no-usage-in-stream", "--done", "--token-delay-ms", "1") as eng,
+        proxy_for(eng.url, store_url) as px,
+    ):
         with httpx.Client(base_url=px.url, timeout=30) as c:
             body = {"model": "fake-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 7}
             r = c.post("/v1/chat/completions", json={**body, "stream": True})
@@ -209,9 +215,10 @@ def test_an_engine_without_usage_in_its_stream_is_counted_by_chunks_and_keeps_do
 
 
 def test_vllm_style_engine_metrics_are_recorded_beside_the_energy(store_url):
-    with FakeEngine("--vllm-metrics", "--token-delay-ms", "10") as eng, proxy_for(
-        eng.url, store_url, engine_metrics_interval_s=0.05
-    ) as px:
+    with (
+        FakeEngine("--vllm-metrics", "--token-delay-ms", "10") as eng,
+        proxy_for(eng.url, store_url, engine_metrics_interval_s=0.05) as px,
+    ):
         with httpx.Client(base_url=px.url, timeout=30) as c:
             body = {"model": "fake-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 30}
             with ThreadPoolExecutor(4) as pool:

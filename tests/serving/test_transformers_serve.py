@@ -241,3 +241,44 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_without_a_command_it_serves_the_shipped_smollm2_with_transformers_serve(smollm2_dir: Path, tmp_path: Path):
+    """The demo: `greenlm serve` alone (the SmolLM2 copy is already cached in this GREENLM_HOME)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLM_")}
+    env.update(GREENLM_HOME=str(smollm2_dir.parent.parent), OMP_NUM_THREADS="1")
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenlm", "serve", "--port", str(port), "--store", store],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                models = httpx.get(url + "/v1/models", timeout=2)
+                if models.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        model = models.json()["data"][0]["id"]
+        assert model == str(smollm2_dir)
+        r = httpx.post(url + "/v1/completions", json={"model": model, "prompt": "Hello", "max_tokens": 3}, timeout=120)
+        assert r.status_code == 200 and r.json()["greenlm"]["output_tokens"] == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0
+    finally:
+        kill_tree(proc)
+    run = open_store(store).get_run(open_store(store).list_runs()[0]["run_id"])
+    assert run["status"] == "completed" and run["metadata"]["serving"]["engine"] == "transformers serve"
+    assert "warning: No location given" in log.read_text()  # the world average is flagged, not silent

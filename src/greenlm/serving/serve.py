@@ -197,12 +197,13 @@ async def _main(
         code = engine.exit_code if engine.exit_code and engine.exit_code > 0 else 1
         print(f"greenlm serve: the engine {how}; closing the serving run.", file=out, flush=True)
         return await _finish(proxy, engine, f"the engine {how}", code, "failed", error=f"engine {how}")
-    except BaseException:
+    except BaseException as e:
         if engine is not None and engine.owned:
             await asyncio.to_thread(engine.stop, opts.grace_s)
-        if proxy.tracker.running:
+        if proxy.tracker.running:  # the start-up's energy was measured: keep the run, say why it ended
+            proxy.stop_reason = str(e) or type(e).__name__
             with contextlib.suppress(Exception):
-                await proxy.stop("failed", "greenlm serve failed")
+                await proxy.stop("failed", proxy.stop_reason)
         raise
     finally:
         for sig in installed:
