@@ -75,13 +75,19 @@ HOP_BY_HOP = frozenset(
 CHARS_PER_TOKEN = 4.0
 
 
+_AIOHTTP: Any = None
+
+
 def _aiohttp() -> Any:
-    try:
-        import aiohttp
-        from aiohttp import web  # noqa: F401
-    except ImportError as e:
-        raise MissingExtraError("greenlm serve", "serve", "aiohttp") from e
-    return aiohttp
+    global _AIOHTTP
+    if _AIOHTTP is None:
+        try:
+            import aiohttp
+            from aiohttp import web  # noqa: F401
+        except ImportError as e:
+            raise MissingExtraError("greenlm serve", "serve", "aiohttp") from e
+        _AIOHTTP = aiohttp
+    return _AIOHTTP
 
 
 async def measured_point_after(
