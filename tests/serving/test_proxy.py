@@ -272,3 +272,18 @@ def test_the_stats_endpoint_matches_the_metrics_and_carries_the_hardware(store_u
     assert st["requests_energy_j"] + st["idle_energy_j"] == pytest.approx(st["measured_energy_j"], rel=1e-9)
     assert metric_sum(text, "greenlm_energy_joules_total") == pytest.approx(st["measured_energy_j"], rel=1e-9)
     assert json.dumps(st)  # plain JSON
+
+
+def test_the_store_gets_rolling_windows_while_serving(store_url):
+    with FakeEngine("--token-delay-ms", "1") as eng, proxy_for(eng.url, store_url, window_s=0.3) as px:
+        with httpx.Client(base_url=px.url, timeout=30) as c:
+            for _ in range(3):
+                c.post("/v1/chat/completions", json={"model": "fake-model", "messages": [], "max_tokens": 4})
+                time.sleep(0.35)
+        mid = open_store(store_url).get_run(px.proxy.tracker.run_id)  # saved while serving
+        result = px.stop()
+    assert mid["status"] == "running" and mid["metadata"]["serving"]["windows"]
+    w = result.metadata["serving"]["windows"]
+    assert len(w) >= 3 and sum(x["requests"] for x in w) == 3
+    assert sum(x["energy_j"] for x in w) == pytest.approx(result.energy_j, rel=1e-9)
+    assert all(x["models"].get("fake-model", {"requests": 0})["requests"] <= 1 for x in w)

@@ -252,6 +252,8 @@ class ServingProxy:
         tracker_kwargs.setdefault("handle_signals", False)  # greenlm serve stops the run itself
         self.tracker = EnergyTracker(**tracker_kwargs, metadata=meta, listeners=listeners)
         self._lock = threading.Lock()
+        # a roll-up snapshot (a nested start/stop of the tracker) and the final stop exclude each other
+        self._snap_lock = threading.Lock()
         self._attr: Attribution | None = None
         self._ledger = Ledger(self.model, 0.0, window_s, keep_windows)
         self._final: dict[str, RequestEnergy] = {}
@@ -358,7 +360,8 @@ class ServingProxy:
 
     async def stop(self, status: str = "completed", error: str | None = None) -> RunResult:
         """Close the serving run (requests still in flight are cut) and store it with its summary."""
-        self._closing = True
+        with self._snap_lock:
+            self._closing = True
         for t in self._tasks:
             t.cancel()
         if self._runner is not None:
@@ -442,11 +445,12 @@ class ServingProxy:
 
     def _save_snapshot(self, summary: dict[str, Any]) -> None:
         """The run so far, with its serving summary, into the store (every ``window_s``)."""
-        if not self.tracker.running:
-            return
-        self.tracker.set_metadata(serving=summary)
-        self.tracker.start()  # nested: stop() returns the result so far without closing
-        snap = self.tracker.stop()
+        with self._snap_lock:
+            if self._closing or not self.tracker.running:
+                return
+            self.tracker.set_metadata(serving=summary)
+            self.tracker.start()  # nested: stop() returns the result so far without closing
+            snap = self.tracker.stop()
         self._save(snap)
 
     # ------------------------------------------------------------------ attribution (lock held)
