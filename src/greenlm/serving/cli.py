@@ -14,18 +14,23 @@ def _tracker_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("measurement (as for greenlm track)")
     g.add_argument("--project", help="project of the serving run (default: $GREENLM_PROJECT or 'default')")
     g.add_argument("--location", help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)")
-    g.add_argument("--pue", type=float, help="power usage effectiveness, >= 1 (default: by --setting)")
-    g.add_argument("--setting", dest="pue_setting", help="PUE default: auto, local, on-premise, aws, gcp, azure")
-    g.add_argument("--price", dest="price_per_kwh", type=float, help="electricity price per kWh")
+    g.add_argument("--pue", type=float, metavar="X", help="power usage effectiveness, >= 1 (default: by --setting)")
+    g.add_argument(
+        "--setting", dest="pue_setting", metavar="NAME", help="PUE default: auto, local, on-premise, aws, gcp, azure"
+    )
+    g.add_argument("--price", dest="price_per_kwh", type=float, metavar="X", help="electricity price per kWh")
     g.add_argument("--currency", help="currency of --price (default USD)")
     g.add_argument(
         "--interval",
+        metavar="S",
         dest="interval_s",
         type=float,
         default=0.1,
         help="sampling interval in seconds (default 0.1: a response waits at most this long for its final figure)",
     )
-    g.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=float, help="CPU package TDP in W (overrides the table)")
+    g.add_argument(
+        "--cpu-tdp", dest="cpu_tdp_w", type=float, metavar="W", help="CPU package TDP in W (overrides the table)"
+    )
     g.add_argument(
         "--attribution",
         choices=["process", "machine"],
@@ -81,11 +86,13 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--prefill-weight",
         type=float,
+        metavar="W",
         default=None,
         help="decode-token equivalents of one prompt token in the split (default: fitted for SmolLM2 on CPU)",
     )
     p.add_argument(
         "--startup-timeout",
+        metavar="S",
         dest="startup_timeout_s",
         type=float,
         default=600.0,
@@ -93,6 +100,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--grace",
+        metavar="S",
         dest="grace_s",
         type=float,
         default=10.0,
@@ -100,6 +108,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--window",
+        metavar="S",
         dest="window_s",
         type=float,
         default=300.0,
@@ -126,12 +135,18 @@ def register(subparsers: Any) -> None:
     q.add_argument("--concurrency", default="1,2,4,8", help="comma-separated concurrency levels (default 1,2,4,8)")
     q.add_argument("--requests", type=int, default=16, help="requests per concurrency level (default 16)")
     q.add_argument("--prompts", help="file of prompts: one per line, or JSON lines with 'prompt' or 'messages'")
-    q.add_argument("--max-tokens", dest="max_tokens", type=int, default=32, help="max_tokens of each request")
+    q.add_argument(
+        "--max-tokens", dest="max_tokens", type=int, default=32, metavar="T", help="max_tokens of each request (32)"
+    )
     q.add_argument("--warmup", type=int, default=1, help="requests sent before measuring (default 1)")
-    q.add_argument("--timeout", dest="timeout_s", type=float, default=600.0, help="seconds per request (600)")
-    q.add_argument("--total-params", type=float, help="the model's parameter count, recorded with the points")
-    q.add_argument("--active-params", type=float, help="parameters active per token (MoE), recorded")
-    q.add_argument("--weight-precision", help="weight precision (fp32, bf16, int4, ...), recorded")
+    q.add_argument(
+        "--timeout", dest="timeout_s", type=float, default=600.0, metavar="S", help="seconds per request (600)"
+    )
+    q.add_argument(
+        "--total-params", type=float, metavar="N", help="the model's parameter count, recorded with the points"
+    )
+    q.add_argument("--active-params", type=float, metavar="N", help="parameters active per token (MoE), recorded")
+    q.add_argument("--weight-precision", metavar="P", help="weight precision (fp32, bf16, int4, ...), recorded")
     q.add_argument("--json", action="store_true", help="print the result as JSON (greenlm.bench.serve) on stdout")
     q.add_argument("--report", metavar="DIR", help="write bench.json, bench.md and pareto.png there")
     q.set_defaults(func=cmd_bench_serve)

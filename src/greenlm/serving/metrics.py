@@ -92,6 +92,23 @@ class ServeMetrics:
             "greenlm_engine_kv_cache_usage_ratio", "The engine's KV-cache use (0-1), from its /metrics", registry=reg
         )
         self._pc = pc
+        self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+
+    def children(self, model: str, route: str) -> tuple[Any, ...]:
+        """The per-(model, route) series a finished request updates, looked up once."""
+        key = (model, route)
+        c = self._children.get(key)
+        if c is None:
+            lab = {"model": model, "route": route}
+            c = self._children[key] = (
+                self.energy.labels(**lab),
+                self.co2e.labels(**lab),
+                self.request_energy.labels(**lab),
+                self.tokens.labels(**lab),
+                self.token_energy.labels(**lab),
+                self.prompt_tokens.labels(**lab),
+            )
+        return c
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric, and its content type."""

@@ -272,6 +272,9 @@ class ServingProxy:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
         self._named = bool(model)
+        self._provenance: str | None = None
+        self._band = (1.0, 1.0)
+        self._grid = ""
         self.result: RunResult | None = None
         self.port: int | None = None
         self.host: str | None = None
@@ -417,6 +420,8 @@ class ServingProxy:
             if dt > 0:
                 self._device_j[device] = self._device_j.get(device, 0.0) + p * dt
         self._power_w = sum(powers_w.values())
+        self._refresh_provenance()  # a meter may have fallen back since the last sample
+        self._band = self._compute_band()
         t_abs = float(tracker.started_monotonic) + t_s
         e = float(tracker.energy_at(t_abs))
         snapshot = None
@@ -480,22 +485,25 @@ class ServingProxy:
         for r in done:
             self._final[r.request_id] = r
             self._ledger.add(r)
-            lab = {"model": r.model, "route": r.route}
-            m.energy.labels(**lab).inc(r.energy_j)
-            m.co2e.labels(**lab).inc(r.energy_j * self._g_per_j)
-            m.requests.labels(status=r.status, **lab).inc()
-            m.request_energy.labels(**lab).observe(r.energy_j)
+            energy, co2e, req_energy, tokens, token_energy, prompt_tokens = m.children(r.model, r.route)
+            energy.inc(r.energy_j)
+            co2e.inc(r.energy_j * self._g_per_j)
+            m.requests.labels(model=r.model, route=r.route, status=r.status).inc()
+            req_energy.observe(r.energy_j)
             if r.output_tokens:
-                m.tokens.labels(**lab).inc(r.output_tokens)
-                m.token_energy.labels(**lab).observe(r.energy_j / r.output_tokens)
+                tokens.inc(r.output_tokens)
+                token_energy.observe(r.energy_j / r.output_tokens)
             if r.prompt_tokens:
-                m.prompt_tokens.labels(**lab).inc(r.prompt_tokens)
+                prompt_tokens.inc(r.prompt_tokens)
         if len(self._final) > 10000:  # records nobody collected (handler gone): keep memory bounded
             for k in list(itertools.islice(self._final, len(self._final) - 10000)):
                 del self._final[k]
 
     def band_ratio(self) -> tuple[float, float]:
-        """Low and high bound of the measured energy, relative to it (the meters' bands)."""
+        """Low and high bound of the measured energy, relative to it (the meters' bands, as of the last sample)."""
+        return self._band
+
+    def _compute_band(self) -> tuple[float, float]:
         total = sum(self._device_j.values())
         if total <= 0:
             return 1.0, 1.0
@@ -516,10 +524,17 @@ class ServingProxy:
         return lo / total, hi / total
 
     def provenance(self) -> str:
-        """How the energy was obtained: the weakest of the meters' provenances."""
+        """How the energy was obtained: the weakest of the meters' provenances (as of the last sample)."""
+        if self._provenance is None:
+            self._refresh_provenance()
+        return self._provenance or "modeled"
+
+    def _refresh_provenance(self) -> None:
         from greenlm.meters.base import weakest
 
-        return weakest([m.provenance for m in self.tracker.meters])
+        self._provenance = weakest([m.provenance for m in self.tracker.meters])
+        loc = self.tracker.carbon.location
+        self._grid = f"{loc.code}{' ' + str(loc.year) if loc.year else ''} {loc.intensity_g_per_kwh:g} g/kWh"
 
     # ------------------------------------------------------------------ one request's figures
     async def _next_sample(self, t: float) -> tuple[float, float]:
@@ -558,6 +573,7 @@ class ServingProxy:
             return {"energy_j": None, "note": "the serving run closed before this request's energy was settled"}
         lo, hi = self.band_ratio()
         c = self.tracker.carbon
+        prov = self.provenance()
         return {
             "request_id": r.request_id,
             "energy_j": r.energy_j,
@@ -570,7 +586,7 @@ class ServingProxy:
             "duration_s": r.duration_s,
             "ttft_s": r.ttft_s,
             "method": r.method,
-            "provenance": self.provenance(),
+            "provenance": prov,
             "location": c.location.code,
             "intensity_g_per_kwh": c.location.intensity_g_per_kwh,
             "pue": c.pue.value,
@@ -578,15 +594,15 @@ class ServingProxy:
 
     def _headers(self, r: RequestEnergy | None, rid: str) -> dict[str, str]:
         h = {"x-greenlm-request-id": rid}
-        loc = self.tracker.carbon.location
-        grid = f"{loc.code}{' ' + str(loc.year) if loc.year else ''} {loc.intensity_g_per_kwh:g} g/kWh"
+        prov = self.provenance()
+        grid = self._grid
         if r is not None:
             h["x-greenlm-energy-j"] = repr(r.energy_j)
             h["x-greenlm-co2e-g"] = repr(r.energy_j * self._g_per_j)
-            h["x-greenlm-provenance"] = f"energy={self.provenance()}; split={r.method}; grid={grid}"
+            h["x-greenlm-provenance"] = f"energy={prov}; split={r.method}; grid={grid}"
         else:
-            h["x-greenlm-provenance"] = f"energy={self.provenance()}; grid={grid}"
-        return {k: v.encode("ascii", "replace").decode("ascii") for k, v in h.items()}
+            h["x-greenlm-provenance"] = f"energy={prov}; grid={grid}"
+        return h
 
     # ------------------------------------------------------------------ HTTP
     async def _handle(self, request: Any) -> Any:
