@@ -327,10 +327,13 @@ def part_c(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     serve = [sys.executable, "-m", "greenlm", "serve", "--port", str(port), "--location", "DEU", "--store", store]
     serve += ["--", sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir)]
     serve += ["--host", "127.0.0.1", "--port", str(eport), "--device", "cpu"]
+    if args.continuous_batching:
+        serve.append("--continuous-batching")
     px = Proc(serve, f"http://127.0.0.1:{port}/greenlm/stats", env)
-    out = RESULTS / "serve_sweep"
+    out = RESULTS / ("serve_sweep_cb" if args.continuous_batching else "serve_sweep")
     cmd = [sys.executable, "-m", "greenlm", "bench", "serve", "--url", f"http://127.0.0.1:{port}"]
     cmd += ["--concurrency", "1,2,4,8", "--requests", str(args.sweep_requests), "--max-tokens", "32"]
+    cmd += ["--warmup", "2"]
     cmd += ["--json", "--report", str(out)]
     print("C: " + " ".join(["greenlm", *cmd[3:]]), file=sys.stderr)
     try:
@@ -447,8 +450,10 @@ def main() -> None:
     ap.add_argument("--real-requests", type=int, default=16)
     ap.add_argument("--real-tokens", type=int, default=16)
     ap.add_argument("--sweep-requests", type=int, default=8)
+    ap.add_argument("--continuous-batching", action="store_true", help="part C: the engine batches (its flag)")
     ap.add_argument("--prefill-reps", type=int, default=5)
     ap.add_argument("--skip-real", action="store_true", help="part A only")
+    ap.add_argument("--parts", default="A,B,C,D", help="which parts to run (default A,B,C,D)")
     args = ap.parse_args()
     if args.cmd == "_proxy":
         run_proxy(args)
@@ -461,14 +466,23 @@ def main() -> None:
         "cpu_threads": os.cpu_count(),
         "args": {k: v for k, v in vars(args).items() if k != "cmd"},
     }
-    res["A"] = part_a(args)
-    if not args.skip_real:
+    parts = {"A"} if args.skip_real else set(args.parts.split(","))
+    if "A" in parts:
+        res["A"] = part_a(args)
+    if parts & {"B", "C", "D"}:
         model_dir = smollm2_dir()
-        res["B"] = part_b(args, model_dir)
-        res["D"] = part_d(model_dir, args.prefill_reps)
-        res["C"] = part_c(args, model_dir)
+        if "B" in parts:
+            res["B"] = part_b(args, model_dir)
+        if "D" in parts:
+            res["D"] = part_d(model_dir, args.prefill_reps)
+        if "C" in parts:
+            res["C_cb" if args.continuous_batching else "C"] = part_c(args, model_dir)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_proxy.json").write_text(json.dumps(res, indent=2) + "\n")
+    out = RESULTS / "serve_proxy.json"
+    if out.exists() and parts != {"A", "B", "C", "D"}:  # a partial run keeps the other parts' last figures
+        old = json.loads(out.read_text())
+        res = {**old, **res, "args": {**old.get("args", {}), **res["args"]}}
+    out.write_text(json.dumps(res, indent=2) + "\n")
     print(markdown(res))
 
 

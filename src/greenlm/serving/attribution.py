@@ -44,7 +44,7 @@ from typing import Literal
 from greenlm.errors import ConfigError
 
 #: Decode-token equivalents of one prompt token (prefill), fitted for SmolLM2-135M on CPU.
-DEFAULT_PREFILL_WEIGHT = 0.07
+DEFAULT_PREFILL_WEIGHT = 0.065
 
 Method = Literal["stream-timing", "neighbour-rate", "time-share"]
 Status = Literal["ok", "disconnected", "rejected", "upstream-error", "cut"]
