@@ -342,8 +342,12 @@ def part_c(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
         px.stop()
     if p.returncode != 0:
         raise RuntimeError(p.stderr)
+    engine = "transformers serve SMOLLM2_DIR --device cpu" + (
+        " --continuous-batching" if args.continuous_batching else ""
+    )
     return {
-        "command": "greenlm " + " ".join(cmd[3:]).replace(str(out), "benchmarks/results/serve_sweep"),
+        "serve": f"OMP_NUM_THREADS=1 greenlm serve --port P --location DEU -- {engine} --port Q",
+        "command": "greenlm " + " ".join(cmd[3:]).replace(str(out), "benchmarks/results/" + out.name),
         "result": json.loads(p.stdout),
     }
 
