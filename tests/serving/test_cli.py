@@ -145,7 +145,10 @@ def test_sigint_while_the_engine_starts_is_a_normal_stop(tmp_path):
         "-c",
         "import time; time.sleep(60)",
     )
-    time.sleep(2.0)
+    deadline = time.monotonic() + 60
+    while "waiting for it to answer" not in s.log.read_text():  # greenlm is up and waiting
+        assert time.monotonic() < deadline and s.proc.poll() is None, s.log.read_text()
+        time.sleep(0.05)
     s.proc.send_signal(signal.SIGINT)
     assert s.wait() == 0, s.log.read_text()
     assert "stopped by SIGINT before the engine answered" in s.log.read_text()
