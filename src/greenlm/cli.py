@@ -31,6 +31,7 @@ PLUGINS = (
     "greenlm.report.cli",
     "greenlm.server.cli",
     "greenlm.integrations.cli",
+    "greenlm.serving.cli",
 )
 
 

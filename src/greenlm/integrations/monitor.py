@@ -91,8 +91,10 @@ def sanitize_label(value: object, max_chars: int = MAX_LABEL_CHARS) -> str:
     return s or "_"
 
 
-class _LabelGuard:
-    """Sanitises label values and caps how many distinct ones a label may take."""
+class LabelGuard:
+    """Sanitises label values and caps how many distinct ones a label may take (shared with
+    ``greenlm serve``'s proxy, :mod:`greenlm.serving.metrics`).
+    """
 
     def __init__(self, max_values: int = MAX_LABEL_VALUES) -> None:
         self.max_values = max_values
@@ -222,7 +224,7 @@ class Monitor:
         finite("window_s", window_s, minimum=0.0, strict=True)
         if keep_windows < 0 or keep_requests < 0:
             raise ConfigError("keep_windows and keep_requests must be >= 0.")
-        self._labels = _LabelGuard()
+        self._labels = LabelGuard()
         self.model = self._labels("model", model) if model else "_"
         self.deployment = deployment or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = metrics_for(registry) if registry is not False else None

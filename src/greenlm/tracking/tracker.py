@@ -212,7 +212,7 @@ class EnergyTracker:
         with self._lock:
             if not self._running or self._window is None:
                 return time.monotonic(), self._window.energy_j if self._window is not None else 0.0
-            self._read()
+            self._read(store=False)  # a reading for the window, not a stored sample row
             return self._t0 + self._window.duration_s, self._window.energy_j
 
     def energy_j_so_far(self) -> float:
@@ -317,6 +317,7 @@ class EnergyTracker:
         if self.total_steps is not None:
             self._window.forecaster = StepForecaster(self.warmup_steps)
         self._pending: list[SampleRow] = []
+        self._last_stored: tuple[float, list[float]] = (0.0, [0.0] * len(self._window.components))
         self._stop_evt = threading.Event()
         self._running = True
         self.metadata.setdefault("hardware", _hardware(self._meterset))
@@ -343,15 +344,25 @@ class EnergyTracker:
         self._warnings += det.warnings
         return det.meters
 
-    def _read(self) -> None:
-        """Read every meter once (sampling thread, sample_now() or stop()); under the lock."""
+    def _read(self, store: bool = True) -> None:
+        """Read every meter once (sampling thread, sample_now() or stop()); under the lock.
+
+        Only periodic readings become stored sample rows (``store``): ``sample_now()`` at every
+        request end of a busy server must not make the stored samples grow with the request
+        rate. The stored rows stay exact: each is the cumulative energy at its time.
+        """
         assert self._window is not None and self._meterset is not None
         now = time.monotonic() - self._t0
         energies = self._meterset.read()
         powers = self._window.add_sample(now, energies)
-        t = self._window.duration_s
-        for name, e, p in zip(self._window.components, energies, powers):
-            self._pending.append(SampleRow(t, name, e, p))
+        if store:
+            t = self._window.duration_s
+            last = self._last_stored
+            for i, (name, e) in enumerate(zip(self._window.components, energies)):
+                dt = t - last[0]
+                p = (e - last[1][i]) / dt if dt > 0 else powers[i]
+                self._pending.append(SampleRow(t, name, e, p))
+            self._last_stored = (t, list(energies))
         self._update_forecast()
 
     def _loop(self) -> None:

@@ -1,0 +1,238 @@
+"""``greenlm serve`` and ``greenlm bench serve``: parse, build the options, call in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from greenlm.errors import ConfigError
+
+
+def _tracker_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("measurement (as for greenlm track)")
+    g.add_argument("--project", help="project of the serving run (default: $GREENLM_PROJECT or 'default')")
+    g.add_argument("--location", help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)")
+    g.add_argument("--pue", type=float, metavar="X", help="power usage effectiveness, >= 1 (default: by --setting)")
+    g.add_argument(
+        "--setting", dest="pue_setting", metavar="NAME", help="PUE default: auto, local, on-premise, aws, gcp, azure"
+    )
+    g.add_argument("--price", dest="price_per_kwh", type=float, metavar="X", help="electricity price per kWh")
+    g.add_argument("--currency", help="currency of --price (default USD)")
+    g.add_argument(
+        "--interval",
+        metavar="S",
+        dest="interval_s",
+        type=float,
+        default=0.1,
+        help="sampling interval in seconds (default 0.1: a response waits at most this long for its final figure)",
+    )
+    g.add_argument(
+        "--cpu-tdp", dest="cpu_tdp_w", type=float, metavar="W", help="CPU package TDP in W (overrides the table)"
+    )
+    g.add_argument(
+        "--attribution",
+        choices=["process", "machine"],
+        help="charge the engine's process tree (default) or the whole machine",
+    )
+    g.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    g.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="record a fact with the run (hardware=A100, params=135e6); repeatable",
+    )
+
+
+def _meta(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for it in items:
+        key, sep, raw = it.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--meta expects KEY=VALUE, got {it!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def register(subparsers: Any) -> None:
+    """Add ``greenlm serve`` and ``greenlm bench serve`` to the top-level parser."""
+    p = subparsers.add_parser(
+        "serve",
+        help="front an OpenAI-compatible engine with a proxy that measures energy per request",
+        description=(
+            "Start ENGINE COMMAND as a measured child (or attach with --upstream URL --pid PID) and serve an "
+            "OpenAI-compatible proxy on --port whose responses carry their energy. Without a command: "
+            "transformers serve of greenlm's SmolLM2 copy on the CPU. SIGTERM / Ctrl-C stop it; the run is stored."
+        ),
+    )
+    p.add_argument("--port", type=int, default=8000, help="port of the proxy (default 8000)")
+    p.add_argument("--host", default="127.0.0.1", help="address the proxy binds (default 127.0.0.1)")
+    p.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="where the engine answers (default: read from the engine command's --host/--port)",
+    )
+    p.add_argument("--pid", type=int, help="process id of an engine already running (with --upstream)")
+    p.add_argument(
+        "--model-name",
+        dest="model",
+        help="model label of idle energy and of requests that name none (default: the engine's first model)",
+    )
+    p.add_argument(
+        "--prefill-weight",
+        type=float,
+        metavar="W",
+        default=None,
+        help="decode-token equivalents of one prompt token in the split (default: fitted for SmolLM2 on CPU)",
+    )
+    p.add_argument(
+        "--startup-timeout",
+        metavar="S",
+        dest="startup_timeout_s",
+        type=float,
+        default=600.0,
+        help="seconds to wait for the engine to answer GET /v1/models (default 600)",
+    )
+    p.add_argument(
+        "--grace",
+        metavar="S",
+        dest="grace_s",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds given to requests in flight and then to the engine to stop (default 10)",
+    )
+    p.add_argument(
+        "--window",
+        metavar="S",
+        dest="window_s",
+        type=float,
+        default=300.0,
+        help="roll-up window saved with the run, seconds (default 300)",
+    )
+    p.add_argument("--json", action="store_true", help="print the stored run as one JSON object at the end")
+    _tracker_options(p)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the engine command and its arguments")
+    p.set_defaults(func=cmd_serve)
+
+    b = subparsers.add_parser("bench", help="benchmarks of energy against speed")
+    bs = b.add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
+    q = bs.add_parser(
+        "serve",
+        help="sweep concurrency against a greenlm serve proxy: J per token vs throughput and latency",
+        description=(
+            "Send streaming chat requests to a greenlm serve proxy at each concurrency and report, per point, "
+            "J per output token and per request, output tokens/s, time to first token and inter-token latency "
+            "(p50/p95) and power, with provenance and band."
+        ),
+    )
+    q.add_argument("--url", required=True, help="the greenlm serve proxy, e.g. http://127.0.0.1:8000")
+    q.add_argument("--model", help="model to request (default: the proxy's model)")
+    q.add_argument("--concurrency", default="1,2,4,8", help="comma-separated concurrency levels (default 1,2,4,8)")
+    q.add_argument("--requests", type=int, default=16, help="requests per concurrency level (default 16)")
+    q.add_argument("--prompts", help="file of prompts: one per line, or JSON lines with 'prompt' or 'messages'")
+    q.add_argument(
+        "--max-tokens", dest="max_tokens", type=int, default=32, metavar="T", help="max_tokens of each request (32)"
+    )
+    q.add_argument("--warmup", type=int, default=1, help="requests sent before measuring (default 1)")
+    q.add_argument(
+        "--timeout", dest="timeout_s", type=float, default=600.0, metavar="S", help="seconds per request (600)"
+    )
+    q.add_argument(
+        "--total-params", type=float, metavar="N", help="the model's parameter count, recorded with the points"
+    )
+    q.add_argument("--active-params", type=float, metavar="N", help="parameters active per token (MoE), recorded")
+    q.add_argument("--weight-precision", metavar="P", help="weight precision (fp32, bf16, int4, ...), recorded")
+    q.add_argument("--json", action="store_true", help="print the result as JSON (greenlm.bench.serve) on stdout")
+    q.add_argument("--report", metavar="DIR", help="write bench.json, bench.md and pareto.png there")
+    q.set_defaults(func=cmd_bench_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the proxy until stopped; print how the run ended."""
+    from greenlm.serving.attribution import DEFAULT_PREFILL_WEIGHT
+    from greenlm.serving.serve import ServeOptions, serve
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not 0 <= args.port < 65536:
+        raise ConfigError(f"--port must be 0-65535, got {args.port}.")
+    tracker: dict[str, Any] = {
+        k: getattr(args, k)
+        for k in (
+            "project",
+            "location",
+            "pue",
+            "pue_setting",
+            "price_per_kwh",
+            "currency",
+            "interval_s",
+            "cpu_tdp_w",
+            "attribution",
+            "store",
+        )
+        if getattr(args, k) is not None
+    }
+    tracker["metadata"] = _meta(args.meta)
+    opts = ServeOptions(
+        cmd=cmd,
+        host=args.host,
+        port=args.port,
+        upstream=args.upstream,
+        pid=args.pid,
+        model=args.model,
+        prefill_weight=DEFAULT_PREFILL_WEIGHT if args.prefill_weight is None else args.prefill_weight,
+        startup_timeout_s=args.startup_timeout_s,
+        grace_s=args.grace_s,
+        window_s=args.window_s,
+        tracker=tracker,
+    )
+    outcome = serve(opts)
+    r = outcome.result
+    s = r.metadata.get("serving", {})
+    from greenlm import humanize as hz
+
+    print(
+        f"greenlm serve: {outcome.reason}. Run {r.run_id[:12]} ({r.status}): {hz.energy(r.energy_j)} measured, "
+        f"{s.get('requests', 0)} requests, {hz.energy(s.get('requests_energy_j', 0.0))} in requests, "
+        f"{hz.energy(s.get('idle_energy_j', 0.0))} idle, {hz.co2e(r.co2e_g)}.",
+        file=sys.stderr,
+    )
+    for w in r.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(r.to_dict(), indent=2, default=str))
+    return outcome.exit_code
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """Sweep concurrency against a proxy; print a table (or JSON) and write the report."""
+    from greenlm.serving.bench import BenchOptions, parse_concurrency, run_bench, table, write_report
+
+    opts = BenchOptions(
+        url=args.url,
+        model=args.model,
+        concurrency=parse_concurrency(args.concurrency),
+        requests=args.requests,
+        prompts_file=args.prompts,
+        max_tokens=args.max_tokens,
+        warmup=args.warmup,
+        timeout_s=args.timeout_s,
+        total_params=args.total_params,
+        active_params=args.active_params,
+        weight_precision=args.weight_precision,
+    )
+    run = run_bench(opts)
+    if args.report:
+        paths = write_report(run, args.report)
+        print(f"report: {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(run.result, indent=2))
+    else:
+        sys.stdout.write(table(run.result))
+    return 0
