@@ -8,6 +8,7 @@ at once without losing runs (writers queue; readers never block).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 
 from greenlm.config import default_store_url
 from greenlm.errors import RunNotFoundError, StoreError
+from greenlm.store import groups
 from greenlm.store import schema as S
 from greenlm.tracking.result import RunResult
 from greenlm.tracking.sink import Progress, RunStart, SampleRow
@@ -168,11 +170,16 @@ class RunStore:
             for name, e in progress.components.items():
                 _upsert(conn, S.components, {"run_id": run_id, "name": name}, {"energy_j": e})
 
-    def save_result(self, result: RunResult | dict[str, Any]) -> None:
-        """Write a finished run (idempotent: saving the same run again replaces it)."""
+    def save_result(self, result: RunResult | dict[str, Any], *, conn: sa.Connection | None = None) -> None:
+        """Write a finished run (idempotent: saving the same run again replaces it).
+
+        ``conn``: write inside that open transaction instead of a new one. A node's *part*
+        of a distributed run (``metadata.distributed.role == "part"``) also updates its group
+        run (:mod:`greenlm.store.groups`).
+        """
         r = result if isinstance(result, RunResult) else RunResult.from_dict(result)
         d = r.to_dict(timeline=True)
-        with self.begin() as conn:
+        with contextlib.nullcontext(conn) if conn is not None else self.begin() as conn:
             values = {
                 "project": r.project,
                 "status": r.status,
@@ -227,6 +234,8 @@ class RunStore:
                         for p in r.phases
                     ],
                 )
+        if groups.is_part(r):
+            groups.assemble(self, r)
 
     def mark(self, run_id: str, status: str) -> None:
         """Set a run's status (e.g. a distributed run whose rank died)."""
@@ -403,7 +412,7 @@ def _hide_merged_rank_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return (d.get("metadata") or {}).get("distributed") or {}
 
     merged = {dist(d).get("group_run_id") for d in runs if dist(d).get("role") == "group"}
-    return [d for d in runs if not (dist(d).get("role") == "rank" and dist(d).get("group_run_id") in merged)]
+    return [d for d in runs if not (dist(d).get("role") in ("rank", "part") and dist(d).get("group_run_id") in merged)]
 
 
 def _upsert(conn: sa.Connection, table: sa.Table, key: dict[str, Any], values: dict[str, Any]) -> None:
