@@ -186,6 +186,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         status, err = "completed", None
     else:
         status, err = "failed", f"command exited with code {rc}"
+    _slurm_accounting(tracker)
     result = tracker.stop(status, err)
     d = result.to_dict()
     if args.output:
@@ -193,8 +194,16 @@ def cmd_track(args: argparse.Namespace) -> int:
             append_csv(args.output, [d])
         except GreenlmError as e:
             print(f"greenlm: {e}", file=sys.stderr)
+    dist = tracker.distributed
     if args.json:
         print(json.dumps(d, indent=2, default=str))
+    elif dist:  # one task of a job: its share; the job's run is assembled from every task's
+        print(
+            f"greenlm: task {dist['rank']} of {dist['world_size']} ({dist['node']}): "
+            f"{result.energy_j:.4g} J measured here; the job's run is {result.run_id[:12]} in "
+            f"{tracker.config.store or _default_store()} (greenlm runs show {result.run_id[:12]})",
+            file=sys.stderr,
+        )
     else:
         print(run_summary(d), file=sys.stderr)
         print(
@@ -202,6 +211,27 @@ def cmd_track(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return rc
+
+
+def _slurm_accounting(tracker: Any) -> None:
+    """Inside a Slurm job: what Slurm says of the step (allocation, its own ConsumedEnergy as
+    an independent cross-check), read once per step (task 0) before the run closes.
+    """
+    facts = tracker.metadata.get("slurm")
+    dist = tracker.distributed
+    if not isinstance(facts, dict) or (dist and dist.get("rank") != 0):
+        return
+    try:
+        from greenlm.integrations import slurm
+
+        acc = slurm.read_accounting(facts)
+        check = slurm.cross_check(acc)
+    except Exception as e:  # never fail the command over a cross-check
+        log.debug("reading Slurm's accounting failed: %s", e, exc_info=True)
+        return
+    tracker.set_metadata(slurm={**facts, "accounting": acc})
+    if check is not None:
+        tracker.set_metadata(cross_checks=[*(tracker.metadata.get("cross_checks") or []), check])
 
 
 def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
@@ -217,8 +247,8 @@ def _wait_child(child: subprocess.Popen[bytes], tracker: Any) -> int:
     busy = ru.ru_utime + ru.ru_stime
     for meter in tracker.meters:
         tree = getattr(meter, "tree", None)
-        if tree is not None:
-            tree.record_exit(busy)
+        if tree is not None and getattr(getattr(tree, "root", None), "pid", None) == child.pid:
+            tree.record_exit(busy)  # (a distributed task charges its launcher's tree instead)
     child.returncode = os.waitstatus_to_exitcode(status)
     rc = child.returncode
     return 128 + (-rc) if rc < 0 else rc

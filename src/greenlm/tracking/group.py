@@ -4,9 +4,10 @@ No collective, no user process group: a :class:`GroupMember` is one rank's part 
 distributed run, and everything it shares goes through files under a per-job runtime
 directory on its node, ``<runtime root>/<group run id>/<node>/`` (see :func:`runtime_root`):
 
-* ``node-meters.lock``: the first rank of the node to take this lock (``flock``) measures
-  the node-level meters (CPU, RAM), charged to the launcher's process tree (slurmstepd, the
-  torchrun agent, ...: every rank of the node); the others do not.
+* ``node-meters.lock``: local rank 0 (or, when the launcher does not number the ranks of a
+  node, the first rank to take this ``flock``) measures the node-level meters (CPU, RAM),
+  charged to the launcher's process tree (slurmstepd, the torchrun agent, ...: every rank
+  of the node); the others do not.
 * ``device-<id>.lock``: a GPU is measured by the rank that claims it. When every local rank
   sees the same ``n`` GPUs and ``n`` is a multiple of the local world size ``L``, local rank
   ``r`` claims positions ``r, r+L, ...`` (rank ``r`` drives ``cuda:r``); otherwise each rank
@@ -230,7 +231,9 @@ class GroupMember:
         node_level = [m for m in meters if getattr(m, "node_level", False)]
         devices = [m for m in meters if not getattr(m, "node_level", False)]
         chosen: list[Meter] = []
-        if node_level and self._node_lock.try_acquire():
+        # local rank 0 when the launcher numbers the node's ranks, else the first to start
+        eligible = self.info.local_rank in (None, 0)
+        if node_level and eligible and self._node_lock.try_acquire():
             chosen += node_level
             self.node_meters = True
         n, L = len(devices), self.info.local_world_size or 0

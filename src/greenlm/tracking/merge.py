@@ -160,6 +160,8 @@ def _rank_input(rep: RankReport, idx: int) -> _Input:
         "steps": r.steps,
         "error": error,
     }
+    if rep.state == "died":
+        entry["died"] = True
     warnings: dict[str, set[int]] = {}
     for w in r.warnings:
         warnings.setdefault(w, set()).add(rep.rank)
@@ -186,6 +188,13 @@ def _parse_time(iso: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+
+
+def _short(error: Any, limit: int = 160) -> str:
+    if not error:
+        return ""
+    text = " ".join(str(error).split())
+    return ": " + (text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def rank_ranges(ranks: Iterable[int]) -> str:
@@ -327,10 +336,13 @@ def merge(
         status = "interrupted"
     else:
         status = "completed"
-    not_done = [e for e in ranks_sorted if e["status"] not in ("completed",)]
-    parts_msg = [
-        f"rank {e['rank']} ({e['status']}{': ' + str(e['error']) if e.get('error') else ''})" for e in not_done
-    ]
+    # the cause first: a rank that died, then those that failed (often because a peer died)
+    order = {"failed": 1, "interrupted": 2, "running": 3}
+    not_done = sorted(
+        (e for e in ranks_sorted if e["status"] != "completed"),
+        key=lambda e: (0 if e.get("died") else order.get(e["status"], 4), e["rank"]),
+    )
+    parts_msg = [f"rank {e['rank']} ({e['status']}{_short(e.get('error'))})" for e in not_done]
     if missing:
         parts_msg.append(f"rank {rank_ranges(missing)} (no report)")
     elif short and role == "group":
