@@ -70,6 +70,8 @@ class RunStore:
     def _migrate(self) -> None:
         try:
             with self.begin() as conn:
+                if conn.dialect.name == "postgresql":  # many processes opening a new store at once
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": S.MIGRATION_LOCK_KEY})
                 S.meta.create(conn, checkfirst=True)
                 row = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).first()
                 version = int(row[0]) if row else 0
