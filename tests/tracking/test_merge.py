@@ -205,3 +205,22 @@ def test_rank_ranges():
 def test_nothing_to_merge_is_an_error():
     with pytest.raises(ValueError, match="at least one"):
         merge([], run_id="g", world_size=1)
+
+
+def test_a_thousand_ranks_through_node_parts_count_each_device_once():
+    nodes, per_node = 125, 8
+    parts, expected = [], 0.0
+    for n in range(nodes):
+        reps = []
+        for local in range(per_node):
+            rank = n * per_node + local
+            comps = [gpu("gpu:0", 1000.0 + rank, local)] + ([("cpu", "cpu", 70.0, {})] if local == 0 else [])
+            expected += sum(e for _, _, e, _ in comps)
+            reps.append(RankReport(result(comps), rank, f"node{n}", local))
+        parts.append(merge(reps, run_id=f"g.{n}", world_size=1000, role="part", node=f"node{n}", expected_ranks=8))
+    m = merge(parts, run_id="g", world_size=1000)
+    assert m.status == "completed" and m.metadata["distributed"]["missing_ranks"] == []
+    assert m.energy_j == pytest.approx(expected, rel=1e-12)
+    assert len(m.components) == len({c.name for c in m.components}) == 1000 + 125
+    assert sum(c.kind == "cpu" for c in m.components) == 125
+    assert m.metadata["hardware"]["accelerator_count"] == 1000 and m.metadata["hardware"]["nodes"] == 125

@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -74,12 +75,15 @@ def _ensure_row(conn: sa.Connection, gid: str, part: RunResult) -> None:
         "host": "",
     }
     name = conn.dialect.name
-    if name in ("postgresql", "sqlite"):
-        if name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        conn.execute(insert(S.runs).values(**values).on_conflict_do_nothing(index_elements=["run_id"]))
+    if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        conn.execute(postgresql.insert(S.runs).values(**values).on_conflict_do_nothing(index_elements=["run_id"]))
+        return
+    if name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        conn.execute(sqlite.insert(S.runs).values(**values).on_conflict_do_nothing(index_elements=["run_id"]))
         return
     exists = conn.execute(sa.select(S.runs.c.run_id).where(S.runs.c.run_id == gid)).first()
     if exists is None:
@@ -118,9 +122,12 @@ def assemble(store: RunStore, part: RunResult) -> None:
         final = [r for r in rows if r["status"] != "running"]
         complete = bool(rows) and len(final) == len(rows) and (not isinstance(expected, int) or len(rows) >= expected)
         if complete:
-            texts = conn.execute(sa.select(S.runs.c.result_json).where(_range(gid))).scalars().all()
-            parts = [RunResult.from_dict(json.loads(t)) for t in texts if t]
-            job = {k: d[k] for k in ("launcher", "nodes_expected", "window") if k in d}
+            parts = []  # one part's JSON at a time: a 1,000-node job's parts are ~80 MB of text
+            query = sa.select(S.runs.c.result_json).where(_range(gid)).execution_options(yield_per=16)
+            for text in conn.execute(query).scalars():
+                if text:
+                    parts.append(RunResult.from_dict(json.loads(text)))
+            job: dict[str, Any] = {k: d[k] for k in ("launcher", "nodes_expected", "window") if k in d}
             job["nodes_reported"] = len(parts)
             group = merge(parts, run_id=gid, world_size=int(d.get("world_size") or 1), role="group", job=job)
             store.save_result(group, conn=conn)
@@ -128,7 +135,7 @@ def assemble(store: RunStore, part: RunResult) -> None:
         _interim(conn, gid, part, rows, d)
 
 
-def _interim(conn: sa.Connection, gid: str, part: RunResult, rows: list[Any], d: dict[str, Any]) -> None:
+def _interim(conn: sa.Connection, gid: str, part: RunResult, rows: Sequence[Any], d: dict[str, Any]) -> None:
     """The group while parts are missing or running: summed totals, the parts' components."""
     starts, ends = [], []
     for r in rows:

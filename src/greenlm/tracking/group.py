@@ -36,6 +36,7 @@ window back into a run of this process alone, with a warning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -360,6 +361,7 @@ class GroupMember:
             node=i.node,
             expected_ranks=i.local_world_size or len(reps),
             job=self._job_meta(),
+            timeline_by_kind=i.nodes != 1,  # many nodes: the group's timeline is by kind
         )
 
     def _job_meta(self) -> dict[str, Any]:
@@ -447,6 +449,8 @@ class GroupMember:
         finally:
             assemble.release()
             self.release()
+        if list(result.warnings) != self._warnings:  # what went wrong sending the part
+            result = dataclasses.replace(result, warnings=tuple(dict.fromkeys([*result.warnings, *self._warnings])))
         return result
 
     def release(self) -> None:
@@ -490,7 +494,7 @@ class GroupMember:
         reports = [r for r in self._reports if r.state == "failed" and "opened" in r.detail]
         for label, sink in self._open_sinks():
             try:
-                out = sink.finish(part)
+                out: Any = sink.finish(part)  # type: ignore[func-returns-value]  # a sink may report
             except Exception as e:
                 self._warn(f"{label} write failed ({e}); this node's part of the run may be missing there")
                 reports.append(DeliveryReport(label, "failed", f"{type(e).__name__}: {e}"))
@@ -518,8 +522,6 @@ def _resolve_job(info: rk.RankInfo) -> tuple[rk.RankInfo, str, str | None]:
     if job is not None:
         return info, job, problem
     # no identity across nodes: the node is a run of its own
-    import dataclasses
-
     key = f"node:{socket.gethostname()}:{os.getppid()}:{info.node}"
     why = problem or (
         f"distributed: the {info.launcher} launcher gives no job identity shared by every node, so this node's "

@@ -226,6 +226,7 @@ def merge(
     node: str | None = None,
     expected_ranks: int | None = None,
     job: dict[str, Any] | None = None,
+    timeline_by_kind: bool | None = None,
 ) -> RunResult:
     """Merge rank reports and/or earlier merges (parts) into one run.
 
@@ -233,7 +234,10 @@ def merge(
     ``world_size`` ranks). ``expected_ranks``: how many ranks the result should hold (a
     node's local world size; default ``world_size`` for a group); fewer keeps the result
     ``running``. ``job``: facts about the job recorded in ``metadata.distributed``
-    (launcher, job key, nodes expected).
+    (launcher, job key, nodes expected). ``timeline_by_kind``: sum the timeline's power by
+    kind (``gpu``, ``cpu``, ``ram``) instead of per component; default: above
+    :data:`TIMELINE_COMPONENTS` components (a node's part of a many-node job passes ``True``:
+    the group's timeline will be by kind, and the part stays small).
     """
     if not inputs:
         raise ValueError("merge() needs at least one rank report or part")
@@ -444,7 +448,7 @@ def merge(
         steps=max((int(e.get("steps") or 0) for e in ranks_sorted), default=0),
         provenance=weakest([c.c.provenance for c in comps]),
         warnings=tuple(dict.fromkeys(warnings)),
-        timeline=merge_timelines([units[i] for i in sorted(live)], set(kept), duration),
+        timeline=merge_timelines([units[i] for i in sorted(live)], set(kept), duration, timeline_by_kind),
         metadata=meta,
         host=node if node is not None else first.host,
         error=error,
@@ -453,7 +457,9 @@ def merge(
     )
 
 
-def merge_timelines(units: Sequence[_Input], keep: set[str], duration_s: float) -> tuple[TimelinePoint, ...]:
+def merge_timelines(
+    units: Sequence[_Input], keep: set[str], duration_s: float, by_kind: bool | None = None
+) -> tuple[TimelinePoint, ...]:
     """Mean power of the kept components on one time grid (at most :data:`TIMELINE_POINTS` points).
 
     Each input's timeline is piecewise constant (a point is the mean power over the interval
@@ -469,39 +475,47 @@ def merge_timelines(units: Sequence[_Input], keep: set[str], duration_s: float) 
     for u in units:
         for c in u.comps:
             kind_of[c.c.name] = c.c.kind
-    by_kind = len(keep) > TIMELINE_COMPONENTS
+    if by_kind is None:
+        by_kind = len(keep) > TIMELINE_COMPONENTS
     energy: dict[str, list[float]] = {}
     for u in units:
-        prev_t = 0.0
+        keys: dict[str, str | None] = {}  # a timeline key of this input -> the merged series
+        for raw in {k for p in u.result.timeline for k in p.power_w}:
+            name = u.timeline_names.get(raw, raw)
+            if name in keep:
+                keys[raw] = kind_of.get(name, "gpu") if by_kind else name
+            elif by_kind and raw in KINDS:  # an input that already summed by kind
+                keys[raw] = raw
+            else:
+                keys[raw] = None
+        rows = {}
+        for key in set(keys.values()):
+            if key is not None:
+                rows[key] = energy.setdefault(key, [0.0] * n_bins)
+        off, prev_t = u.offset_s, 0.0
         for p in u.result.timeline:
-            a, b = u.offset_s + prev_t, u.offset_s + p.t_s
+            a, b = off + prev_t, min(off + p.t_s, duration_s)
             prev_t = p.t_s
             if b <= a:
                 continue
-            powers: dict[str, float] = {}
+            i0, i1 = int(a / width), min(n_bins - 1, int(b / width))
+            if i0 >= n_bins:
+                continue
+            head = (i0 + 1) * width - a
+            tail = b - i1 * width
             for raw, w in p.power_w.items():
-                name = u.timeline_names.get(raw, raw)
-                if name in keep:
-                    key = kind_of.get(name, "gpu") if by_kind else name
-                elif by_kind and raw in KINDS:  # an input that already summed by kind
-                    key = raw
-                else:
+                key = keys[raw]
+                if key is None:
                     continue
-                powers[key] = powers.get(key, 0.0) + w
-            first_bin = min(n_bins - 1, max(0, int(a / width)))
-            for key, w in powers.items():
-                row = energy.get(key)
-                if row is None:
-                    row = energy[key] = [0.0] * n_bins
-                i = first_bin
-                while i < n_bins:
-                    lo, hi = i * width, (i + 1) * width
-                    ov = min(b, hi) - max(a, lo)
-                    if ov > 0:
-                        row[i] += w * ov
-                    if hi >= b:
-                        break
-                    i += 1
+                row = rows[key]
+                if i0 == i1:
+                    row[i0] += w * (b - a)
+                    continue
+                row[i0] += w * head
+                full = w * width
+                for i in range(i0 + 1, i1):
+                    row[i] += full
+                row[i1] += w * tail
     if not energy:
         return ()
     out = []
