@@ -19,17 +19,21 @@ from greenlm.store import open_store
 PROC = Path(__file__).with_name("rank_proc.py")
 
 
-def launch(rank: int, world: int, seconds: float, job: str, gpus: str, *, visible: str | None = None, flag=None):
+def launch(rank: int, world: int, seconds: float, job: str | None, gpus: str, *, visible: str | None = None, flag=None):
+    """A rank under torchrun's environment (``job``: its run id), or, with ``job=None``, under
+    DeepSpeed's launcher's, which names no job: the launcher (here the test) is the identity.
+    """
     env = {
         **os.environ,
-        "TORCHELASTIC_RUN_ID": job,
         "RANK": str(rank),
         "WORLD_SIZE": str(world),
         "LOCAL_RANK": str(rank),
-        "LOCAL_WORLD_SIZE": str(world),
-        "GROUP_WORLD_SIZE": "1",
         "GREENLM_TEST_GPUS": gpus,
     }
+    if job is None:
+        env.update(LOCAL_SIZE=str(world), CROSS_RANK="0", CROSS_SIZE="1")
+    else:
+        env.update(TORCHELASTIC_RUN_ID=job, LOCAL_WORLD_SIZE=str(world), GROUP_WORLD_SIZE="1")
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
     args = [sys.executable, str(PROC), str(seconds)] + ([str(flag)] if flag else [])
@@ -123,3 +127,15 @@ def test_the_group_run_is_listed_while_the_job_runs(runtime, tmp_path):
     assert len(live) == 1 and live[0]["status"] == "running", "one growing run, not one per rank"
     assert live[0]["energy_j"] > 0
     assert only_run()["status"] == "completed"
+
+
+def test_two_jobs_of_one_long_lived_launcher_are_two_runs(runtime):
+    """A launcher that names no job (DeepSpeed's, plain RANK/WORLD_SIZE) started twice by the
+    same parent: the second job must not reopen (and overwrite) the first one's run."""
+    finish(*[launch(r, 2, 0.5, None, "300,200") for r in range(2)])
+    finish(*[launch(r, 2, 0.5, None, "300,200") for r in range(2)])
+    runs = open_store().list_runs(project="group")
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"completed"}
+    assert {r["metadata"]["distributed"]["launcher"] for r in runs} == {"deepspeed"}
+    for r in runs:
+        assert sorted(x["rank"] for x in r["metadata"]["distributed"]["ranks"]) == [0, 1]

@@ -71,6 +71,8 @@ MAX_GROUP_WRITES_PER_S = 20.0
 ASSEMBLE_WAIT_S = 10.0
 #: Node directories left by jobs that ended without cleaning up are removed after this long.
 STALE_DIR_S = 2 * 86400.0
+#: Job keys that only this node's launcher process makes unique (see ``ranks.py``).
+LOCAL_KEYS = ("agent", "launcher", "node")
 
 
 def runtime_root(config: TrackerConfig | None = None) -> Path:
@@ -204,8 +206,13 @@ class GroupMember:
         info, job, problem = _resolve_job(info)
         if problem:
             warnings.append(problem)
-        window = rk.next_window(job)
         root = runtime_root(config)
+        window = rk.next_window(job)
+        if job.split(":", 1)[0] in LOCAL_KEYS:
+            # a key only this node's launcher makes unique: a long-lived launcher (a shell) may
+            # start the same job twice; a run of this key that already ended is not reopened
+            while (root / f"{rk.group_run_id(job, window)}.done").exists():
+                window = rk.next_window(job)
         m = cls(info, job, window, root, config, store_arg, warnings)
         try:
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -466,6 +473,9 @@ class GroupMember:
             shutil.rmtree(self.dir)
         with contextlib.suppress(OSError):
             self.dir.parent.rmdir()  # the group's folder, once every node of this host is done
+        if self.job_key.split(":", 1)[0] in LOCAL_KEYS:
+            with contextlib.suppress(OSError):
+                (self.dir.parent.parent / f"{self.group_run_id}.done").touch()
 
     # ----------------------------------------------------------------- destinations
     def _open_sinks(self) -> list[tuple[str, RunSink]]:
@@ -522,7 +532,9 @@ def _resolve_job(info: rk.RankInfo) -> tuple[rk.RankInfo, str, str | None]:
     if job is not None:
         return info, job, problem
     # no identity across nodes: the node is a run of its own
-    key = f"node:{socket.gethostname()}:{os.getppid()}:{info.node}"
+    # one process: itself; several: their launcher (a known one is a process of this job)
+    anchor = os.getpid() if info.world_size <= 1 else (rk.launcher_pid() or os.getppid())
+    key = f"node:{socket.gethostname()}:{anchor}:{rk.create_time(anchor)}:{info.node}"
     why = problem or (
         f"distributed: the {info.launcher} launcher gives no job identity shared by every node, so this node's "
         "ranks are stored as a run of their own; set GREENLM_GROUP_ID to one value on every node (or torchrun's "
@@ -545,15 +557,18 @@ def _safe(label: str) -> str:
 
 
 def _clean_stale(root: Path, keep: str) -> None:
-    """Remove group folders of this node left by jobs long gone (best effort)."""
+    """Remove group folders (and end marks) of this node left by jobs long gone (best effort)."""
     now = time.time()
     with contextlib.suppress(OSError):
         for d in root.iterdir():
-            if d.name == keep or not d.is_dir():
+            if d.name == keep:
                 continue
             with contextlib.suppress(OSError):
                 if now - d.stat().st_mtime > STALE_DIR_S:
-                    shutil.rmtree(d)
+                    if d.is_dir():
+                        shutil.rmtree(d)
+                    else:
+                        d.unlink()
 
 
 __all__ = ["MAX_GROUP_WRITES_PER_S", "GroupMember", "node_key", "part_run_id", "runtime_root"]

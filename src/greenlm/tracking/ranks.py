@@ -295,6 +295,11 @@ def _launcher_key(parent_pid: int | None) -> str:
     return f"launcher:{socket.gethostname()}:{pid}:{_create_time(pid)}"
 
 
+def create_time(pid: int) -> str:
+    """A process's start time, for keys that must not match a later process with the same pid."""
+    return _create_time(pid)
+
+
 def _create_time(pid: int) -> str:
     import psutil
 
@@ -389,6 +394,7 @@ def agree(info: RankInfo, timeout_s: float = 15.0) -> tuple[str | None, str | No
 __all__ = [
     "RankInfo",
     "agree",
+    "create_time",
     "detect",
     "expand_tasks_per_node",
     "group_run_id",
