@@ -73,11 +73,17 @@ def run_summary(d: dict[str, Any]) -> str:
                         f"{fmt_energy_j(c.get('low_j'))} - {fmt_energy_j(c.get('high_j'))}",
                         c.get("scope", ""),
                     ]
-                    for c in comps
+                    for c in comps[:MAX_COMPONENT_ROWS]
                 ],
                 ["component", "kind", "energy", "provenance", "band", "scope"],
             )
         )
+        if len(comps) > MAX_COMPONENT_ROWS:  # a many-node run: the rest by kind
+            rest: dict[str, list[float]] = {}
+            for c in comps[MAX_COMPONENT_ROWS:]:
+                rest.setdefault(str(c["kind"]), []).append(float(c["energy_j"] or 0.0))
+            by_kind = ", ".join(f"{len(v)} {k} {fmt_energy_j(sum(v))}" for k, v in sorted(rest.items()))
+            lines.append(f"... and {len(comps) - MAX_COMPONENT_ROWS} more components ({by_kind}; --json has them all)")
         lines.append("")
     phases = d.get("phases") or []
     if phases:
@@ -111,6 +117,8 @@ def run_summary(d: dict[str, Any]) -> str:
 
 #: Ranks listed by ``runs show`` before "... and N more" (``--json`` has them all).
 MAX_RANK_ROWS = 32
+#: Components listed by ``runs show`` before the rest is summed by kind.
+MAX_COMPONENT_ROWS = 64
 
 
 def job_lines(d: dict[str, Any]) -> list[str]:

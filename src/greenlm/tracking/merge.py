@@ -190,6 +190,14 @@ def _parse_time(iso: str | None) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
 
 
+def _component_order(c: _Comp) -> tuple[Any, ...]:
+    """By node, the node-level meters first, then devices in index order (``gpu:2`` < ``gpu:10``)."""
+    node, _, label = c.c.name.partition("/")
+    head, _, num = label.rpartition(":")
+    index = (head, int(num), "") if num.isdigit() else (label, -1, "")
+    return (node, c.c.kind == "gpu", *index)
+
+
 def _short(error: Any, limit: int = 160) -> str:
     if not error:
         return ""
@@ -287,7 +295,7 @@ def merge(
         total = units[i].result.energy_j
         units[i].phase_scale = max(0.0, 1.0 - lost / total) if total > 0 else 0.0
 
-    comps = list(kept.values())
+    comps = sorted(kept.values(), key=_component_order)
     energy = sum(c.c.energy_j for c in comps)
     low = sum(c.c.low_j for c in comps)
     high = sum(c.c.high_j for c in comps)
