@@ -162,8 +162,12 @@ def cmd_track(args: argparse.Namespace) -> int:
         metadata={"command": cmd, **_meta(args.meta)},
         handle_signals=False,
     )
+    env = None
+    if tracker.config.distributed is True or (tracker.config.distributed is None and _one_rank_of_several()):
+        # this process is the task's rank: a tracker inside the command must not join the run again
+        env = {**os.environ, "GREENLM_DISTRIBUTED": "false"}
     try:
-        child = subprocess.Popen(cmd)
+        child = subprocess.Popen(cmd, env=env)
     except OSError as e:
         raise GreenlmError(f"cannot start {cmd[0]!r}: {e}") from e
     got_signal: list[int] = []
@@ -211,6 +215,15 @@ def cmd_track(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return rc
+
+
+def _one_rank_of_several() -> bool:
+    from greenlm.tracking.ranks import detect
+
+    try:
+        return detect().distributed
+    except Exception:  # a launcher environment greenlm cannot read: not distributed
+        return False
 
 
 def _slurm_accounting(tracker: Any) -> None:

@@ -139,3 +139,29 @@ def test_two_jobs_of_one_long_lived_launcher_are_two_runs(runtime):
     assert {r["metadata"]["distributed"]["launcher"] for r in runs} == {"deepspeed"}
     for r in runs:
         assert sorted(x["rank"] for x in r["metadata"]["distributed"]["ranks"]) == [0, 1]
+
+
+def test_greenlm_track_is_the_rank_and_a_tracker_inside_stays_its_own(runtime):
+    """``srun greenlm track -- python train.py`` with a tracker in train.py: the task's rank is
+    ``greenlm track``; the script's window does not report the same rank a second time."""
+    job = uuid.uuid4().hex
+    procs = []
+    for r in range(2):
+        env = {
+            **os.environ,
+            "TORCHELASTIC_RUN_ID": job,
+            "RANK": str(r),
+            "WORLD_SIZE": "2",
+            "LOCAL_RANK": str(r),
+            "LOCAL_WORLD_SIZE": "2",
+            "GROUP_WORLD_SIZE": "1",
+            "GREENLM_TEST_GPUS": "300,200",
+        }
+        cmd = [sys.executable, "-m", "greenlm", "track", "--project", "tracked", "--", sys.executable, str(PROC), "1"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    finish(*procs)
+    (job_run,) = open_store().list_runs(project="tracked")
+    assert job_run["status"] == "completed"
+    assert sorted(x["rank"] for x in job_run["metadata"]["distributed"]["ranks"]) == [0, 1]
+    inner = open_store().list_runs(project="group")
+    assert len(inner) == 2 and all("distributed" not in r["metadata"] for r in inner)
