@@ -179,7 +179,6 @@ class GroupMember:
         self._reports: list[DeliveryReport] = []
         self._ship_lock = threading.Lock()
         self._last_ship = -1e18
-        self._pending: RunResult | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
@@ -197,7 +196,7 @@ class GroupMember:
     def join(
         cls, config: TrackerConfig, store_arg: Any, warnings: list[str], info: rk.RankInfo | None = None
     ) -> GroupMember | None:
-        """Join this process's job run; ``None`` (not distributed, or
+        """Membership of this process in its job's run, or ``None`` (not distributed, or
         coordination impossible here: the window then is a run of this process alone).
         """
         info = info or rk.detect()
@@ -231,8 +230,18 @@ class GroupMember:
         """The process tree node-level meters are charged to: the node's launcher (the
         nearest known launcher ancestor, else the parent process).
         """
+        import psutil
+
         parent = os.getppid()
-        return rk.launcher_pid() or (parent if parent > 1 else None)
+        for pid in (rk.launcher_pid(), parent if parent > 1 else None):
+            if pid is None:
+                continue
+            try:  # another user's launcher may be hidden (/proc mounted with hidepid)
+                psutil.Process(pid).cpu_times()
+                return pid
+            except psutil.Error:
+                continue
+        return None
 
     def select(self, meters: Sequence[Meter]) -> list[Meter]:
         """The meters this rank runs (see the module docstring); the others are closed."""
