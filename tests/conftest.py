@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 #: What CI sets to turn a skip for a missing system package into a failure.
-_KEEP = ("GREENLM_REQUIRE_POSTGRES", "GREENLM_REQUIRE_BROWSER", "GREENLM_REQUIRE_COMPILER")
+_KEEP = ("GREENLM_REQUIRE_POSTGRES", "GREENLM_REQUIRE_BROWSER", "GREENLM_REQUIRE_COMPILER", "GREENLM_REQUIRE_SLURM")
 
 
 @pytest.fixture(autouse=True)

@@ -190,8 +190,12 @@ def cmd_track(args: argparse.Namespace) -> int:
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         tracker.start()  # this process's tree: the command and all it starts, from its first instant
+        env = None
+        if tracker.config.distributed is True or (tracker.config.distributed is None and _one_rank_of_several()):
+            # this process is the task's rank: a tracker inside the command must not join the run again
+            env = {**os.environ, "GREENLM_DISTRIBUTED": "false"}
         try:
-            child = subprocess.Popen(cmd, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+            child = subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         except OSError as e:
             tracker.stop("failed", f"cannot start {cmd[0]!r}: {e}")
             raise GreenlmError(f"cannot start {cmd[0]!r}: {e.strerror or e}") from e
@@ -205,6 +209,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         status, err = "completed", None
     else:
         status, err = "failed", f"command exited with code {rc}"
+    _slurm_accounting(tracker)
     result = tracker.stop(status, err)
     d = result.to_dict()
     try:
@@ -234,8 +239,16 @@ def _report_track(args: argparse.Namespace, tracker: Any, result: Any, d: dict[s
             write_text_atomic(args.json_file, json.dumps(d, indent=2, default=str) + "\n")
         except OSError as e:
             print(f"greenlm: warning: could not write {args.json_file}: {e.strerror or e}", file=sys.stderr)
+    dist = tracker.distributed
     if args.json:
         print(json.dumps(d, indent=2, default=str))
+    elif dist:  # one task of a job: its share; the job's run is assembled from every task's
+        print(
+            f"greenlm: task {dist['rank']} of {dist['world_size']} ({dist['node']}): "
+            f"{result.energy_j:.4g} J measured here; the job's run is {result.run_id[:12]} "
+            f"(greenlm runs show {result.run_id[:12]})",
+            file=sys.stderr,
+        )
     else:
         print(run_summary(d), file=sys.stderr)
     for rep in tracker.delivery:
@@ -254,6 +267,36 @@ def _report_track(args: argparse.Namespace, tracker: Any, result: Any, d: dict[s
             )
         else:
             print(f"NOT stored in {where}: {rep['detail']}", file=sys.stderr)
+
+
+def _one_rank_of_several() -> bool:
+    from greenlm.tracking.ranks import detect
+
+    try:
+        return detect().distributed
+    except Exception:  # a launcher environment greenlm cannot read: not distributed
+        return False
+
+
+def _slurm_accounting(tracker: Any) -> None:
+    """Inside a Slurm job: what Slurm says of the step (allocation, its own ConsumedEnergy as
+    an independent cross-check), read once per step (task 0) before the run closes.
+    """
+    facts = tracker.metadata.get("slurm")
+    dist = tracker.distributed
+    if not isinstance(facts, dict) or (dist and dist.get("rank") != 0):
+        return
+    try:
+        from greenlm.integrations import slurm
+
+        acc = slurm.read_accounting(facts)
+        check = slurm.cross_check(acc)
+    except Exception as e:  # never fail the command over a cross-check
+        log.debug("reading Slurm's accounting failed: %s", e, exc_info=True)
+        return
+    tracker.set_metadata(slurm={**facts, "accounting": acc})
+    if check is not None:
+        tracker.set_metadata(cross_checks=[*(tracker.metadata.get("cross_checks") or []), check])
 
 
 def check_output_path(flag: str, path: str) -> None:

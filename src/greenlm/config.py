@@ -71,6 +71,12 @@ class TrackerConfig:
     gpus: bool = True
     server: str | None = None
     token: str | None = field(default=None, repr=False)
+    #: One run for all ranks of a job: ``None`` = when a launcher says this is one rank of
+    #: several (torchrun, Slurm, MPI, ...), ``False`` = one run per process, ``True`` = always.
+    distributed: bool | None = None
+    #: Where the ranks of one node meet (lock and report files); default: see
+    #: :func:`greenlm.tracking.group.runtime_root`.
+    runtime_dir: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,6 +137,8 @@ class TrackerSettings(typing.TypedDict, total=False):
     gpus: bool
     server: str | None
     token: str | None
+    distributed: bool | None
+    runtime_dir: str | None
 
 
 def setting_names() -> tuple[str, ...]:
@@ -208,13 +216,15 @@ def _coerce(name: str, value: Any) -> Any:
                 raise _error(name, f"{name} must be a number, got {value!r}.{_HINT.get(name, '')}") from None
         raise _error(name, f"{name} must be a number, got {type(value).__name__} {value!r}.")
     if typ is bool:
+        if nullable and isinstance(value, str) and value.strip().lower() == "auto":
+            return None
         if isinstance(value, bool):
             return value
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise _error(name, f"{name} must be true or false, got {value!r}.")
+        raise _error(name, f"{name} must be true or false{' (or auto)' if nullable else ''}, got {value!r}.")
     if typ is str:
         if isinstance(value, bool):
             raise _error(name, f"{name} must be a string, got {value!r}.")
@@ -280,10 +290,11 @@ def _check(c: TrackerConfig) -> None:
     if setting not in PUE_SETTINGS:
         raise _error("pue_setting", f"pue_setting must be one of {', '.join(PUE_SETTINGS)}, got {c.pue_setting!r}.")
     object.__setattr__(c, "pue_setting", setting)
-    for name in ("store", "server"):
+    for name in ("store", "server", "runtime_dir"):
         v = getattr(c, name)
         if v is not None and not v.strip():
-            raise _error(name, f"{name} must be a URL when given, got an empty string.")
+            what = "path" if name == "runtime_dir" else "URL"
+            raise _error(name, f"{name} must be a {what} when given, got an empty string.")
     try:
         import json
 
@@ -312,6 +323,8 @@ ENV_VARS: dict[str, str] = {
     "GREENLM_GPUS": "gpus",
     "GREENLM_SERVER": "server",
     "GREENLM_TOKEN": "token",
+    "GREENLM_DISTRIBUTED": "distributed",
+    "GREENLM_RUNTIME_DIR": "runtime_dir",
 }
 _ENV_OF = {v: k for k, v in ENV_VARS.items()}
 

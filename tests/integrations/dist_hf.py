@@ -1,8 +1,9 @@
 """A Hugging Face Trainer run under torchrun by test_distributed.py (gloo, CPU, tiny GPT-2).
 
-The Trainer sets up DistributedDataParallel itself (``ddp_backend="gloo"``); GreenlmCallback
-sees WORLD_SIZE > 1 and tracks with a DistributedTracker on its own, so the script is what a
-user writes for one process. Each rank writes its view of the run to ``view-RANK.json``.
+The Trainer sets up DistributedDataParallel itself (``ddp_backend="gloo"``); GreenlmCallback's
+plain EnergyTracker finds it runs as one rank of a torchrun job and joins the job's run on its
+own, so the script is what a user writes for one process. Each rank writes its view of the
+run to ``view-RANK.json``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def main() -> None:
     view = {
         "rank": int(os.environ["RANK"]),
         "tracker": type(cb.tracker).__name__,
-        "run_id": r.run_id,  # rank 0: the merged run; other ranks: their own rank run
-        "group_run_id": getattr(cb.tracker, "group_run_id", None),
+        "run_id": r.run_id,  # the job's run id on every rank (the result holds this rank's share)
+        "group_run_id": (cb.tracker.distributed or {}).get("group_run_id"),
+        "rank_energy_j": r.energy_j,
     }
     view["logged_energy"] = [h["greenlm_energy_j"] for h in trainer.state.log_history if "greenlm_energy_j" in h]
     # a file per rank: the ranks' stdout lines interleave in torchrun's output

@@ -1,30 +1,31 @@
 """Training script run under torchrun by test_distributed.py (gloo, CPU, a tiny model).
 
-No GPU here: each rank's GPU is a ReplayMeter at 100 + 10 x local_rank W (NVML replaced at
-the vendor boundary, labelled ``replay`` in the run's meters). CPU and RAM are the real
-node-level meters, attributed to this node's torchrun agent.
+What a user writes for one process: a plain ``EnergyTracker``, no rank logic. GPUs are the
+replacement NVML devices of ``nvml_ranks.py`` (``$GREENLM_TEST_GPUS``; NVML is replaced at
+the vendor boundary, greenlm's NVML code path is real). CPU and RAM are the real node-level
+meters. ``--visible-one`` sets ``CUDA_VISIBLE_DEVICES`` to the rank's own GPU, as many
+launch scripts do.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import signal
+import sys
 import time
+from pathlib import Path
 
-import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
+sys.path.insert(0, str(Path(__file__).parent))
+import nvml_ranks
 
-from greenlm.integrations.distributed import DistributedTracker, RankInfo, detect_meters
-from greenlm.meters.fake import ReplayMeter
+nvml_ranks.install_from_env()
 
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
-class _SigtermOnClose:
-    """Tracker listener: SIGTERM to this process as soon as the rank's window closes."""
-
-    def on_stop(self, result: object) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+from greenlm import EnergyTracker  # noqa: E402
 
 
 def main() -> None:
@@ -32,33 +33,22 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--die-rank", type=int, default=-1)
     ap.add_argument("--die-step", type=int, default=10)
-    ap.add_argument(
-        "--term-rank0-while-closing",
-        action="store_true",
-        help="rank 0 gets SIGTERM the moment its window starts closing (as torchrun does when a rank dies)",
-    )
+    ap.add_argument("--visible-one", action="store_true", help="CUDA_VISIBLE_DEVICES=<local rank>")
+    ap.add_argument("--out", help="folder for each rank's view of its result")
     args = ap.parse_args()
+    if args.visible_one:
+        os.environ["CUDA_VISIBLE_DEVICES"] = os.environ["LOCAL_RANK"]
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
-    info = RankInfo.from_env()
-    gpu = ReplayMeter(f"gpu:{info.local_rank}", "gpu", power_w=100.0 + 10 * info.local_rank, provenance="sampled")
-    node_meters, _ = detect_meters(info, gpus=False)
     model = DistributedDataParallel(torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Linear(32, 1)))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    listeners = [_SigtermOnClose()] if args.term_rank0_while_closing and info.rank == 0 else []
-    tracker = DistributedTracker(
-        project="dist",
-        meters=[gpu, *node_meters],
-        interval_s=0.05,
-        flush_interval_s=0.2,
-        gather_timeout_s=60,
-        listeners=listeners,
-    )
+    rank = dist.get_rank()
+    tracker = EnergyTracker(project="dist", interval_s=0.05, flush_interval_s=0.2)
     with tracker:
         with tracker.phase("train"):
             for step in range(args.steps):
-                if dist.get_rank() == args.die_rank and step == args.die_step:
+                if rank == args.die_rank and step == args.die_step:
                     os._exit(3)  # a rank dies without closing anything
                 x = torch.randn(8, 16)
                 loss = model(x).pow(2).mean()
@@ -67,6 +57,12 @@ def main() -> None:
                 opt.zero_grad()
                 tracker.step()
                 time.sleep(0.03)
+    if args.out:
+        r = tracker.result
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        view = {"rank": rank, "run_id": r.run_id, "distributed": tracker.distributed, "energy_j": r.energy_j}
+        (out / f"view-{rank}.json").write_text(json.dumps(view))
     dist.destroy_process_group()
 
 

@@ -1,4 +1,9 @@
-"""Distributed: real torchrun launches (gloo on CPU) store one run with no double counting."""
+"""Distributed by default: real torchrun launches (gloo on CPU) with the code a user writes for
+one process store one run, CPU and RAM counted once per node, each GPU once.
+
+GPUs are replacement NVML devices (tests/integrations/nvml_ranks.py over
+tests/meters/fake_pynvml.py): greenlm's NVML code path is real, the vendor library is not.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,6 @@ import pytest
 
 pytest.importorskip("torch.distributed")
 
-from greenlm.integrations.distributed import RankInfo, select_meters
-from greenlm.meters.fake import ReplayMeter
 from greenlm.store.runs import open_store
 
 from ._serving import free_port
@@ -47,7 +50,7 @@ def _torchrun(
     return subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait(p: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+def _wait(p: subprocess.Popen, timeout: float = 180) -> tuple[int, str]:
     try:
         out, _ = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -71,147 +74,150 @@ def _workers_succeeded(rc: int, out: str) -> bool:
     return "Error waiting on exit barrier" in out and "ChildFailedError" not in out
 
 
-def _group_runs() -> list[dict]:
-    runs = [r.to_dict() for r in open_store().list_runs(project="dist")]
-    return [r for r in runs if r["metadata"].get("distributed", {}).get("role") == "group"]
+def _only_run(project: str) -> dict:
+    runs = [_r.to_dict() for _r in open_store().list_runs(project=project)]
+    assert len(runs) == 1, f"one run for the job, got {[(r['run_id'], r['status']) for r in runs]}"
+    return runs[0]
 
 
-def _check_no_double_counting(run: dict, nodes: dict[str, int]) -> None:
+def _check_counted_once(run: dict, nodes: dict[str, int]) -> None:
     comps = run["components"]
     assert run["energy_j"] == pytest.approx(sum(c["energy_j"] for c in comps), rel=1e-9)
-    for node, n_ranks in nodes.items():
+    for node, n_gpus in nodes.items():
         here = [c for c in comps if c["node"] == node]
         assert sum(c["kind"] == "cpu" for c in here) == 1, f"CPU of {node} counted once"
         assert sum(c["kind"] == "ram" for c in here) == 1, f"RAM of {node} counted once"
-        assert all(c["rank"] == min(c2["rank"] for c2 in here) for c in here if c["kind"] != "gpu"), (
-            "node-level meters run on the node's local rank 0"
-        )
-        gpus = [c for c in here if c["kind"] == "gpu"]
-        assert len(gpus) == n_ranks and len({c["rank"] for c in gpus}) == n_ranks
+        assert len({c["rank"] for c in here if c["kind"] != "gpu"}) == 1, "node-level meters on one rank"
+        gpus = sorted(c["name"] for c in here if c["kind"] == "gpu")
+        assert gpus == [f"{node}/gpu:{i}" for i in range(n_gpus)], "each GPU of the node once"
     names = [c["name"] for c in comps]
     assert len(names) == len(set(names))
 
 
-def test_torchrun_two_ranks_store_one_run() -> None:
-    rc, out = _wait(_torchrun(2, free_port()))
-    assert rc == 0, out
-    runs = [r.to_dict() for r in open_store().list_runs(project="dist")]
-    assert len(runs) == 1, "the rank rows are replaced by the merged run"
-    run = runs[0]
+@pytest.mark.parametrize("visible_one", [False, True], ids=["both-see-both-gpus", "each-sees-one-gpu"])
+def test_torchrun_plain_tracker_stores_one_run_each_gpu_once(visible_one: bool, tmp_path: Path) -> None:
+    extra = ["--out", str(tmp_path / "views")] + (["--visible-one"] if visible_one else [])
+    rc, out = _wait(_torchrun(2, free_port(), *extra, env={"GREENLM_TEST_GPUS": "300,250"}))
+    assert rc == 0, out[-4000:]
+    run = _only_run("dist")
     assert run["status"] == "completed"
     meta = run["metadata"]["distributed"]
-    assert meta["world_size"] == 2 and sorted(r["rank"] for r in meta["ranks"]) == [0, 1]
+    assert meta["role"] == "group" and meta["world_size"] == 2 and meta["launcher"] == "torchrun"
+    assert sorted(r["rank"] for r in meta["ranks"]) == [0, 1]
     (node,) = meta["nodes"]
-    _check_no_double_counting(run, {node: 2})
-    gpu = {c["rank"]: c for c in run["components"] if c["kind"] == "gpu"}
-    dur = {r["rank"]: r["duration_s"] for r in meta["ranks"]}
-    # replayed 100 W and 110 W: compare mean power (the ranks' windows differ under load)
-    power = {k: gpu[k]["energy_j"] / dur[k] for k in (0, 1)}
-    assert power[1] / power[0] == pytest.approx(1.1, rel=0.05)
+    _check_counted_once(run, {node: 2})
+    # GPU i is measured by rank i (its own device) and draws its replacement power
+    by_rank = {r["rank"]: r for r in meta["ranks"]}
+    for i, watts in ((0, 300.0), (1, 250.0)):
+        gpu = next(c for c in run["components"] if c["name"] == f"{node}/gpu:{i}")
+        assert gpu["rank"] == i
+        assert gpu["energy_j"] / by_rank[i]["duration_s"] == pytest.approx(watts, rel=0.05)
+    assert {m.get("nvml_index") for m in run["meters"] if m["kind"] == "gpu"} == {0, 1}
     train = next(p for p in run["phases"] if p["path"] == "train")
-    assert train["steps"] == 20
-    # the phase covers both ranks' devices: more power than one 110 W GPU plus the CPU could give
-    assert train["energy_j"] / train["duration_s"] > 150.0
-    assert any(m.get("replay") for m in run["meters"]), "stand-in GPUs are labelled"
+    assert train["steps"] == 20, "every rank made the 20 steps: the job's steps, not 40"
+    # the phase holds both GPUs: more than the 300 W one alone could give
+    assert train["energy_j"] / train["duration_s"] > 400.0
+    views = {v["rank"]: v for v in (json.loads(f.read_text()) for f in (tmp_path / "views").glob("*.json"))}
+    assert {v["run_id"] for v in views.values()} == {run["run_id"]}, "every rank names the job's run"
+    assert sum(v["energy_j"] for v in views.values()) == pytest.approx(run["energy_j"], rel=1e-6), (
+        "the run is the sum of what the ranks measured, nothing twice"
+    )
 
 
 def test_hf_trainer_under_torchrun_stores_one_run_with_node_meters_once(tmp_path: Path) -> None:
     script = SCRIPT.with_name("dist_hf.py")
     out_dir = tmp_path / "out"
-    rc, out = _wait(_torchrun(2, free_port(), str(out_dir), script=script), timeout=240)
+    rc, out = _wait(_torchrun(2, free_port(), str(out_dir), script=script), timeout=300)
     assert rc == 0, out[-4000:]
     views = {v["rank"]: v for v in (json.loads(f.read_text()) for f in out_dir.glob("view-*.json"))}
     assert set(views) == {0, 1}, out[-4000:]
-    assert {v["tracker"] for v in views.values()} == {"DistributedTracker"}, "the callback went distributed alone"
+    assert {v["tracker"] for v in views.values()} == {"EnergyTracker"}, "the callback's plain tracker"
     assert views[0]["group_run_id"] == views[1]["group_run_id"], "both ranks tracked one run"
-    runs = [r.to_dict() for r in open_store().list_runs(project="hf-dist")]
-    assert len(runs) == 1, "the rank rows are replaced by the merged run"
-    (run,) = runs
-    assert run["run_id"] == views[0]["run_id"] == views[0]["group_run_id"], "rank 0's result is the merged run"
+    run = _only_run("hf-dist")
+    assert run["run_id"] == views[0]["run_id"] == views[0]["group_run_id"]
     assert run["status"] == "completed"
     meta = run["metadata"]["distributed"]
     assert meta["world_size"] == 2 and sorted(r["rank"] for r in meta["ranks"]) == [0, 1]
     (node,) = meta["nodes"]
-    here = [c for c in run["components"] if c["node"] == node]
-    assert sum(c["kind"] == "cpu" for c in here) == 1 and sum(c["kind"] == "ram" for c in here) == 1
-    assert run["energy_j"] == pytest.approx(sum(c["energy_j"] for c in run["components"]), rel=1e-9)
+    _check_counted_once(run, {node: 0})
+    assert run["energy_j"] == pytest.approx(views[0]["rank_energy_j"] + views[1]["rank_energy_j"], rel=1e-6)
     train = next(p for p in run["phases"] if p["path"] == "train")
     assert train["steps"] == 6
     # the Trainer logs on rank 0 only, and it logs the growing energy of the run
     assert views[0]["logged_energy"] and views[0]["logged_energy"] == sorted(views[0]["logged_energy"])
 
 
+def test_lightning_under_torchrun_stores_one_run(tmp_path: Path) -> None:
+    pytest.importorskip("pytorch_lightning")
+    out_dir = tmp_path / "out"
+    rc, out = _wait(_torchrun(2, free_port(), str(out_dir), script=SCRIPT.with_name("dist_lightning.py")), 300)
+    assert rc == 0, out[-4000:]
+    views = {v["rank"]: v for v in (json.loads(f.read_text()) for f in out_dir.glob("view-*.json"))}
+    assert set(views) == {0, 1}, out[-4000:]
+    run = _only_run("pl-dist")
+    assert run["status"] == "completed" and run["run_id"] == views[0]["group_run_id"] == views[1]["group_run_id"]
+    meta = run["metadata"]["distributed"]
+    assert sorted(r["rank"] for r in meta["ranks"]) == [0, 1]
+    (node,) = meta["nodes"]
+    _check_counted_once(run, {node: 0})
+    paths = {p["path"]: p for p in run["phases"]}
+    assert {"fit", "fit/train", "fit/train/validate"} <= set(paths)
+    # 64 samples, batch 8, 2 ranks: 4 batches per rank per epoch, 2 epochs
+    assert paths["fit/train"]["steps"] == 8
+    assert views[0]["sent_energy"] and not views[1]["sent_energy"], "loggers run on global rank 0"
+
+
 def test_simulated_two_nodes_count_node_meters_once_per_node() -> None:
+    """Two torchrun agents (static rendezvous, no --rdzv-id) as two nodes on one host: the
+    ranks agree on the run through torchrun's own store, each node sends its part."""
     port = free_port()
-    a = _torchrun(2, port, nnodes=2, node_rank=0, env={"GREENLM_NODE_ID": "node-a"})
-    b = _torchrun(2, port, nnodes=2, node_rank=1, env={"GREENLM_NODE_ID": "node-b"})
+    env = {"GREENLM_TEST_GPUS": "300,250"}
+    a = _torchrun(2, port, nnodes=2, node_rank=0, env={**env, "GREENLM_NODE_ID": "node-a"})
+    b = _torchrun(2, port, nnodes=2, node_rank=1, env={**env, "GREENLM_NODE_ID": "node-b"})
     (rc_a, out_a), (rc_b, out_b) = _wait(a), _wait(b)
     assert _workers_succeeded(rc_a, out_a) and _workers_succeeded(rc_b, out_b), out_a + out_b
-    (run,) = _group_runs()
+    run = _only_run("dist")
     assert run["status"] == "completed", "every rank of both nodes finished"
     meta = run["metadata"]["distributed"]
     assert meta["world_size"] == 4
     assert meta["nodes"] == {"node-a": [0, 1], "node-b": [2, 3]}
-    _check_no_double_counting(run, {"node-a": 2, "node-b": 2})
-    assert len(open_store().list_runs(project="dist")) == 1
+    _check_counted_once(run, {"node-a": 2, "node-b": 2})
+    parts = [
+        r
+        for r in [_r.to_dict() for _r in open_store().list_runs(project="dist", include_rank_rows=True)]
+        if r["run_id"] != run["run_id"]
+    ]
+    assert sorted(p["metadata"]["distributed"]["node"] for p in parts) == ["node-a", "node-b"]
+    assert sum(p["energy_j"] for p in parts) == pytest.approx(run["energy_j"], rel=1e-9)
 
 
 def test_a_rank_that_dies_leaves_the_run_marked_with_what_was_measured() -> None:
-    rc, out = _wait(_torchrun(2, free_port(), "--steps=200", "--die-rank=1", "--die-step=25"))
-    assert rc != 0, out
-    groups = _group_runs()
-    assert len(groups) == 1, f"rank 0 stored no merged run; torchrun said:\n{out[-3000:]}"
-    (run,) = groups
-    assert run["status"] in ("failed", "interrupted")
-    assert "rank 1" in (run["error"] or "")
-    assert 1 in run["metadata"]["distributed"]["failed_ranks"]
-    by_rank = {c["rank"] for c in run["components"] if c["kind"] == "gpu"}
-    assert by_rank == {0, 1}, "rank 1's last flushed energy is kept"
-    assert all(c["energy_j"] > 0 for c in run["components"] if c["kind"] == "gpu")
-
-
-def test_sigterm_while_rank0_closes_is_held_until_the_merged_run_is_stored() -> None:
-    """torchrun's SIGTERM often reaches rank 0 while it is already closing; here it arrives
-    deterministically at that moment. The merged run must be stored before SIGTERM's usual
-    effect (the process ends) takes place."""
-    rc, out = _wait(_torchrun(2, free_port(), "--term-rank0-while-closing"))
-    assert rc != 0, "rank 0 still ends by SIGTERM: " + out[-2000:]
-    assert "SIGTERM" in out
-    groups = _group_runs()
-    assert len(groups) == 1, f"no merged run; torchrun said:\n{out[-3000:]}"
-    (run,) = groups
-    assert run["status"] == "completed", "every rank finished its work before the signal"
-    assert sorted(r["rank"] for r in run["metadata"]["distributed"]["ranks"]) == [0, 1]
-
-
-def test_gpu_split_and_node_level_rule() -> None:
-    gpus = [ReplayMeter(f"gpu:{i}", "gpu", 1.0) for i in range(4)]
-    cpu = ReplayMeter("cpu", "cpu", 1.0, node_level=True)
-    env = {
-        "TORCHELASTIC_RUN_ID": "x",
-        "RANK": "1",
-        "WORLD_SIZE": "2",
-        "LOCAL_RANK": "1",
-        "LOCAL_WORLD_SIZE": "2",
-        "GREENLM_NODE_ID": "n0",
-    }
-    info = RankInfo.from_env(env)
-    assert info.launcher == "torchrun" and info.node == "n0"
-    chosen = select_meters([cpu, *gpus], info)
-    assert [m.name for m in chosen] == ["gpu:1", "gpu:3"], "no node-level meter off local rank 0"
-    info0 = RankInfo.from_env({**env, "RANK": "0", "LOCAL_RANK": "0"})
-    assert [m.name for m in select_meters([cpu, *gpus], info0)] == ["cpu", "gpu:0", "gpu:2"]
-
-
-def test_slurm_environment() -> None:
-    info = RankInfo.from_env(
-        {
-            "SLURM_PROCID": "5",
-            "SLURM_NTASKS": "8",
-            "SLURM_LOCALID": "1",
-            "SLURM_NTASKS_PER_NODE": "4",
-            "SLURM_NODEID": "1",
-            "SLURMD_NODENAME": "gpu-17",
-        }
+    rc, out = _wait(
+        _torchrun(2, free_port(), "--steps=200", "--die-rank=1", "--die-step=25", env={"GREENLM_TEST_GPUS": "300,250"})
     )
-    assert (info.rank, info.world_size, info.local_rank, info.node, info.launcher) == (5, 8, 1, "gpu-17", "slurm")
+    assert rc != 0, out
+    run = _only_run("dist")
+    assert run["status"] == "failed"
+    assert (run["error"] or "").startswith("ranks that did not complete: rank 1 (failed: the process ended"), run[
+        "error"
+    ]
+    assert 1 in run["metadata"]["distributed"]["failed_ranks"]
+    ranks = {r["rank"]: r for r in run["metadata"]["distributed"]["ranks"]}
+    assert ranks[1].get("died") is True and ranks[0]["status"] in ("failed", "interrupted")
+    gpus = {c["rank"]: c for c in run["components"] if c["kind"] == "gpu"}
+    assert set(gpus) == {0, 1}, "rank 1's last reported energy is kept"
+    assert gpus[1]["energy_j"] > 0
+    assert gpus[1]["energy_j"] < gpus[0]["energy_j"], "rank 1 stopped counting when it died"
+
+
+def test_distributed_false_keeps_one_run_per_process(tmp_path: Path) -> None:
+    env = {"GREENLM_TEST_GPUS": "300,250", "GREENLM_DISTRIBUTED": "false"}
+    rc, out = _wait(_torchrun(2, free_port(), env=env))
+    assert rc == 0, out[-4000:]
+    runs = [_r.to_dict() for _r in open_store().list_runs(project="dist")]
+    assert len(runs) == 2 and {r["status"] for r in runs} == {"completed"}
+    for r in runs:
+        assert "distributed" not in r["metadata"]
+        assert sorted(c["name"] for c in r["components"] if c["kind"] == "gpu") == ["gpu:0", "gpu:1"], (
+            "each process reads every GPU it sees, as before"
+        )

@@ -62,7 +62,8 @@ def test_monitor_without_prometheus_client(monkeypatch) -> None:
 def test_importing_the_package_pulls_in_no_framework() -> None:
     code = (
         "import sys, greenlm.integrations, greenlm.integrations.monitor, "
-        "greenlm.integrations.mlflow, greenlm.integrations.distributed, greenlm.integrations.cli\n"
+        "greenlm.integrations.mlflow, greenlm.integrations.distributed, greenlm.integrations.slurm, "
+        "greenlm.integrations.cli\n"
         "heavy = {'torch', 'transformers', 'pytorch_lightning', 'mlflow', 'prometheus_client', "
         "'starlette', 'fastapi'} & set(sys.modules)\n"
         "assert not heavy, heavy"

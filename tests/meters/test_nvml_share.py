@@ -255,12 +255,12 @@ def test_a_shared_gpu_whose_counter_fails_keeps_its_share_on_sampled_power(gpu, 
     assert sum("continued with" in w for w in t.result.warnings) == 1
 
 
-def test_distributed_ranks_sharing_a_gpu_keep_both_shares():
-    from greenlm.integrations.distributed import device_key
+def test_a_gpu_is_one_device_of_its_node_whatever_a_rank_calls_it():
+    """The distributed merge and the node's GPU claims name a device by its physical id."""
+    from greenlm.tracking.merge import device_label
 
-    meter = {"device_id": "nvml:0", "pid": 11}
-    shared = {"name": "gpu:0", "kind": "gpu", "scope": "process"}
-    whole = {"name": "gpu:0", "kind": "gpu", "scope": "device"}
-    assert device_key("n", shared, meter) != device_key("n", shared, {**meter, "pid": 12})
-    assert device_key("n", whole, meter) == device_key("n", whole, {**meter, "pid": 12})  # counted once
-    assert device_key("n", whole, {"nvml_index": 0}) == device_key("n", whole, meter)
+    assert device_label("gpu:1", "gpu", {"device_id": "nvml:0"}) == device_label("gpu:0", "gpu", {"nvml_index": 0})
+    mig_a = device_label("gpu:0", "gpu", {"device_id": "nvml:0/MIG-aaaa", "nvml_index": 0})
+    mig_b = device_label("gpu:1", "gpu", {"device_id": "nvml:0/MIG-bbbb", "nvml_index": 0})
+    assert mig_a != mig_b, "two MIG instances of one GPU are two devices"
+    assert device_label("gpu:0", "gpu", {"device_id": "amdsmi:0000:c1:00.0"}) == "gpu:amdsmi:0000:c1:00.0"

@@ -12,8 +12,10 @@ missing extra raises :class:`greenlm.errors.MissingExtraError` naming the
 * :mod:`greenlm.integrations.mlflow`: ``log_run`` and ``MlflowListener`` (extra ``mlflow``).
 * :mod:`greenlm.integrations.monitor`: ``monitor(fn)``, ``GreenlmMiddleware`` and the
   Prometheus metrics of deployed inference (extra ``monitor``).
-* :mod:`greenlm.integrations.distributed`: ``DistributedTracker`` for torchrun / Slurm jobs
-  (extra ``torch``).
+* :mod:`greenlm.integrations.distributed`: ``DistributedTracker``, kept for older code (a plain
+  ``EnergyTracker`` is distributed by default).
+* :mod:`greenlm.integrations.slurm`: what Slurm's own commands (``sacct``, ``sstat``,
+  ``scontrol``) say about a job step, beside greenlm's figures.
 
 Nothing is imported here: importing a submodule is what pulls in its framework.
 """

@@ -10,7 +10,6 @@ A window the user opened (``with tracker: trainer.train()``) is only given phase
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +19,8 @@ from greenlm.tracking.result import RunResult
 def default_tracker(tracker: Any, tracker_kwargs: dict[str, Any]) -> Any:
     """The tracker an integration uses: the one given, else a new one for this process.
 
-    Under torchrun / Slurm with more than one rank, that is a
-    :class:`greenlm.integrations.distributed.DistributedTracker`, so the ranks store one run.
+    An :class:`~greenlm.EnergyTracker` is distributed by default: launched as one rank of a
+    torchrun / accelerate / DeepSpeed / MPI / Slurm job, each window is the job's one run.
     """
     if tracker is not None:
         if tracker_kwargs:
@@ -29,11 +28,6 @@ def default_tracker(tracker: Any, tracker_kwargs: dict[str, Any]) -> Any:
 
             raise ConfigError(f"Pass either tracker= or tracker settings, not both (got {sorted(tracker_kwargs)}).")
         return tracker
-    world = os.environ.get("WORLD_SIZE") or os.environ.get("SLURM_NTASKS") or "1"
-    if world.isdigit() and int(world) > 1:
-        from greenlm.integrations.distributed import DistributedTracker
-
-        return DistributedTracker(**tracker_kwargs)
     from greenlm.tracking.tracker import EnergyTracker
 
     return EnergyTracker(**tracker_kwargs)

@@ -1,4 +1,6 @@
-"""``greenlm monitor serve``: a Prometheus sidecar that exposes a machine's power and energy.
+"""``greenlm monitor serve`` (a Prometheus sidecar) and ``greenlm slurm check`` (a run beside sacct).
+
+``greenlm monitor serve`` exposes a machine's power and energy.
 
 For servers greenlm cannot wrap (another language, a binary): it measures the whole machine
 (``attribution="machine"``) and serves ``/metrics`` with ``greenlm_power_watts`` and
@@ -43,6 +45,19 @@ def register(subparsers: Any) -> None:
     )
     s.set_defaults(func=cmd_monitor_serve)
 
+    p = subparsers.add_parser("slurm", help="compare stored runs with Slurm's accounting")
+    sub = p.add_subparsers(dest="slurm_cmd", required=True)
+    s = sub.add_parser(
+        "check",
+        help="a run of a Slurm job beside sacct: elapsed time, allocation, ConsumedEnergy",
+        description="Read sacct for the job step a stored run ran in (accounting storage, else the job "
+        "completion log) and print Slurm's elapsed time, allocation and ConsumedEnergy beside greenlm's figures.",
+    )
+    s.add_argument("run_id")
+    s.add_argument("--store")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_slurm_check)
+
 
 def cmd_monitor_serve(args: argparse.Namespace) -> int:
     """Run the sidecar until interrupted; print the serving run's id and energy."""
@@ -68,4 +83,49 @@ def cmd_monitor_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, prev)
         result = mon.close()
     print(f"greenlm: run {result.run_id}: {result.energy_j:.1f} J, {result.co2e_g:.3f} gCO2e")
+    return 0
+
+
+def cmd_slurm_check(args: argparse.Namespace) -> int:
+    """Print a stored run beside Slurm's record of its job step."""
+    import json
+
+    from greenlm.errors import GreenlmError
+    from greenlm.humanize import duration
+    from greenlm.humanize import energy as fmt_energy
+    from greenlm.integrations import slurm
+    from greenlm.store import open_store
+
+    run = open_store(args.store, read_only=True).get_run(args.run_id).to_dict()
+    facts = (run.get("metadata") or {}).get("slurm") or {}
+    if not facts.get("job_id"):
+        raise GreenlmError(
+            f"run {run['run_id']} did not run in a Slurm job (no metadata.slurm.job_id); "
+            "greenlm slurm check compares runs tracked inside srun or sbatch"
+        )
+    step = f"{facts['job_id']}.{facts.get('step_id', 'batch')}"
+    try:
+        records, source = slurm.sacct(step)
+    except (RuntimeError, OSError) as e:
+        raise GreenlmError(f"sacct could not report job step {step}: {e}") from e
+    out = slurm.compare(run, records, source)
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    rec = out.get("slurm_record") or {}
+    print(f"run {run['run_id']}  Slurm job step {step}  ({source})")
+    if not rec:
+        print("  sacct has no record of this job (yet): the completion log has a job once it has ended")
+        return 0
+    print(f"  state           {rec.get('state', '-')}  exit {rec.get('exit_code', '-')}")
+    print(f"  elapsed         Slurm {duration(rec.get('elapsed_s'))}, greenlm {duration(run.get('duration_s'))}")
+    nodes, cpus = rec.get("nodes", "-"), rec.get("alloc_cpus", "-")
+    print(f"  allocation      {nodes} node(s) {rec.get('nodelist', '')}, {cpus} CPUs")
+    if rec.get("consumed_energy_j"):
+        print(
+            f"  energy          Slurm ConsumedEnergy {fmt_energy(rec['consumed_energy_j'])}, "
+            f"greenlm {fmt_energy(run.get('energy_j') or 0)} (ratio {out.get('energy_ratio', 0):.2f})"
+        )
+    else:
+        print("  energy          Slurm recorded no ConsumedEnergy (no acct_gather_energy plugin)")
     return 0

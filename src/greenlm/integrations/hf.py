@@ -44,7 +44,7 @@ PREFIX = "greenlm_"
 class GreenlmCallback(_tf.TrainerCallback):
     """Track the energy of a ``transformers.Trainer`` and log it with the Trainer's metrics.
 
-    ``tracker``: an :class:`~greenlm.EnergyTracker` (or DistributedTracker) to use; otherwise
+    ``tracker``: an :class:`~greenlm.EnergyTracker` to use; otherwise
     one is built from ``tracker_kwargs`` (``project=``, ``location=``, ``interval_s=``, ...: the
     same settings as ``EnergyTracker``), distributed when launched with several ranks.
     """

@@ -31,7 +31,7 @@ _pl: Any = require(
 class GreenlmLightningCallback(_pl.Callback):
     """Track the energy of a Lightning ``Trainer`` and send it to the Trainer's loggers.
 
-    ``tracker``: an :class:`~greenlm.EnergyTracker` (or DistributedTracker) to use; otherwise
+    ``tracker``: an :class:`~greenlm.EnergyTracker` to use; otherwise
     one is built from ``tracker_kwargs`` (the same settings as ``EnergyTracker``).
     """
 

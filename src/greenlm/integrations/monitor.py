@@ -237,6 +237,8 @@ class Monitor:
         from greenlm.tracking.tracker import EnergyTracker
 
         listeners = [*tracker_kwargs.pop("listeners", ()), self]
+        # a deployment is one process's run, even when a multi-rank launcher started it
+        tracker_kwargs.setdefault("distributed", False)
         self.tracker = EnergyTracker(**tracker_kwargs, metadata=meta, listeners=listeners)
         self._lock = threading.RLock()
         self._events: list[tuple[float, bool, _Req]] = []

@@ -85,11 +85,18 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
                         f"{fmt_energy_j(c.low_j)} - {fmt_energy_j(c.high_j)}",
                         c.scope,
                     ]
-                    for c in r.components
+                    for c in r.components[:MAX_COMPONENT_ROWS]
                 ],
                 ["component", "kind", "energy", "provenance", "band", "scope"],
             )
         )
+        if len(r.components) > MAX_COMPONENT_ROWS:  # a many-node run: the rest by kind
+            rest: dict[str, list[float]] = {}
+            for c in r.components[MAX_COMPONENT_ROWS:]:
+                rest.setdefault(c.kind, []).append(c.energy_j)
+            by_kind = ", ".join(f"{len(v)} {k} {fmt_energy_j(sum(v))}" for k, v in sorted(rest.items()))
+            more = len(r.components) - MAX_COMPONENT_ROWS
+            lines.append(f"... and {more} more components ({by_kind}; --json has them all)")
         lines.append("")
     if r.phases:
         lines.append(
@@ -114,9 +121,74 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
             f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
             f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})"
         )
+    lines += job_lines(r.to_dict())
     for w in r.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: Ranks listed by ``runs show`` before "... and N more" (``--json`` has them all).
+MAX_RANK_ROWS = 32
+#: Components listed by ``runs show`` before the rest is summed by kind.
+MAX_COMPONENT_ROWS = 64
+
+
+def job_lines(d: dict[str, Any]) -> list[str]:
+    """The job a run belongs to: the Slurm step, the per-rank (per-task) breakdown of a
+    distributed run, and independent cross-checks of its energy.
+    """
+    meta = d.get("metadata") or {}
+    out: list[str] = []
+    s = meta.get("slurm")
+    if isinstance(s, dict) and s.get("job_id"):
+        tasks = s.get("step_tasks")
+        where = s.get("step_nodelist") or s.get("job_nodelist") or "-"
+        out.append(
+            f"slurm           job {s['job_id']} step {s.get('step_id', '-')} on {where} "
+            f"({tasks if tasks is not None else '-'} task(s), {s.get('step_nodes', '-')} node(s); "
+            f"job: {s.get('job_tasks', '-')} task(s), {s.get('job_nodes', '-')} node(s))"
+            + (f", cluster {s['cluster']}" if s.get("cluster") else "")
+        )
+        energy = (s.get("accounting") or {}).get("energy") or {}
+        if energy and not energy.get("available"):
+            out.append(f"slurm energy    none: {energy.get('reason', '-')}")
+    dist = meta.get("distributed")
+    if isinstance(dist, dict) and dist.get("role") == "group":
+        ranks = dist.get("ranks") or []
+        nodes = dist.get("nodes") or dist.get("node_parts") or {}
+        out.append(
+            f"distributed     {dist.get('ranks_reported', len(ranks))} of {dist.get('world_size', '-')} rank(s) "
+            f"reported, {len(nodes)} node(s) ({dist.get('launcher') or '-'}); {dist.get('rule', '')}".rstrip("; ")
+        )
+        if dist.get("missing_ranks"):
+            out.append(f"missing ranks   {', '.join(str(r) for r in dist['missing_ranks'][:64])}")
+        if ranks:
+            out.append("")
+            rows = [
+                [
+                    str(r.get("rank")),
+                    str(r.get("node")),
+                    str(r.get("local_rank") if r.get("local_rank") is not None else "-"),
+                    str(r.get("status")),
+                    fmt_energy_j(r.get("energy_j")),
+                    f"{float(r.get('duration_s') or 0):.2f} s",
+                    str(r.get("steps", "-")),
+                ]
+                for r in ranks[:MAX_RANK_ROWS]
+            ]
+            out.append(_table(rows, ["rank/task", "node", "local", "status", "energy", "duration", "steps"]))
+            if len(ranks) > MAX_RANK_ROWS:
+                out.append(f"... and {len(ranks) - MAX_RANK_ROWS} more ranks (runs show --json lists every rank)")
+            out.append("")
+    for c in meta.get("cross_checks") or []:
+        if not isinstance(c, dict) or not c.get("energy_j"):
+            continue
+        ratio = (d.get("energy_j") or 0.0) / float(c["energy_j"])
+        out.append(
+            f"cross-check     {c.get('name')}: {fmt_energy_j(float(c['energy_j']))} "
+            f"(greenlm / it = {ratio:.2f}); {c.get('source', '')}; covers {c.get('scope', '-')}"
+        )
+    return out
 
 
 def damaged_summary(run: StoredRun) -> str:

@@ -23,6 +23,7 @@ Every read returns typed records (:mod:`greenlm.store.records`). A row that cann
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -47,6 +48,7 @@ from greenlm.carbon.price import Price, resolve_price
 from greenlm.carbon.pue import Pue
 from greenlm.config import default_store_url
 from greenlm.errors import ConfigError, RunNotFoundError, StoreError
+from greenlm.store import groups
 from greenlm.store import samples as SM
 from greenlm.store import schema as S
 from greenlm.store.records import PowerTrace, SamplePage, StoredRun, TokenRecord
@@ -197,6 +199,8 @@ class RunStore:
     def _migrate(self) -> None:
         try:
             with self.begin() as conn:
+                if conn.dialect.name == "postgresql":  # many processes opening a new store at once
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": S.MIGRATION_LOCK_KEY})
                 S.meta.create(conn, checkfirst=True)
                 row = conn.execute(sa.select(S.meta.c.value).where(S.meta.c.key == "schema_version")).first()
                 version = int(row[0]) if row else 0
@@ -414,11 +418,16 @@ class RunStore:
                 _upsert(conn, S.components, {"run_id": run_id, "name": name}, {"energy_j": e})
             self._compact(conn, [run_id], time.time())
 
-    def save_result(self, result: RunResult | Mapping[str, Any]) -> bool:
-        """Write a finished run; True when it was new (saving it again replaces it)."""
+    def save_result(self, result: RunResult | Mapping[str, Any], *, conn: sa.Connection | None = None) -> bool:
+        """Write a finished run; True when it was new (saving it again replaces it).
+
+        ``conn``: write inside that open transaction instead of a new one. A node's *part*
+        of a distributed run (``metadata.distributed.role == "part"``) also updates its group
+        run (:mod:`greenlm.store.groups`).
+        """
         r = result if isinstance(result, RunResult) else RunResult.from_dict(dict(result))
         d = r.to_dict(timeline=True)
-        with self.begin() as conn:
+        with contextlib.nullcontext(conn) if conn is not None else self.begin() as conn:
             values = {
                 "project": r.project,
                 "status": r.status,
@@ -474,6 +483,8 @@ class RunStore:
                     ],
                 )
             self._compact(conn, [r.run_id], time.time())
+        if groups.is_part(r):
+            groups.assemble(self, r)
         return created
 
     def mark(self, run_id: str, status: str) -> None:
@@ -1035,7 +1046,9 @@ def _hide_merged_rank_rows(runs: list[StoredRun]) -> list[StoredRun]:
         return d if isinstance(d, Mapping) else {}
 
     merged = {dist(sr).get("group_run_id") for sr in runs if dist(sr).get("role") == "group"}
-    return [sr for sr in runs if not (dist(sr).get("role") == "rank" and dist(sr).get("group_run_id") in merged)]
+    return [
+        sr for sr in runs if not (dist(sr).get("role") in ("rank", "part") and dist(sr).get("group_run_id") in merged)
+    ]
 
 
 def _dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:

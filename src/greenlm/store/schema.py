@@ -138,6 +138,10 @@ def _v2(conn: sa.Connection) -> None:
         t.create(conn, checkfirst=True)
 
 
+#: PostgreSQL advisory lock taken by the migrating transaction: processes that open a new
+#: store at once (the nodes of a distributed job) migrate one after the other.
+MIGRATION_LOCK_KEY = 0x67726E6C6D  # "grnlm"
+
 #: Ordered migrations; index + 1 is the schema version each one produces.
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)

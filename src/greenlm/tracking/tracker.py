@@ -37,9 +37,10 @@ from greenlm.carbon.accounting import CarbonConfig, account
 from greenlm.config import TrackerConfig
 from greenlm.errors import ConfigError, ResultNotReadyError
 from greenlm.meters.base import Meter
-from greenlm.tracking import signals
+from greenlm.tracking import ranks, signals
 from greenlm.tracking.destinations import Destinations
 from greenlm.tracking.forecast import StepForecaster
+from greenlm.tracking.group import GroupMember
 from greenlm.tracking.listeners import hooks
 from greenlm.tracking.meterset import MeterSet
 from greenlm.tracking.result import RunResult, totals_from_components
@@ -146,6 +147,9 @@ class EnergyTracker:
         self._meterset: MeterSet | None = None
         self._run_id: str | None = None
         self._destinations: Destinations | None = None
+        self._member: GroupMember | None = None  # one rank of a distributed run (tracking/group.py)
+        self._closing = False
+        self._held_signal: int | None = None
         self._keys = itertools.count()
         self.forecast: dict[str, Any] | None = None
 
@@ -187,9 +191,19 @@ class EnergyTracker:
     @property
     def delivery(self) -> list[dict[str, Any]]:
         """Where the last run went: per destination, ``stored``, ``waiting`` (spooled on disk,
-        written when the destination is back) or ``failed``, with details.
+        written when the destination is back) or ``failed``, with details. For one rank of a
+        distributed run: where this node's part went at its last send.
         """
+        if self._member is not None:
+            return self._member.report()
         return self._destinations.report() if self._destinations is not None else []
+
+    @property
+    def distributed(self) -> dict[str, Any] | None:
+        """Where this window sits in a distributed run (``metadata["distributed"]`` of the
+        result: group run id, rank, world size, node...), or ``None`` for a run of one process.
+        """
+        return dict(self._member.metadata()) if self._member is not None else None
 
     def energy_at(self, t_monotonic: float) -> float:
         """Cumulative IT energy (J) of the window at ``time.monotonic()`` value ``t_monotonic``.
@@ -307,12 +321,20 @@ class EnergyTracker:
         self._run_id = uuid.uuid4().hex
         self._warnings: list[str] = list(self.carbon.warnings())
         self.forecast = None
+        self._member = self._join_group()
+        if self._member is not None:
+            self._run_id = self._member.group_run_id
+        elif isinstance(self.metadata.get("distributed"), dict) and self.metadata["distributed"].get("role") == "rank":
+            del self.metadata["distributed"]  # set by an earlier distributed window of this tracker
         _sync_cuda(self._sync_cuda)
         self._meterset = MeterSet(self._build_meters(), self._warnings)
         self._owner_pid = os.getpid()  # a forked child must never close the parent's run
         self._t0 = time.monotonic()
         self._wall0 = dt.datetime.now(dt.timezone.utc)
         self._meterset.start()
+        if self._member is not None:
+            self._member.remember_meters(self._meterset.info)
+            self.metadata["distributed"] = self._member.metadata()
         self._window = Window(self._meterset.names)
         if self.total_steps is not None:
             self._window.forecaster = StepForecaster(self.warmup_steps)
@@ -323,26 +345,51 @@ class EnergyTracker:
         self.metadata.setdefault("hardware", _hardware(self._meterset))
         for fn in hooks(self._listeners, "on_start"):
             _safe(self._warnings, "listener", fn, self)
-        self._destinations = Destinations(
-            self.config, self._store_arg, self._warnings, flush_interval_s=self.config.flush_interval_s
-        )
-        self._destinations.open(self._run_start)  # in a thread of its own: sampling starts at once
+        if self._member is not None:  # the node's part goes to the destinations, not this rank's run
+            self._destinations = None
+            self._member.start_writer(self._snapshot("running", None))
+        else:
+            self._destinations = Destinations(
+                self.config, self._store_arg, self._warnings, flush_interval_s=self.config.flush_interval_s
+            )
+            self._destinations.open(self._run_start)  # in a thread of its own: sampling starts at once
         self._thread = threading.Thread(target=self._loop, name="greenlm-sampler", daemon=True)
         self._thread.start()
         self._install_signals()
         _OPEN.add(self)
 
+    def _join_group(self) -> GroupMember | None:
+        """Join the job's run if this process is one rank of a distributed job (tracking/group.py)."""
+        if self.config.distributed is False:
+            return None
+        try:
+            info = ranks.detect()
+            if info.slurm is not None:
+                self.metadata.setdefault("slurm", info.slurm)
+            return GroupMember.join(self.config, self._store_arg, self._warnings, info)
+        except Exception as e:  # never raise into the user's job: measure this process alone
+            self._warnings.append(f"distributed: could not join the job's run ({e}); this process is a run of its own")
+            log.debug("greenlm: joining the distributed run failed", exc_info=True)
+            return None
+
     def _build_meters(self) -> list[Meter]:
+        member = self._member
         if self._given_meters is not None:
-            return list(self._given_meters)
+            given = list(self._given_meters)
+            return member.select(given) if member is not None else given
         from greenlm.meters.detect import detect
 
         c = self.config
-        det = detect(
-            pid=self._pid, rapl_root=c.rapl_root, cpu_tdp_w=c.cpu_tdp_w, attribution=c.attribution, gpus=c.gpus
-        )
-        self._warnings += det.warnings
-        return det.meters
+        pid = self._pid
+        if member is not None:  # node-level meters charge every rank of the node: the launcher's tree
+            pid = member.tree_pid() or pid
+        det = detect(pid=pid, rapl_root=c.rapl_root, cpu_tdp_w=c.cpu_tdp_w, attribution=c.attribution, gpus=c.gpus)
+        if member is None:
+            self._warnings += det.warnings
+            return det.meters
+        chosen = member.select(det.meters)
+        self._warnings += member.keep_warnings(det.warnings, chosen)
+        return chosen
 
     def _read(self, store: bool = True) -> None:
         """Read every meter once (sampling thread, sample_now() or stop()); under the lock.
@@ -386,6 +433,11 @@ class EnergyTracker:
                 log.debug("greenlm sampler error: %s", e, exc_info=True)
 
     def _flush(self) -> None:
+        if self._member is not None:
+            with self._lock:
+                snapshot = self._snapshot("running", None)
+            self._member.flush(snapshot)
+            return
         dest = self._destinations
         if dest is None or not dest.ready:  # still opening: keep the rows for later
             return
@@ -439,6 +491,7 @@ class EnergyTracker:
             self._depth -= 1
             if self._depth > 0:
                 return self._snapshot("running", None)
+            self._closing = True  # a stop signal from here on is held until the run is stored
             self._stop_evt.set()
         self._thread.join(timeout=max(5.0, 3 * self.config.interval_s))
         _sync_cuda(self._sync_cuda)
@@ -457,15 +510,25 @@ class EnergyTracker:
             result = self._snapshot(status, error)
             self._running = False
             self._result = result
-        self._restore_signals()
         _OPEN.discard(self)
-        if self._destinations is not None:
-            rows, self._pending = self._pending, []
-            result = self._destinations.finish(result, rows, self._progress(), wait_open_s=OPEN_WAIT_S)
-            self._result = result
+        try:
+            if self._member is not None:
+                result = self._member.finish(result)
+                self._result = result
+            elif self._destinations is not None:
+                rows, self._pending = self._pending, []
+                result = self._destinations.finish(result, rows, self._progress(), wait_open_s=OPEN_WAIT_S)
+                self._result = result
+        finally:
+            held, self._held_signal = self._held_signal, None
+            prev = self._prev_term
+            self._closing = False
+            self._restore_signals()
         for fn in hooks(self._listeners, "on_stop"):
             _safe([], "listener", fn, result)
         self._meterset.close()
+        if held is not None:
+            signals.redeliver(held, prev)
         return result
 
     def _snapshot(self, status: str, error: str | None) -> RunResult:
@@ -533,6 +596,9 @@ class EnergyTracker:
         self._prev_term = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._closing:  # the run is being stored: finish that first, then do what the signal does
+            self._held_signal = signum
+            return
         prev = self._prev_term
         if os.getpid() == self._owner_pid:
             with contextlib.suppress(Exception):
