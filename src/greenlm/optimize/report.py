@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from greenlm.optimize.base import ONE_OFF_ENERGY
+from greenlm.optimize.techniques import one_off_energy_facts
 from greenlm.optimize.results import OptimizeReport, VariantResult
 
 CSV_COLUMNS = (
@@ -124,7 +124,7 @@ def summary_rows(report: OptimizeReport) -> list[list[str]]:
         e = v.energy(per_token)
         ratio = e_base / e if e_base and e else None
         note = ""
-        trained = " and ".join(what for fact, what in ONE_OFF_ENERGY.items() if fact in v.facts)
+        trained = " and ".join(what for fact, what in one_off_energy_facts().items() if fact in v.facts)
         if v.facts.get("payback_inferences") is not None:
             note = f"pays back its {trained} energy after {v.facts['payback_inferences']:,.0f} inferences"
         elif trained:

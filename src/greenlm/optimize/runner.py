@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from greenlm.errors import ConfigError
-from greenlm.optimize import assets
+from greenlm.optimize import assets, techniques
 from greenlm.optimize.base import Transformed, one_off_energy_j, payback_inferences
 from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError, first_line
 from greenlm.optimize.harness import (
@@ -156,42 +156,15 @@ def load_data(task: str, data: Path | None) -> tuple[list[str], list[int] | None
 def apply_spec(
     spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int, on_step: Callable[[], None] | None = None
 ) -> Transformed:
-    """Apply each step of ``spec`` in order; raises NotApplicableError to skip the variant."""
-    from greenlm.optimize import compiled, distill, lowrank, prune, quantize, weight_only
-
+    """Apply each step of ``spec`` in order, through the technique registry; raises
+    NotApplicableError to skip the variant.
+    """
+    ctx = techniques.Context(original=model, task=task, measure=measure, seed=seed, on_step=on_step)
     current = model
     descriptions: list[str] = []
     facts: dict[str, Any] = {}
     for step in spec.steps:
-        a = step.args
-        if step.name == "int8":
-            t = quantize.dynamic_int8(current)
-        elif step.name == "int8w":
-            t = weight_only.int8_weight_only(current)
-        elif step.name == "int4w":
-            t = weight_only.int4_weight_only(current, int(a["group"]))
-        elif step.name in ("fp16", "bf16"):
-            t = quantize.half(current, step.name)
-        elif step.name in ("bnb8", "bnb4"):
-            t = quantize.bitsandbytes_quant(current, int(step.name[3:]))
-        elif step.name == "prune":
-            t = prune.magnitude(current, a["sparsity"])
-        elif step.name == "heads":
-            t = prune.heads(current, a["fraction"])
-        elif step.name == "ffn":
-            t = prune.ffn(current, a["fraction"])
-        elif step.name == "lowrank":
-            t = lowrank.factorize(current, a)
-        elif step.name == "distill":
-            settings = distill.DistillSettings.from_args(a, seed)
-            t = distill.distill(current, task, settings, measure, on_step)
-        elif step.name == "recover":  # the unmodified model is the teacher
-            settings = distill.DistillSettings.from_args(a, seed)
-            t = distill.recover(current, model, task, settings, measure, on_step)
-        elif step.name == "compile":
-            t = compiled.compile_forward(current, task, measure)
-        else:  # pragma: no cover - parse_step rejects unknown names
-            raise NotApplicableError(f"no implementation for {step.name!r}")
+        t = techniques.get(step.name).apply(current, dict(step.args), ctx)
         current = t.model
         descriptions.append(t.description)
         facts.update(t.facts)
