@@ -66,9 +66,7 @@ def compile_forward(model: Any, task: Any, measure: Any) -> Transformed:
 @technique(
     "compile",
     summary="torch.compile (TorchInductor) of the forward pass of a copy",
-    order=Order(
-        last="a later step would change the model under the compiled graph", example="heads:0.25+bf16+compile"
-    ),
+    order=Order(last="a later step would change the model under the compiled graph", example="heads:0.25+bf16+compile"),
     one_off_energy={"compile_energy_j": "compilation"},
 )
 def _compile(model: Any, args: dict[str, float], ctx: Context) -> Transformed:

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from greenlm.optimize.base import Transformed
@@ -109,7 +111,7 @@ class Technique:
 
 
 _REGISTRY: dict[str, Technique] = {}
-_LOADED = False
+_IMPORTED: dict[str, ModuleType] = {}
 _LOCK = threading.RLock()
 
 
@@ -168,13 +170,13 @@ def technique(
 
 
 def registry() -> dict[str, Technique]:
-    """Every registered technique by name (the built-in modules are imported on first use)."""
-    global _LOADED
+    """Every registered technique by name (the modules of :data:`TECHNIQUE_MODULES` are
+    imported on first use, and any added to it later on the next call).
+    """
     with _LOCK:
-        if not _LOADED:
-            for module in TECHNIQUE_MODULES:
-                importlib.import_module(module)
-            _LOADED = True
+        for module in TECHNIQUE_MODULES:
+            if _IMPORTED.get(module) is None or sys.modules.get(module) is not _IMPORTED[module]:
+                _IMPORTED[module] = importlib.import_module(module)
         return dict(_REGISTRY)
 
 
