@@ -16,9 +16,13 @@ Three parts (each a few minutes on a 2-core CPU):
 Energy comes from greenlm's EnergyTracker (modeled from CPU utilisation where no counter
 is readable, which the output says). Torch runs on ``--threads`` threads (default 1: on a
 shared 2-core machine, 2 OpenMP threads stall whenever another process takes a core).
+Every variant is measured once per round, rounds interleaved; each saving is reported with
+its paired, family-wise 95 % interval, and a target counts as met only when the interval's
+lower end clears it.
 
-Run: ``.venv/bin/python benchmarks/bench_optimize.py [--parts minilm,smollm2,finetune]``
-Writes ``benchmarks/results/optimize.json`` and ``benchmarks/results/optimize.md``.
+Run: ``.venv/bin/python benchmarks/bench_optimize.py [--parts minilm,smollm2,finetune] [--merge]``
+Writes ``benchmarks/results/optimize.json`` and ``benchmarks/results/optimize.md``
+(``--merge``: the parts not re-run are kept from the existing ``optimize.json``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from greenlm.optimize.base import ONE_OFF_ENERGY
+from greenlm.optimize.techniques import one_off_energy_facts
 
 RESULTS = Path(__file__).parent / "results"
 MINILM_TECHNIQUES = (
@@ -70,13 +74,15 @@ def run_finetune(**kw: Any) -> dict[str, Any]:
 
 
 def best_within(d: dict[str, Any], max_drop: float, per_token: bool) -> dict[str, Any]:
-    key = "energy_j_per_token" if per_token else "energy_j_per_1k"
+    """The recommended variant (significant saving within the budget), with its interval."""
+    rec = d["recommendation"]
     base = next(v for v in d["variants"] if v["name"] == d["baseline"])
-    ok = [v for v in d["variants"] if v[key] and v["quality_drop"] is not None and v["quality_drop"] <= max_drop]
-    best = min(ok, key=lambda v: v[key])
+    best = next(v for v in d["variants"] if v["name"] == rec["variant"])
     return {
         "variant": best["name"],
-        "energy_ratio": base[key] / best[key],
+        "energy_ratio": rec["energy_ratio"],
+        "energy_ratio_low": rec.get("energy_ratio_low"),
+        "energy_ratio_high": rec.get("energy_ratio_high"),
         "quality_drop": best["quality_drop"],
         "latency_ratio": base["latency_p50_ms"] / best["latency_p50_ms"],
     }
@@ -86,19 +92,29 @@ def _f(x: Any, spec: str = ".3g") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _ratio(c: dict[str, Any] | None) -> str:
+    """Baseline / variant energy ("x less") and its interval."""
+    if not c:
+        return "1.00x"
+    text = f"{1 / c['ratio']:.2f}x"
+    if c.get("low") and c.get("high"):
+        text += f" ({1 / c['high']:.2f}-{1 / c['low']:.2f})"
+    return text
+
+
 def table(d: dict[str, Any], per_token: bool) -> list[str]:
     key = "energy_j_per_token" if per_token else "energy_j_per_1k"
     unit = "J/token" if per_token else "J/1k inf."
     base = next(v for v in d["variants"] if v["name"] == d["baseline"])
     unit += "" if per_token else " (min-max)"
     lines = [
-        f"| variant | {unit} | vs fp32 | p50 ms | size MB | params | "
+        f"| variant | {unit} | vs fp32 (interval) | verdict | p50 ms | size MB | params | "
         f"{base['quality']['metric']} | {base['fidelity']['metric']} | drop |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in d["variants"]:
         if v["skipped_reason"]:
-            lines.append(f"| {v['name']} | skipped: {v['skipped_reason']} |||||||| ")
+            lines.append(f"| {v['name']} | skipped: {v['skipped_reason']} ||||||||| ")
             continue
         sp = v["spread"]
         rng = ""
@@ -106,7 +122,9 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
             rng = f" ({_f(sp['energy_j_per_1k_min'])}-{_f(sp['energy_j_per_1k_max'])})"
         note = ""
         trained = [
-            (what, v["facts"][fact]) for fact, what in ONE_OFF_ENERGY.items() if v["facts"].get(fact) is not None
+            (what, v["facts"][fact])
+            for fact, what in one_off_energy_facts().items()
+            if v["facts"].get(fact) is not None
         ]
         if trained:
             paid = v["facts"].get("payback_inferences")
@@ -115,8 +133,10 @@ def table(d: dict[str, Any], per_token: bool) -> list[str]:
                 + ", ".join(f"{w} {j:.0f} J" for w, j in trained)
                 + (f", paid back after {paid:,.0f} inferences)" if paid else ", never paid back)")
             )
+        c = v.get("vs_baseline")
+        verdict = "-" if v["name"] == d["baseline"] else (c or {}).get("verdict", "-")
         lines.append(
-            f"| {v['name']}{note} | {_f(v[key])}{rng} | {base[key] / v[key]:.2f}x | "
+            f"| {v['name']}{note} | {_f(v[key])}{rng} | {_ratio(c)} | {verdict} | "
             f"{_f(v['latency_p50_ms'])} | {_f(v['size_mb'], '.1f')} | "
             f"{v['parameter_count'] / 1e6:.1f} M | {_f(v['quality']['value'], '.4g')} | "
             f"{_f(v['fidelity']['value'], '.4g')} | {_f(v['quality_drop'], '+.4f')} |"
@@ -207,22 +227,39 @@ def markdown(results: dict[str, Any], argv: str) -> str:
         if part["kind"] == "optimize":
             per_token = d["task"] == "causal-lm"
             s = d["settings"]
+            base = next(v for v in d["variants"] if v["name"] == d["baseline"])
+            cv, trend = base["facts"].get("energy_round_cv"), base["facts"].get("energy_trend")
             out += [
                 f"### {part['title']}",
                 "",
                 f"{s['samples']} inferences per window, batch {s['batch_size']}, "
-                f"{s['repeats']} windows per variant, quality on {s['eval_items']} "
-                f"held-out items ({d['bench_wall_s']:.0f} s wall).",
+                f"{s['repeats']} interleaved rounds (one window of every variant per round), "
+                f"quality on {s['eval_items']} held-out items ({d['bench_wall_s']:.0f} s wall). "
+                f"Intervals: {s['confidence']:.0%} family-wise (each at {s['confidence_per_variant']:.4f}). "
+                + (
+                    f"Baseline round-to-round spread {cv:.1%} (trend {trend:+.1%} over the run)."
+                    if cv is not None
+                    else ""
+                ),
                 "",
             ]
             out += table(d, per_token)
             b = part["best"]
+            lo = b.get("energy_ratio_low")
+            if b["variant"] == d["baseline"]:
+                verdict = "NOT met (no significant saving within the budget)"
+            elif lo is not None and lo >= part["target_ratio"]:
+                verdict = "met (the whole interval is above it)"
+            elif b["energy_ratio"] >= part["target_ratio"]:
+                verdict = "met on the estimate, but the interval reaches below it"
+            else:
+                verdict = "NOT met"
+            band = f" ({lo:.2f}x-{b['energy_ratio_high']:.2f}x)" if lo is not None else ""
             out += [
                 "",
-                f"**Target**: {part['target']}. **Result**: best within budget is "
-                f"`{b['variant']}` at {b['energy_ratio']:.2f}x less energy "
-                f"(quality drop {b['quality_drop']:+.4f}); target "
-                f"{'met' if b['energy_ratio'] >= part['target_ratio'] else 'NOT met'}.",
+                f"**Target**: {part['target']}. **Result**: recommended `{b['variant']}` at "
+                f"{b['energy_ratio']:.2f}x less energy{band} (quality drop {b['quality_drop']:+.4f}); "
+                f"target {verdict}.",
                 "",
                 d["recommendation_text"],
                 "",
@@ -256,6 +293,12 @@ def markdown(results: dict[str, Any], argv: str) -> str:
     return "\n".join(out) + "\n" + READING
 
 
+def _part_name(part: dict[str, Any]) -> str:
+    if part["kind"] == "finetune":
+        return "finetune"
+    return "smollm2" if part["result"]["task"] == "causal-lm" else "minilm"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="minilm,smollm2,finetune")
@@ -264,6 +307,7 @@ def main() -> None:
     ap.add_argument("--location", default="DEU")
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--render-only", action="store_true", help="rewrite optimize.md from an existing optimize.json")
+    ap.add_argument("--merge", action="store_true", help="keep the parts not re-run from the existing optimize.json")
     args = ap.parse_args()
     if args.render_only:
         results = json.loads((RESULTS / "optimize.json").read_text())
@@ -353,9 +397,18 @@ def main() -> None:
             {"kind": "finetune", "result": d, "title": "Fine-tuning MiniLM on polarity: full vs LoRA"}
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "" if set(parts) == {"minilm", "smollm2", "finetune"} else "_" + "_".join(parts)
+    suffix = "" if set(parts) == {"minilm", "smollm2", "finetune"} or args.merge else "_" + "_".join(parts)
+    if args.merge and (RESULTS / "optimize.json").is_file():
+        old = json.loads((RESULTS / "optimize.json").read_text())
+        kept = [p for p in old["parts"] if _part_name(p) not in parts]
+        for p in kept:
+            p.setdefault("comment", "")
+            p["comment"] = (f"(Not re-run: kept from an earlier run on {old['machine']}.) " + p["comment"]).strip()
+        order = ["minilm", "smollm2", "finetune"]
+        results["parts"] = sorted(results["parts"] + kept, key=lambda p: order.index(_part_name(p)))
     (RESULTS / f"optimize{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
-    argv = ".venv/bin/python benchmarks/bench_optimize.py" + (f" --parts {args.parts}" if suffix else "")
+    argv = ".venv/bin/python benchmarks/bench_optimize.py" + (f" --parts {args.parts}" if suffix or args.merge else "")
+    argv += " --merge" if args.merge else ""
     (RESULTS / f"optimize{suffix}.md").write_text(markdown(results, argv))
     print(f"wrote {RESULTS}/optimize{suffix}.json and .md")
 
