@@ -1,5 +1,7 @@
+import dataclasses
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -8,6 +10,7 @@ from greenlm.optimize.errors import NotAModelError, UnknownTaskError, UnknownTec
 from greenlm.optimize.harness import Window
 from greenlm.optimize.report import CSV_COLUMNS, to_json, write_report
 from greenlm.optimize.runner import OptimizeConfig, load_model, optimize
+from greenlm.optimize.runner import apply_spec as ORIGINAL_APPLY_SPEC
 
 VARIANT_KEYS = {
     "name",
@@ -245,3 +248,51 @@ def test_a_decoder_serves_as_a_feature_extractor_for_classification(llama, token
     base = r.variant("baseline")
     assert base.quality.metric == "accuracy" and 0 <= base.quality.value <= 1
     assert base.fidelity.value == 1.0  # the baseline agrees with itself
+
+
+def _scripted_passes(monkeypatch, baseline, fractions):
+    """Replace the measured pass: a model's n-th window costs its fraction of 100 J times a
+    scatter of 8 % (seeded by model and n, so the test is deterministic)."""
+    import random
+
+    import greenlm.optimize.runner as runner
+    from greenlm.optimize.harness import Timed
+
+    calls: dict[int, int] = {}
+    order: list[Any] = []  # the variants' models, in the order they were built
+    def apply_spec(*args, **kwargs):
+        t = ORIGINAL_APPLY_SPEC(*args, **kwargs)
+        order.append(t.model)
+        return t
+
+    def fake(model, run, batches, measure):
+        n = calls[id(model)] = calls.get(id(model), 0) + 1
+        k = 0 if model is baseline else order.index(model) + 1
+        fraction = 1.0 if k == 0 else fractions[k - 1]
+        scatter = 1 + random.Random(1000 * k + n).gauss(0, 0.08)
+        return Timed(Window(100 * fraction * scatter, 0.5, "modeled", "scripted"), [1.0], 0, 0.5)
+
+    monkeypatch.setattr(runner, "measure_pass", fake)
+    monkeypatch.setattr(runner, "apply_spec", apply_spec)
+
+
+def test_an_undecided_saving_gets_extra_rounds_until_decided(bert, tokenizer, same_technique, monkeypatch):
+    # same:1 "costs" 0.85 of the baseline, same:2 exactly as much, both within the budget;
+    # after 3 rounds the scatter leaves same:1 undecided: extra rounds (baseline and the
+    # undecided only) settle it as a saving; same:2 never becomes one
+    _scripted_passes(monkeypatch, bert, [0.85, 1.0])
+    cfg = OptimizeConfig(
+        model="tiny-bert", task="embedding", techniques="same:1,same:2", repeats=3, max_repeats=12, samples=4
+    )
+    r = optimize(cfg, measure=None, loaded=(tokenizer, bert))
+    first, second = r.variant("same:1").vs_baseline, r.variant("same:2").vs_baseline
+    assert first.verdict == "saves" and 3 < first.rounds <= 12, first
+    assert second.verdict != "saves"
+    assert r.settings["rounds"] == max(first.rounds, second.rounds) and r.settings["max_rounds"] == 12
+    assert r.recommendation.variant == "same:1"
+    # without extra rounds the same scatter leaves it undecided, and the baseline is kept
+    _scripted_passes(monkeypatch, bert, [0.85, 1.0])
+    r = optimize(dataclasses.replace(cfg, max_repeats=3), measure=None, loaded=(tokenizer, bert))
+    assert r.variant("same:1").vs_baseline.rounds == 3
+    assert r.variant("same:1").vs_baseline.verdict == "no significant difference"
+    assert r.recommendation.variant == "baseline"

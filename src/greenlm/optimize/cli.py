@@ -45,8 +45,9 @@ def register(subparsers: Any) -> None:
         "optimize",
         help="measure what compression techniques save in energy and cost in quality",
         description="Measure, on this machine, the energy per 1,000 inferences (and per "
-        "token) of a model and of variants built with each technique, their quality, and "
-        "recommend the lowest-energy variant within --max-quality-drop.",
+        "token) of a model and of variants built with each technique, in interleaved rounds, and "
+        "their quality; recommend the variant whose saving is significant (its whole confidence "
+        "interval) within --max-quality-drop, or keep the baseline when none saves beyond noise.",
     )
     _common(p)
     p.add_argument(
@@ -68,6 +69,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--repeats", type=int, default=5, help="measuring rounds: one window of every variant per round (default 5)"
+    )
+    p.add_argument(
+        "--max-repeats",
+        type=int,
+        metavar="ROUNDS",
+        help="extra rounds, up to this many in all, for variants whose saving is not yet decided "
+        "(default: twice --repeats)",
     )
     p.add_argument("--samples", type=int, help="inferences per window (default 64; 8 prompts for causal-lm)")
     p.add_argument("--batch-size", type=int, default=1, help="inputs per inference call")
@@ -150,6 +158,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         report_dir=args.report,
         confidence=args.confidence,
         min_saving=args.min_saving,
+        max_repeats=args.max_repeats,
     )
     config.validate()  # fail on bad input before loading anything
     _quiet_libraries()

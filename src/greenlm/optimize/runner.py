@@ -27,7 +27,7 @@ from greenlm.optimize import assets, techniques
 from greenlm.optimize.base import Transformed, one_off_energy_j, payback_inferences
 from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError, first_line
 from greenlm.optimize.harness import Measure, Measurement, Timed, measure_pass, summarise, tracker_measure, warm_up
-from greenlm.optimize.results import Comparison, OptimizeReport, VariantResult
+from greenlm.optimize.results import SAVES, Comparison, OptimizeReport, VariantResult
 from greenlm.optimize.spec import DEFAULT_TECHNIQUES, TechniqueSpec, parse_techniques
 from greenlm.optimize.stats import per_variant_confidence, round_spread
 from greenlm.optimize.tasks import TASKS, Task, build_task
@@ -60,6 +60,7 @@ class OptimizeConfig:
     report_dir: Path | None = None
     confidence: float = 0.95
     min_saving: float = 0.02
+    max_repeats: int | None = None  # None: twice ``repeats``
 
     def validate(self) -> list[TechniqueSpec]:
         """Check every setting; returns the parsed techniques. Raises ConfigError."""
@@ -83,6 +84,8 @@ class OptimizeConfig:
             raise ConfigError(f"--confidence must be a level in [0.5, 1), e.g. 0.95, got {self.confidence!r}.")
         if not (isinstance(self.min_saving, (int, float)) and 0.0 <= self.min_saving < 1.0):
             raise ConfigError(f"--min-saving must be a fraction in [0, 1) (0.02 = 2 %), got {self.min_saving!r}.")
+        if self.max_repeats is not None and not (isinstance(self.max_repeats, int) and self.max_repeats >= 1):
+            raise ConfigError(f"--max-repeats must be a whole number >= 1, got {self.max_repeats!r}.")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device!r}.")
         return parse_techniques(self.techniques) if self.techniques.strip() else []
@@ -290,6 +293,8 @@ class _Arm:
     facts: dict[str, Any] = field(default_factory=dict)
     peak: tuple[float, str] = (0.0, "")
     passes: list[Timed] = field(default_factory=list)
+    round_ids: list[int] = field(default_factory=list)  # the round of each pass
+    extend: bool = True  # may still get extra rounds
     skipped_reason: str | None = None
     index: int = 0  # 0 for the baseline, 1..n for the variants
 
@@ -347,9 +352,10 @@ def _optimize(
     total = (n_variants + 1) * (1 + config.repeats)
     done = 0
 
-    def tick(desc: str, n: int = 1) -> None:
-        nonlocal done
+    def tick(desc: str, n: int = 1, more: int = 0) -> None:
+        nonlocal done, total
         done += n
+        total += more
         if progress is not None:
             progress(desc, min(done, total), total)
 
@@ -393,26 +399,59 @@ def _optimize(
     # rounds: one window of every live model per round, in a shuffled order, so that load
     # changes hit every variant alike and each variant's windows pair with the baseline's
     rng = random.Random(config.seed)
-    for r in range(1, config.repeats + 1):
-        live = [a for a in arms if a.skipped_reason is None]
-        rng.shuffle(live)
-        for arm in live:
-            tick(f"{label(arm)} round {r}/{config.repeats}")
+    per_token = task.generative
+    metric = "energy_j_per_token" if per_token else "energy_j_per_1k"
+    max_rounds = config.max_repeats if config.max_repeats is not None else 2 * config.repeats
+    max_rounds = max(max_rounds, config.repeats) if config.repeats >= 2 else config.repeats
+
+    def measure_round(r: int, group: list[_Arm], total_rounds: int) -> None:
+        rng.shuffle(group)
+        for arm in group:
+            tick(f"{label(arm)} round {r}/{total_rounds}")
             try:
                 arm.passes.append(measure_pass(arm.model, task.run, batches, measure))
+                arm.round_ids.append(r)
             except _KERNEL_ERRORS as e:
                 if arm is base:
                     raise
                 logger.debug("variant %s failed while measured", arm.name, exc_info=True)
-                arm.skipped_reason, arm.model, arm.passes = _failed(e), None, []
-    per_token = task.generative
-    metric = "energy_j_per_token" if per_token else "energy_j_per_1k"
+                arm.skipped_reason, arm.model, arm.passes, arm.round_ids = _failed(e), None, [], []
+
+    def compare(arm: _Arm, comparisons: int) -> Comparison:
+        by_round = dict(zip(base.round_ids, _round_energies(base.passes, n_items, per_token)))
+        mine = _round_energies(arm.passes, n_items, per_token)
+        pairs = [(e, by_round[r]) for r, e in zip(arm.round_ids, mine) if r in by_round]
+        return Comparison.paired(
+            [v for v, _ in pairs],
+            [b for _, b in pairs],
+            comparisons=comparisons,
+            confidence=config.confidence,
+            min_saving=config.min_saving,
+            metric=metric,
+        )
+
+    for r in range(1, config.repeats + 1):
+        measure_round(r, [a for a in arms if a.skipped_reason is None], config.repeats)
+    base_q = base.evaluation.quality.value
+    # extra rounds, up to max_rounds, for the undecided candidates only (within the quality
+    # budget, an estimated saving above min_saving, an interval still reaching below it),
+    # each with the baseline: a real saving near the noise is then decided, not left to chance
+    r = config.repeats
+    while r < max_rounds:
+        live = [a for a in arms[1:] if a.skipped_reason is None]
+        undecided = [a for a in live if a.extend and _undecided(compare(a, len(live)), a, base_q, task, config)]
+        for a in live:
+            a.extend = a in undecided  # once decided (or left out), a variant is not measured again
+        if not undecided:
+            break
+        r += 1
+        tick(f"round {r}/{max_rounds}: {len(undecided)} undecided", 0, more=1 + len(undecided))
+        measure_round(r, [base, *undecided], max_rounds)
     measured = [a for a in arms[1:] if a.skipped_reason is None]
     level = per_variant_confidence(config.confidence, len(measured))
     base_m = summarise(base.passes, n_items, model, *base.peak)
     base_rounds = _round_energies(base.passes, n_items, per_token)
     cv, trend = round_spread(base_rounds)
-    base_q = base.evaluation.quality.value
     results = [
         _result(
             base,
@@ -429,14 +468,7 @@ def _optimize(
             continue
         m = summarise(arm.passes, n_items, arm.model, *arm.peak)
         rounds = _round_energies(arm.passes, n_items, per_token)
-        c = Comparison.paired(
-            rounds,
-            base_rounds,
-            comparisons=len(measured),
-            confidence=config.confidence,
-            min_saving=config.min_saving,
-            metric=metric,
-        )
+        c = compare(arm, len(measured))
         facts = dict(arm.facts)
         one_off_j = one_off_energy_j(facts)
         if one_off_j is not None:
@@ -477,7 +509,8 @@ def _optimize(
         device=device,
         settings={
             "repeats": config.repeats,
-            "rounds": config.repeats,
+            "rounds": len(base.passes),
+            "max_rounds": max_rounds,
             "interleaved": True,
             "confidence": config.confidence,
             "confidence_per_variant": level,
@@ -511,6 +544,13 @@ _KERNEL_ERRORS = (RuntimeError, NotImplementedError, TypeError, ValueError, Attr
 
 def _failed(e: BaseException) -> str:
     return f"does not run on this model/device: {type(e).__name__}: {first_line(e)}"
+
+
+def _undecided(c: Comparison, arm: _Arm, base_q: float | None, task: Task, config: OptimizeConfig) -> bool:
+    """Within the quality budget, an estimated saving above min_saving, not yet significant."""
+    drop = task.quality_drop(base_q, arm.evaluation.quality.value)
+    within = drop is not None and drop <= config.max_quality_drop + 1e-12
+    return within and c.low is not None and c.verdict != SAVES and c.saving > config.min_saving
 
 
 def _round_energies(passes: list[Timed], n_items: int, per_token: bool) -> list[float]:
