@@ -439,7 +439,18 @@ def _optimize(
     r = config.repeats
     while r < max_rounds:
         live = [a for a in arms[1:] if a.skipped_reason is None]
-        undecided = [a for a in live if a.extend and _undecided(compare(a, len(live)), a, base_q, task, config)]
+        now = {a.name: compare(a, len(live)) for a in live}
+        within = [a for a in live if _within(a, base_q, task, config)]
+        # the saving an undecided variant must be able to reach to matter: the lower end of
+        # the best decided saving (a variant below it cannot become the recommendation)
+        floor = max((now[a.name].saving_low or 0.0 for a in within if now[a.name].verdict == SAVES), default=None)
+        undecided = [
+            a
+            for a in within
+            if a.extend
+            and _undecided(now[a.name], config.min_saving)
+            and (floor is None or (now[a.name].saving_high or 0.0) >= floor)
+        ]
         for a in live:
             a.extend = a in undecided  # once decided (or left out), a variant is not measured again
         if not undecided:
@@ -546,11 +557,14 @@ def _failed(e: BaseException) -> str:
     return f"does not run on this model/device: {type(e).__name__}: {first_line(e)}"
 
 
-def _undecided(c: Comparison, arm: _Arm, base_q: float | None, task: Task, config: OptimizeConfig) -> bool:
-    """Within the quality budget, an estimated saving above min_saving, not yet significant."""
+def _within(arm: _Arm, base_q: float | None, task: Task, config: OptimizeConfig) -> bool:
     drop = task.quality_drop(base_q, arm.evaluation.quality.value)
-    within = drop is not None and drop <= config.max_quality_drop + 1e-12
-    return within and c.low is not None and c.verdict != SAVES and c.saving > config.min_saving
+    return drop is not None and drop <= config.max_quality_drop + 1e-12
+
+
+def _undecided(c: Comparison, min_saving: float) -> bool:
+    """An estimated saving above ``min_saving`` whose interval still reaches below it."""
+    return c.low is not None and c.verdict != SAVES and c.saving > min_saving
 
 
 def _round_energies(passes: list[Timed], n_items: int, per_token: bool) -> list[float]:
