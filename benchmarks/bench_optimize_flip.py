@@ -109,6 +109,9 @@ def main() -> None:
                 "energy_ratio_high": d.get("energy_ratio_high"),
                 "reason": d.get("reason"),
                 "wall_s": time.perf_counter() - t0,
+                "baseline_round_cv": report.variants[0].facts.get("energy_round_cv"),
+                "baseline_trend": report.variants[0].facts.get("energy_trend"),
+                "rounds": report.settings.get("rounds", args.repeats),
                 "variants": {
                     v.name: {
                         "energy_j_per_1k": v.energy_j_per_1k,

@@ -3,7 +3,8 @@
 Load the model and the task data; evaluate and warm up the baseline; build, evaluate and
 warm up each variant with its technique (all variants stay in memory); then measure in
 rounds, one window of every model per round in a shuffled order, so that a change of the
-machine's load during the run hits every variant alike. Each variant's energy is compared
+machine's load during the run hits every variant alike (plus extra rounds, with the
+baseline, for variants whose saving is not yet decided). Each variant's energy is compared
 with the baseline's round by round (:mod:`greenlm.optimize.stats`), and a variant is
 recommended only when its saving is significant and its quality within the budget
 (:mod:`greenlm.optimize.pareto`).
