@@ -108,3 +108,18 @@ def test_plot_is_written(tmp_path):
         VARIANTS, tmp_path / "p.png", per_token=False, quality_metric="accuracy", recommended="a", title="t"
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_among_equally_simple_equals_quality_decides_only_beyond_a_tenth_of_the_budget():
+    variants = [
+        v("baseline", 1.0, 0.0),
+        v("w8", 0.64, -0.0009, noise=0.12),
+        v("w4", 0.44, 0.0010, noise=0.12),
+    ]
+    w8, w4 = variants[1].vs_baseline, variants[2].vs_baseline
+    assert w8.verdict == w4.verdict == "saves" and w8.low <= w4.high  # equals within noise
+    carbon = CarbonConfig.build("DEU")
+    # budget 0.05: a 0.002 difference in perplexity rise is nothing; the larger saving wins
+    assert recommend(variants, "baseline", 0.05, per_token=False, carbon=carbon).variant == "w4"
+    # budget 0.005: the same difference is more than a tenth of it; the more faithful wins
+    assert recommend(variants, "baseline", 0.005, per_token=False, carbon=carbon).variant == "w8"

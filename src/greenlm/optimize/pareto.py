@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,20 +43,27 @@ def _overlap(a: Comparison, b: Comparison) -> bool:
     return a_lo <= b_hi and b_lo <= a_hi
 
 
-def _simplest_first(v: VariantResult) -> tuple[bool, int, float, float, str]:
-    """Among variants that save as much within noise: no one-off energy (training, compiling)
-    first, then fewer steps, then the smaller quality drop, then the lower energy.
+def _simplest_first(max_quality_drop: float) -> Callable[[VariantResult], tuple[bool, int, float, float, str]]:
+    """The order among variants that save as much within noise: no one-off energy (training,
+    compiling) first, then fewer steps, then the smaller quality drop in steps of a tenth of
+    the budget (closer than that counts as equal), then the larger estimated saving.
     """
     from greenlm.optimize.techniques import one_off_energy_j
 
-    assert v.vs_baseline is not None
-    return (
-        one_off_energy_j(v.facts) is not None,
-        v.technique.count("+") + 1,
-        v.quality_drop or 0.0,
-        v.vs_baseline.ratio,
-        v.name,
-    )
+    step = max_quality_drop / 10.0
+
+    def key(v: VariantResult) -> tuple[bool, int, float, float, str]:
+        assert v.vs_baseline is not None
+        drop = v.quality_drop or 0.0
+        return (
+            one_off_energy_j(v.facts) is not None,
+            v.technique.count("+") + 1,
+            round(drop / step) if step > 0 else drop,
+            v.vs_baseline.ratio,
+            v.name,
+        )
+
+    return key
 
 
 def recommend(
@@ -68,8 +75,9 @@ def recommend(
     significant (their paired interval against the baseline lies wholly below "no change",
     see :mod:`greenlm.optimize.stats`). Of those, the largest saving wins; variants whose
     intervals overlap its interval save as much within noise, and the simplest of them is
-    recommended (no one-off energy, fewest steps, smallest quality drop), so that noise
-    cannot flip the answer between equals. Savings per million inferences are turned into
+    recommended (no one-off energy, fewest steps, a smaller quality drop by more than a tenth
+    of the budget, then the larger estimated saving), so that noise cannot flip the answer
+    between equals. Savings per million inferences are turned into
     facility kWh and CO2e with ``carbon`` (a :class:`greenlm.carbon.CarbonConfig`).
     """
     from greenlm.carbon import account
@@ -125,19 +133,16 @@ def recommend(
     best = min(saving, key=lambda v: v.vs_baseline.ratio if v.vs_baseline else math.inf)
     assert best.vs_baseline is not None
     ties = [v for v in saving if v.vs_baseline is not None and _overlap(v.vs_baseline, best.vs_baseline)]
-    chosen = min(ties, key=_simplest_first)
+    chosen = min(ties, key=_simplest_first(max_quality_drop))
     c = chosen.vs_baseline
     assert c is not None
-    reason = (
-        f"the largest significant saving among variants losing at most {budget} quality ({saving_interval_text(c)})"
-    )
+    reason = f"the largest significant saving within the quality budget ({budget}): {saving_interval_text(c)}"
     others = [v.name for v in ties if v is not chosen]
     if others:
         reason += (
-            f"; {', '.join(others)} save as much within noise (overlapping intervals) and {chosen.name} is simpler"
+            f"; {', '.join(others)} save as much within noise (overlapping intervals), and {chosen.name} is "
+            "the simplest of them (no one-off energy, fewest steps, a smaller quality drop, then the larger estimate)"
         )
-        if chosen is not best:
-            reason += " or more faithful"
     cheaper_over = [v.name for v in over if v.vs_baseline is not None and v.vs_baseline.ratio < c.ratio]
     if cheaper_over:
         reason += f"; cheaper but over the quality budget: {', '.join(cheaper_over)}"

@@ -140,6 +140,20 @@ class VariantResult:
         d["energy_by_round"] = list(self.energy_by_round)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VariantResult:
+        """The inverse of :meth:`to_dict` (keys it does not know are ignored; missing ones default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for key in ("quality", "fidelity"):
+            if isinstance(kw.get(key), dict):
+                kw[key] = Score(**kw[key])
+        if isinstance(kw.get("vs_baseline"), dict):
+            fields = {f.name for f in dataclasses.fields(Comparison)}
+            kw["vs_baseline"] = Comparison(**{k: v for k, v in kw["vs_baseline"].items() if k in fields})
+        kw["energy_by_round"] = tuple(kw.get("energy_by_round") or ())
+        return cls(**kw)
+
 
 @dataclass(frozen=True)
 class Recommendation:
