@@ -43,10 +43,10 @@ def test_minilm_end_to_end_with_the_real_tracker(tmp_path):
     assert "pays back its recovery" in line, "the notes say when the recovery energy is paid back (or never)"
     rec = report.recommendation
     assert report.variant(rec.variant).quality_drop <= 0.01
-    # interleaved rounds: every variant has an interval against the baseline; a variant
+    # 2 interleaved rounds (up to 4 for the undecided): every variant has an interval; a variant
     # that is recommended saves significantly, else the baseline is kept
     for v in report.variants[1:]:
-        assert v.vs_baseline.rounds == 2 and v.vs_baseline.low < v.vs_baseline.high
+        assert 2 <= v.vs_baseline.rounds <= 4 and v.vs_baseline.low < v.vs_baseline.high
     assert rec.variant == "baseline" or report.variant(rec.variant).vs_baseline.verdict == "saves"
     assert (tmp_path / "pareto.png").is_file() and (tmp_path / "optimize.csv").is_file()
     assert report.settings["location"] == "DEU"

@@ -93,7 +93,7 @@ def test_the_cli_finds_it(model_dir, same_technique, capsys):
     assert main([*argv, "--techniques", "same:2", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert [v["name"] for v in d["variants"]] == ["baseline", "same:2"]
-    assert d["variants"][1]["skipped_reason"] is None and d["variants"][1]["vs_baseline"]["rounds"] == 2
+    assert d["variants"][1]["skipped_reason"] is None and d["variants"][1]["vs_baseline"]["rounds"] >= 2
     assert main([*argv, "--techniques", "bf16+same"]) == 2
     assert "same must be the first step" in capsys.readouterr().err
     assert main([*argv, "--techniques", "sane"]) == 2
