@@ -81,8 +81,9 @@ def test_the_table_fits_80_columns_with_numbers_for_people(model_dir, capsys, mo
     assert lines and max(len(line) for line in lines) <= 80, "\n".join(lines)
     header = next(line for line in lines if "variant" in line)
     assert header.split() == ["variant", "J/1k", "saving", "[interval]", "quality", "Δq"]
-    rows = {line.split()[0]: line for line in lines if line.startswith("  ") and line.split()}
-    assert {"baseline", "int8", "bf16", "heads:0.25+recover:1+bf16", "bnb4"} <= set(rows)
+    rows = {line.split()[0]: line for line in lines if line.startswith(" ") and line.split()}
+    assert {"baseline", "int8", "bf16", "bnb4"} <= set(rows)
+    assert any(name.startswith("heads:0.25+recover") for name in rows)  # a long name may fold, never a number
     assert "skipped" in rows["bnb4"] and "bnb4: skipped: bnb4 (bitsandbytes) needs" in captured.out
     assert "pays back its recovery" in captured.out or "never pays back its recovery" in captured.out
     assert re.search(r"\d[eE][+-]?\d", captured.out) is None, "scientific notation in the terminal output"

@@ -270,19 +270,20 @@ def render(report: OptimizeReport, console: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"greenlm optimize: {report.model} ({report.task}, {report.device})"), box=box.SIMPLE_HEAD)
+    table = Table(
+        title=Text(f"greenlm optimize: {report.model} ({report.task}, {report.device})"),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        collapse_padding=True,
+    )
     rows = summary_rows(report)
-    longest = max((len(r[0]) for r in rows), default=8)
     for i, h in enumerate(headers(report)):
-        table.add_column(
-            Text(h),
-            justify="left" if i == 0 else "right",
-            overflow="fold",
-            min_width=min(longest, 30) if i == 0 else None,
-        )
+        # only the variant column may wrap (long stacked names fold); numbers never split
+        table.add_column(Text(h), justify="left" if i == 0 else "right", overflow="fold", no_wrap=i > 0)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
     console.print(table)
+    console.print()
     for line in notes(report):
         console.print(Text(line))
     console.print(Text(recommendation_text(report)))
