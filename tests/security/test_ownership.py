@@ -261,3 +261,25 @@ def test_a_second_token_cannot_take_a_new_run_in_a_race(team: Team, run: Any) ->
     assert sorted(codes[winner]) == [200, 200, 200, 201], codes
     assert codes[loser] == [403] * 4, codes
     assert team.store.get_run(run.run_id).project == f"{winner}-project"
+
+
+def test_a_tracker_holding_another_owners_run_moves_it_aside_and_delivers_the_rest(
+    team: Team, run: Any, tmp_path: Path
+) -> None:
+    """A 403 "not_owner" is final: the event is kept under rejected/ and blocks no other run."""
+    from greenlm.tracking.outbox import Outbox, push
+
+    with team.client(team.alice) as alice:
+        assert alice.post("/api/v1/runs", json=run.to_dict(timeline=True)).status_code == 201
+    mine = track_run(f"sqlite:///{tmp_path / 'bob.db'}", "bob-project", "DEU")
+    box = Outbox(team.url)
+    box.put(run.run_id, "result", {**run.to_dict(timeline=True), "project": "hijack"})
+    box.put(mine.run_id, "result", mine.to_dict(timeline=True))
+    reports = push(team.url, team.bob, timeout_s=10)
+    rep = reports[box.url]
+    assert rep.rejected == 1 and rep.pending == 0 and rep.delivered == 1, rep
+    reasons = list((box.dir / "rejected").glob("*.reason.txt"))
+    assert len(reasons) == 1 and "not_owner" in reasons[0].read_text()
+    assert team.store.get_run(run.run_id).project == "alice-project"
+    assert team.store.get_run(mine.run_id).project == "bob-project"
+    assert team.store.run_owner(mine.run_id) == "bob"

@@ -36,7 +36,10 @@ Ingester = Annotated[Principal, Depends(require_ingest)]
 ErrorResponses: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body cannot be decoded, or a bad Content-Length header"},
     401: {"description": "missing, invalid or revoked bearer token"},
-    403: {"description": "the token lacks the ingest scope, or the run belongs to another owner"},
+    403: {
+        "description": 'the token lacks the ingest scope, or the run belongs to another owner (then the body has '
+        '"reason": "not_owner")'
+    },
     413: {"description": "request body too large"},
     422: {"description": "invalid body or parameters"},
 }

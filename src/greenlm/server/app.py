@@ -44,6 +44,8 @@ MAX_ERRORS_LISTED = 20
 #: Environment variables read by ``greenlm dashboard`` / ``greenlm server serve``.
 ALLOWED_HOSTS_ENV = "GREENLM_ALLOWED_HOSTS"
 READ_AUTH_ENV = "GREENLM_READ_AUTH"
+#: The ``reason`` of a 403 for a run that belongs to another owner.
+NOT_OWNER = "not_owner"
 
 
 def public_message(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
@@ -257,7 +259,9 @@ def create_app(settings: ServerSettings | None = None, store: RunStore | None = 
 
     @app.exception_handler(RunOwnedError)
     async def _not_yours(request: Request, exc: RunOwnedError) -> Any:
-        return _error(request, 403, public_message(exc))
+        # "reason" tells a tracker's outbox that this event can never be stored with this token
+        # (it is moved aside), unlike a token without the ingest scope (it waits for a new token)
+        return JSONResponse({"detail": public_message(exc), "reason": NOT_OWNER}, status_code=403)
 
     @app.exception_handler(ConfigError)
     async def _bad_input(request: Request, exc: ConfigError) -> Any:
