@@ -37,7 +37,7 @@ ErrorResponses: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body cannot be decoded, or a bad Content-Length header"},
     401: {"description": "missing, invalid or revoked bearer token"},
     403: {
-        "description": 'the token lacks the ingest scope, or the run belongs to another owner (then the body has '
+        "description": "the token lacks the ingest scope, or the run belongs to another owner (then the body has "
         '"reason": "not_owner")'
     },
     413: {"description": "request body too large"},
