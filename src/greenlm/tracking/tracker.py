@@ -219,6 +219,20 @@ class EnergyTracker:
         """IT energy up to the latest sample."""
         return self._window.energy_j if self._window is not None else 0.0
 
+    def latest_sample(self) -> tuple[float, dict[str, float]]:
+        """The latest sample: its time (seconds since the window opened) and each component's
+        cumulative IT energy (J) then, read together.
+
+        For listeners that report power over intervals of their own choosing: the mean power
+        of a component between two of these is the difference of its energies over the
+        difference of the times, whoever took the samples in between.
+        """
+        with self._lock:
+            w = self._window
+            if w is None:
+                return 0.0, {}
+            return w.duration_s, dict(zip(w.components, w.last_j))
+
     def set_metadata(self, **items: Any) -> None:
         """Record facts about the workload (``params``, ``tokens``, ``hardware``...) with the run."""
         self.metadata.update(items)
