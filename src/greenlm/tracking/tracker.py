@@ -334,6 +334,8 @@ class EnergyTracker:
         self._stop_evt = threading.Event()
         self._running = True
         self.metadata.setdefault("hardware", _hardware(self._meterset))
+        self.metadata.pop("utilization", None)  # measured again for this window, at its close
+        self._busy0 = _machine_busy()
         for fn in hooks(self._listeners, "on_start"):
             _safe(self._warnings, "listener", fn, self)
         self._destinations = Destinations(
@@ -457,6 +459,7 @@ class EnergyTracker:
                 )
             self._window.resolve_all()
             self._update_forecast()
+            _safe(self._warnings, "utilization", self._record_utilization, stopped_s)
             result = self._snapshot(status, error)
             self._running = False
             self._result = result
@@ -470,6 +473,20 @@ class EnergyTracker:
             _safe([], "listener", fn, result)
         self._meterset.close()
         return result
+
+    def _record_utilization(self, duration_s: float) -> None:
+        """The machine's mean CPU utilisation over the window and its memory in use at the end
+        (``metadata["utilization"]``; what CodeCarbon's CSV columns of that name hold).
+        """
+        import psutil
+
+        vm = psutil.virtual_memory()
+        busy0, busy1 = self._busy0, _machine_busy()
+        cpus = psutil.cpu_count() or 1
+        util: dict[str, float] = {"ram_percent": float(vm.percent), "ram_used_gb": vm.used / 1024**3}
+        if busy0 is not None and busy1 is not None and duration_s > 0:
+            util["cpu_percent"] = min(100.0, max(0.0, 100.0 * (busy1 - busy0) / (duration_s * cpus)))
+        self.metadata["utilization"] = util
 
     def _snapshot(self, status: str, error: str | None) -> RunResult:
         assert self._window is not None and self._meterset is not None and self._run_id is not None
@@ -567,8 +584,28 @@ def _check_pid(pid: object) -> None:
         raise ConfigError(f"pid must be a positive process id, got {pid!r}.")
 
 
+def _machine_busy() -> float | None:
+    """Busy CPU seconds of the whole machine so far (user, nice, system, irq, softirq)."""
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+    except Exception:
+        return None
+    return t.user + getattr(t, "nice", 0.0) + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _ram_total_gb() -> float | None:
+    import psutil
+
+    try:
+        return psutil.virtual_memory().total / 1024**3
+    except Exception:
+        return None
+
+
 def _hardware(meterset: MeterSet) -> dict[str, Any]:
-    """What the run ran on, for calibration and comparison: accelerator model and count, CPU."""
+    """What the run ran on, for calibration and comparison: accelerator model and count, CPU, RAM."""
     gpus = [i for i in meterset.info if i.get("kind") == "gpu"]
     models = sorted({str(i.get("model")) for i in gpus if i.get("model")})
     cpu = next((i for i in meterset.info if i.get("kind") == "cpu"), {})
@@ -577,6 +614,7 @@ def _hardware(meterset: MeterSet) -> dict[str, Any]:
         "accelerator_count": len(gpus),
         "cpu": cpu.get("cpu") or _cpu_name(),
         "cpu_threads": cpu.get("threads_visible") or os.cpu_count(),
+        "ram_total_gb": _ram_total_gb(),
     }
     return out
 
