@@ -146,7 +146,7 @@ def runs_page(
     return render(
         request,
         "runs.html",
-        rows=[views.run_row(r) for r in shown],
+        rows=[views.run_row(r, views.table_units(runs)) for r in shown],
         totals=views.runs_totals(runs),
         filters={
             "q": q,
@@ -187,8 +187,10 @@ def compare_page(request: Request, ids: Annotated[list[str] | None, Query(max_le
     wanted = _ids(ids)
     store = request.app.state.store
     runs = [store.get_run(i) for i in wanted]
-    cv = views.compare_view(runs) if len(runs) >= 2 else None
-    recent = [views.run_row(r) for r in store.list_runs(limit=30)]
+    latest = store.list_runs(limit=30)
+    units = views.table_units([*latest, *runs])  # one unit per quantity for the whole page
+    cv = views.compare_view(runs, units) if len(runs) >= 2 else None
+    recent = [views.run_row(r, units) for r in latest]
     return render(
         request,
         "compare.html",
