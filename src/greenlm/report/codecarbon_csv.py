@@ -188,12 +188,12 @@ def _timestamp(iso: str | None) -> str:
     return t.strftime(TIMESTAMP_FORMAT)
 
 
-def _hardware(run: RunResult) -> dict[str, Any]:
+def _hardware(run: RunResult) -> Mapping[str, Any]:
     hw = run.metadata.get("hardware")
     return hw if isinstance(hw, Mapping) else {}
 
 
-def _utilization(run: RunResult) -> dict[str, Any]:
+def _utilization(run: RunResult) -> Mapping[str, Any]:
     u = run.metadata.get("utilization")
     return u if isinstance(u, Mapping) else {}
 

@@ -658,7 +658,7 @@ def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> 
     """
     options = [dict(o) for o in (cmp.get("options") or []) if isinstance(o, Mapping)]
     eu = humanize.energy_unit([(plots.finite(o.get("energy_mwh")) or 0.0) * J_PER_MWH for o in options])
-    masses = [
+    masses: list[float | None] = [
         (plots.finite(o.get(k)) or 0.0) * G_PER_T
         for o in options
         for k in ("co2e_t", "embodied_co2e_t", "total_co2e_t")
@@ -709,9 +709,10 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     charts on a log scale (parts differ by orders of magnitude), and the weighted score.
     """
     parts = [dict(p) for p in (lc.get("parts") or []) if isinstance(p, Mapping)]
-    sides = [lc, *(lc.get(s) for s in ("low", "high") if isinstance(lc.get(s), Mapping))]
-    for p in parts:
-        sides += [p, *(p.get(s) for s in ("low", "high") if isinstance(p.get(s), Mapping))]
+    sides: list[Mapping[str, Any]] = []
+    for d in (lc, *parts):
+        sides.append(d)
+        sides += [x for x in (d.get("low"), d.get("high")) if isinstance(x, Mapping)]
     eu = humanize.energy_unit([(plots.finite(d.get("energy_mwh")) or 0.0) * J_PER_MWH for d in sides])
     mu = humanize.mass_unit(
         [
