@@ -134,6 +134,11 @@ def test_html_report_of_every_magnitude(runs) -> None:
         figures = text.split("Equivalents")[0]
         _assert_for_people(text, f"report ({r.project})", one_unit=False)
         _assert_for_people(figures, f"report figures ({r.project})")
+    # one report of all three, a milliwatt beside ten megawatts: still one unit per quantity
+    every = [store.get_run(r.run_id) for r in results]
+    text = _visible(render_report(every, {r.run_id: store.power_trace(r.run_id) for r in results}))
+    figures = re.sub(r"Equivalents.*?(?=Run [0-9a-f]{32}|Metadata)", " ", text, flags=re.S)
+    _assert_for_people(figures, "report of three runs")
 
 
 def test_estimate_text_output(capsys: pytest.CaptureFixture[str]) -> None:

@@ -260,14 +260,16 @@ def compare_co2e(runs: Sequence[RunResult], chart_id: str = "compare-co2e", unit
     return Chart(chart_id, "CO2e per run", caption, spec, empty=not runs)
 
 
-def runs_overview(runs: Sequence[StoredRun], chart_id: str = "overview", limit: int = 60) -> Chart:
+def runs_overview(
+    runs: Sequence[StoredRun], chart_id: str = "overview", limit: int = 60, unit: str | None = None
+) -> Chart:
     """CO2e of the listed runs, oldest to newest, coloured by project (damaged runs left out)."""
     rs = [r.result for r in reversed(list(runs)[:limit]) if r.result is not None]
     projects: list[str] = []
     for r in rs:
         if r.project not in projects:
             projects.append(r.project)
-    unit, div = co2e_scale(max([r.co2e_g for r in rs] + [0.0]))
+    unit, div = co2e_scale(max([r.co2e_g for r in rs] + [0.0]), unit)
     labels = [run_label(r) for r in rs]
     datasets = [
         {

@@ -202,17 +202,20 @@ def phase_rows(run: RunResult, units: tuple[str, str] | None = None) -> list[dic
     ]
 
 
-def run_view(stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "") -> dict[str, Any]:
+def run_view(
+    stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "", units: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page.
 
-    ``trace`` is the run's bounded power trace (``RunStore.power_trace``). A damaged run
-    gives a view with ``damaged`` (the reason) and nothing to chart.
+    ``trace`` is the run's bounded power trace (``RunStore.power_trace``). ``units``: the
+    page's energy and mass units (default: the run's own, from its largest figures). A damaged
+    run gives a view with ``damaged`` (the reason) and nothing to chart.
     """
     run = stored.result
     if run is None:
         return damaged_view(stored)
     trace = trace or PowerTrace(run.run_id, (), 0)
-    units = run_units(run)
+    units = units or run_units(run)
     eu = units[0]
     kinds = {c.name: c.kind for c in run.components}
     provs = {c.name: c.provenance or "?" for c in run.components}
@@ -367,8 +370,11 @@ def compare_view(stored: Sequence[StoredRun], units: tuple[str, str] | None = No
     }
 
 
-def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
-    """Totals over a list of runs (the runs page footer); damaged runs are counted apart."""
+def runs_totals(stored: Sequence[StoredRun], units: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Totals over a list of runs (the runs page footer); damaged runs are counted apart.
+
+    ``units``: the page's (default: those of the totals).
+    """
     runs = [s.result for s in stored if s.result is not None]
     e = sum(r.energy_j for r in runs)
     f = sum(r.facility_energy_j for r in runs)
@@ -376,7 +382,7 @@ def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
     d = sum(r.duration_s for r in runs)
     currencies = {r.currency for r in runs}
     cost = sum(r.cost for r in runs) if len(currencies) == 1 else None
-    eu, mu = table_units(stored)
+    eu, mu = units or table_units(stored)
     return {
         "count": len(stored),
         "damaged": len(stored) - len(runs),
@@ -392,6 +398,20 @@ def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
         "energy_unit": eu,
         "mass_unit": mu,
     }
+
+
+def page_units(stored: Sequence[StoredRun]) -> tuple[str, str]:
+    """The units of a page that shows several runs in full (a report): those of its largest
+    figure, each run's own largest or the total of all of them.
+    """
+    runs = [s.result for s in stored if s.result is not None]
+    own = [run_units(r) for r in runs]
+    tot = table_units(stored)
+    e_sizes = dict(humanize.ENERGY_UNITS)
+    m_sizes = dict(humanize.MASS_UNITS)
+    eu = max([tot[0], *(u[0] for u in own)], key=lambda u: e_sizes[u])
+    mu = max([tot[1], *(u[1] for u in own)], key=lambda u: m_sizes[u])
+    return eu, mu
 
 
 def table_units(stored: Sequence[StoredRun]) -> tuple[str, str]:

@@ -125,6 +125,7 @@ def runs_page(
     key = SORTS.get(sort, SORTS["started"])
     runs.sort(key=key, reverse=(order != "asc"))
     shown = runs[:limit]
+    units = views.table_units(runs)  # one unit per quantity on the page: the total's
     params = {
         k: v
         for k, v in (
@@ -146,8 +147,8 @@ def runs_page(
     return render(
         request,
         "runs.html",
-        rows=[views.run_row(r, views.table_units(runs)) for r in shown],
-        totals=views.runs_totals(runs),
+        rows=[views.run_row(r, units) for r in shown],
+        totals=views.runs_totals(runs, units),
         filters={
             "q": q,
             "project": project,
@@ -164,7 +165,7 @@ def runs_page(
         matched=len(runs),
         sort_url=sort_url,
         report_url=report_url,
-        charts=[runs_overview(shown)],
+        charts=[runs_overview(shown, unit=units[1])],
     )
 
 
