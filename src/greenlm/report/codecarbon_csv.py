@@ -198,6 +198,7 @@ def _utilization(run: RunResult) -> Mapping[str, Any]:
     return u if isinstance(u, Mapping) else {}
 
 
+@functools.cache
 def _version() -> str:
     try:
         from importlib.metadata import version
