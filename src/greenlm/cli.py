@@ -226,6 +226,7 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def _report_track(args: argparse.Namespace, tracker: Any, result: Any, d: dict[str, Any]) -> None:
+    from greenlm import humanize
     from greenlm.report.codecarbon_csv import append_csv
     from greenlm.report.summary import run_summary
 
@@ -247,28 +248,16 @@ def _report_track(args: argparse.Namespace, tracker: Any, result: Any, d: dict[s
     elif dist:  # one task of a job: its share; the job's run is assembled from every task's
         print(
             f"greenlm: task {dist['rank']} of {dist['world_size']} ({dist['node']}): "
-            f"{result.energy_j:.4g} J measured here; the job's run is {result.run_id[:12]} "
+            f"{humanize.energy(result.energy_j)} measured here; the job's run is {result.run_id[:12]} "
             f"(greenlm runs show {result.run_id[:12]})",
             file=sys.stderr,
         )
     else:
         print(run_summary(d), file=sys.stderr)
-    for rep in tracker.delivery:
-        where = rep["destination"]
-        if rep["state"] == "stored":
-            if where.startswith("run store"):
-                shown = where[len("run store ") :]
-                print(f"stored in {shown}  (greenlm runs show {result.run_id[:12]})", file=sys.stderr)
-            else:
-                print(f"sent to {where}", file=sys.stderr)
-        elif rep["state"] == "waiting":
-            print(
-                f"NOT yet stored in {where}: {rep['pending_events']} event(s) wait in {rep['where']} "
-                f"({rep['detail']}); they are written when it is back (`greenlm runs sync`)",
-                file=sys.stderr,
-            )
-        else:
-            print(f"NOT stored in {where}: {rep['detail']}", file=sys.stderr)
+    from greenlm.report.summary import delivery_lines
+
+    for line in delivery_lines(tracker.delivery, result.run_id):
+        print(line, file=sys.stderr)
 
 
 def _one_rank_of_several() -> bool:

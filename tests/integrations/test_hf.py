@@ -14,7 +14,7 @@ from greenlm.store.runs import open_store
 from ._tiny import TokenDataset, tiny_gpt2
 
 
-def _trainer(tmp_path: Path, callback, **kw):
+def _trainer(tmp_path: Path, callback, report_to=(), add_later: bool = False, **kw):
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(
@@ -26,18 +26,25 @@ def _trainer(tmp_path: Path, callback, **kw):
         eval_strategy="steps",
         eval_steps=4,
         save_strategy="no",
-        report_to=[],
+        report_to=list(report_to),
         use_cpu=True,
         disable_tqdm=True,
         **kw,
     )
-    return Trainer(
+    trainer = Trainer(
         model=tiny_gpt2(),
         args=args,
         train_dataset=TokenDataset(64),
         eval_dataset=TokenDataset(16, seed=1),
-        callbacks=[callback],
+        callbacks=[] if add_later else [callback],
     )
+    if add_later:
+        trainer.add_callback(callback)
+    return trainer
+
+
+def _logged(hist: list[dict], suffix: str) -> list[float]:
+    return [v for h in hist for k, v in h.items() if k.endswith(suffix)]
 
 
 def test_train_run_is_stored_with_phases_and_logged(tmp_path: Path) -> None:
@@ -61,7 +68,8 @@ def test_train_run_is_stored_with_phases_and_logged(tmp_path: Path) -> None:
 
     hist = trainer.state.log_history
     logged = [h["greenlm_energy_j"] for h in hist if "greenlm_energy_j" in h]
-    assert len(logged) >= 4, "training and evaluation logs carry the energy"
+    assert len(logged) >= 4, "training logs carry the energy"
+    assert len([h for h in hist if "eval_greenlm_energy_j" in h]) == 2, "so do the evaluation logs, prefixed"
     assert logged == sorted(logged)
     assert logged[-1] <= r.energy_j + 1e-9
     co2 = [h["greenlm_co2e_g"] for h in hist if "greenlm_co2e_g" in h]
@@ -117,3 +125,87 @@ def test_tracker_and_settings_together_is_an_error() -> None:
 
     with pytest.raises(ConfigError, match="either tracker"):
         GreenlmCallback(tracker=EnergyTracker(store=False), project="x")
+
+
+def _tb_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer(size_guidance={"scalars": 0})
+    mux.AddRunsFromDirectory(str(log_dir))
+    mux.Reload()
+    out: dict[str, list[tuple[int, float]]] = {}
+    for run in mux.Runs():
+        for tag in mux.GetAccumulator(run).Tags()["scalars"]:
+            out.setdefault(tag, []).extend((e.step, e.value) for e in mux.Scalars(run, tag))
+    return out
+
+
+@pytest.mark.parametrize("how", ["callbacks", "add_callback"])
+def test_power_is_the_mean_since_the_last_log_and_reaches_tensorboard(tmp_path: Path, monkeypatch, how) -> None:
+    """Train, evaluate and predict with one Trainer reporting to TensorBoard, the callback
+    added the documented way: every logged power lies within what the meter drew over the
+    run (100-300 W), across runs (no negative power after train), and TensorBoard's own
+    reader finds the greenlm keys with the values the logs had.
+    """
+    pytest.importorskip("tensorboard")
+    from greenlm.integrations.hf import GreenlmCallback
+
+    tb = tmp_path / "tb"
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tb))
+    trace = [(0.1 * i, 100.0 if i % 2 == 0 else 300.0) for i in range(600)]
+    gpu = ReplayMeter("gpu:0", "gpu", power_w=trace, provenance="sampled")
+    cb = GreenlmCallback(meters=[gpu], interval_s=0.05, project="hf-power")
+    trainer = _trainer(tmp_path, cb, report_to=["tensorboard"], add_later=how == "add_callback")
+    trainer.train()
+    trainer.evaluate()
+    out = trainer.predict(TokenDataset(8, seed=2))
+    assert len(cb.results) == 3
+
+    hist = trainer.state.log_history
+    powers = _logged(hist, "greenlm_power_w")
+    assert len(powers) >= 6, hist
+    # the window's clock starts a few microseconds before the meters do: 1 % of slack
+    lo, hi = 100.0 * 0.99, 300.0 * 1.01
+    assert all(lo <= p <= hi for p in powers), powers
+    # the summary of the predict loop has its phase's mean power too: energy over duration
+    pred = cb.results[2].phase("predict")
+    assert out.metrics["test_greenlm_predict_power_w"] == pytest.approx(pred.energy_j / pred.duration_s)
+    assert lo <= out.metrics["test_greenlm_predict_power_w"] <= hi
+
+    scalars = _tb_scalars(tb)
+    assert {"train/greenlm_power_w", "train/greenlm_energy_j", "eval/greenlm_power_w"} <= set(scalars), sorted(scalars)
+    tb_train = [v for _, v in scalars["train/greenlm_power_w"]]
+    logged_train = [h["greenlm_power_w"] for h in hist if "greenlm_power_w" in h]
+    assert tb_train == pytest.approx(logged_train, rel=1e-6), "TensorBoard got what the logs had"
+    steps = [s for s, _ in scalars["train/greenlm_energy_j"]]
+    assert len(steps) == len(set(steps)), "one point per step for the running figures"
+    assert "train/greenlm_train_energy_j" in scalars, "the Trainer's closing summary carries the train phase"
+
+
+def test_power_with_this_machines_meters_stays_within_their_bounds(tmp_path: Path) -> None:
+    """With the meters greenlm detects here (the CPU power model and RAM model: no GPU or RAPL
+    on the test machine), logged power is never negative and never above the models' maximum
+    (every visible thread at full load, all installed memory in use).
+    """
+    import psutil
+
+    from greenlm.integrations.hf import GreenlmCallback
+    from greenlm.meters.cpu_model import FULL_LOAD_OF_TDP, CpuModelMeter
+    from greenlm.meters.ram_model import W_PER_GB, RamModelMeter
+
+    cb = GreenlmCallback(interval_s=0.05, project="hf-bounds")
+    trainer = _trainer(tmp_path, cb)
+    trainer.train()
+    trainer.evaluate()
+    out = trainer.predict(TokenDataset(8, seed=2))
+    maximum = 0.0
+    for m in cb.tracker.meters:
+        if isinstance(m, CpuModelMeter):
+            maximum += m.spec.tdp_per_thread_w * FULL_LOAD_OF_TDP[1] * m.threads
+        elif isinstance(m, RamModelMeter):
+            maximum += W_PER_GB[1] * psutil.virtual_memory().total / 1024**3
+        else:  # a real GPU or RAPL meter would need its own bound
+            pytest.skip(f"this machine has a {m.kind} meter ({m.name}); the bound here covers the models")
+    powers = [*_logged(trainer.state.log_history, "greenlm_power_w"), out.metrics["test_greenlm_predict_power_w"]]
+    assert len(powers) >= 6
+    assert all(0.0 <= p <= maximum for p in powers), (powers, maximum)

@@ -17,7 +17,8 @@ from greenlm.tracking.tracker import EnergyTracker  # noqa: E402
 
 @pytest.fixture
 def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    # mlflow-skinny has no database backend; the file store is enough for a test
+    # the file store keeps tracking data and artifacts under tmp_path (a SQLite store would put
+    # artifacts in ./mlruns of the working directory); the SQLite path is tested below as a user runs it
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = (tmp_path / "mlruns").as_uri()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -79,3 +80,44 @@ def test_log_run_into_the_active_run(tracking) -> None:
     data = tracking.get_run(rid).data
     assert data.metrics["greenlm.energy_j"] == pytest.approx(tracker.result.energy_j)
     assert data.tags["greenlm.intensity_source"]
+
+
+USER_SCRIPT = """
+import time
+
+import mlflow
+
+from greenlm import EnergyTracker
+from greenlm.integrations.mlflow import MlflowListener
+
+with mlflow.start_run() as run:
+    with EnergyTracker(project="mlflow-user", listeners=[MlflowListener(every_s=0.0)], interval_s=0.05) as t:
+        time.sleep(0.3)
+print(run.info.run_id, t.result.run_id, repr(t.result.energy_j), mlflow.get_tracking_uri())
+"""
+
+
+def test_the_extra_gives_a_working_local_setup_as_a_user_runs_it(tmp_path: Path) -> None:
+    """The documented example, run as a user would: a fresh process in an empty folder, no
+    MLflow settings at all. With MLflow 3 that is the SQLite store ``./mlflow.db`` (which
+    needs alembic, in the extra); then the run is read back through the client.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["GREENLM_HOME"] = str(tmp_path / "home")
+    work = tmp_path / "project"
+    work.mkdir()
+    p = subprocess.run(
+        [sys.executable, "-c", USER_SCRIPT], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    mlflow_id, greenlm_id, energy, uri = p.stdout.split()[-4:]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(mlflow_id)
+    assert run.data.metrics["greenlm.energy_j"] == pytest.approx(float(energy))
+    assert run.data.tags["greenlm.run_id"] == greenlm_id
+    body = _artifact(client, mlflow_id, f"greenlm/{greenlm_id}.json")
+    assert body["energy_j"] == pytest.approx(float(energy))

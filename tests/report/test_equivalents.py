@@ -6,6 +6,7 @@ from greenlm.report.equivalents import (
     CAR_CO2_G_PER_KM,
     KETTLE_BOIL_KWH,
     PHONE_CHARGE_KWH,
+    equivalent_text,
     equivalents,
     fmt_count,
 )
@@ -35,4 +36,13 @@ def test_fmt_count() -> None:
     assert fmt_count(0) == "0"
     assert fmt_count(12345.6) == "12,346"
     assert fmt_count(3.14159) == "3.14"
-    assert fmt_count(0.000123) == "1.23e-04"
+    assert fmt_count(0.000123) == "0.000123", "no exponent for people"
+
+
+def test_equivalent_text_reads_as_a_sentence() -> None:
+    small = {e.key: equivalent_text(e) for e in equivalents(facility_energy_j=300.0, co2e_g=0.05)}
+    assert small["car_km"] == ("201 mm", "driven by an average gasoline car")  # 0.05 g / 248.5 g/km
+    assert small["phone_charges"] == ("0.433 %", "of a smartphone charge")  # 300 J / 0.01925 kWh
+    big = {e.key: equivalent_text(e) for e in equivalents(facility_energy_j=3.6e9, co2e_g=4e5)}
+    assert big["car_km"] == ("1,609 km", "driven by an average gasoline car")
+    assert big["kettle_boils"] == ("9,106", "kettle boils (1 litre)")  # 1,000 kWh / 0.1098 kWh

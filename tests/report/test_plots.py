@@ -25,9 +25,28 @@ def test_pareto_front_higher_and_lower_is_better() -> None:
 
 def test_energy_scale_units() -> None:
     assert plots.energy_scale(10)[0] == "J"
-    assert plots.energy_scale(5e4)[0] == "kJ"
+    assert plots.energy_scale(5e4) == ("Wh", 3600.0)  # the units of greenlm.humanize: J, Wh, kWh, MWh
     assert plots.energy_scale(3.6e7)[0] == "kWh"
     assert plots.energy_scale(7.2e9)[0] == "MWh"
+    assert plots.energy_scale(10, unit="kWh") == ("kWh", 3.6e6), "the page's unit when given"
+    assert plots.co2e_scale(0.5) == ("mg CO2e", 1e-3)
+
+
+def test_parts_bars_show_every_part_on_a_log_axis() -> None:
+    parts = [
+        {"label": "training", "energy_mwh": 185.0},
+        {"label": "inference", "energy_mwh": 0.55},
+        {"label": "transfer", "energy_mwh": 0.01},
+        {"label": "storage", "energy_mwh": 0.0},
+    ]
+    c = plots.parts_bars(parts, [("energy_mwh", "facility energy")], "MWh", 1.0, "t", "cap.", "lc")
+    x = c.spec["options"]["scales"]["x"]
+    assert x["type"] == "logarithmic"
+    data = c.spec["data"]["datasets"][0]["data"]
+    assert data == [185.0, 0.55, 0.01, None]
+    # the axis spans every drawn part: the smallest gets a bar of its own
+    assert x["min"] <= 0.01 / 3 and x["max"] >= 185.0
+    assert "storage" in c.caption, "a part that cannot be drawn is named"
 
 
 def test_power_timeline_skips_non_finite_power_and_is_json() -> None:

@@ -201,4 +201,4 @@ def test_run_page_draws_a_bounded_number_of_points(store_url: str) -> None:
     lines = specs["power"]["data"]["datasets"]
     assert len(lines) == 2
     assert all(100 <= len(d["data"]) <= SM.TRACE_POINTS + 1 for d in lines)  # of 12000 samples each
-    assert "24000 stored samples" in page.text
+    assert "24,000 stored samples" in page.text  # a count for people

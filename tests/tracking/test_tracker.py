@@ -160,7 +160,11 @@ def test_metadata_is_recorded():
     t = tracker(metadata={"params": 125e6})
     with t:
         t.set_metadata(tokens=1e9, hardware="A100")
-    assert t.result.metadata == {"params": 125e6, "tokens": 1e9, "hardware": "A100"}
+    md = dict(t.result.metadata)
+    util = md.pop("utilization")
+    assert md == {"params": 125e6, "tokens": 1e9, "hardware": "A100"}
+    # greenlm adds the machine's utilisation over the window (CodeCarbon's CSV columns)
+    assert 0.0 <= util["cpu_percent"] <= 100.0 and 0.0 < util["ram_percent"] <= 100.0 and util["ram_used_gb"] > 0
 
 
 class Failing(Meter):

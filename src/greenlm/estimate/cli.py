@@ -206,17 +206,12 @@ def _help(p: argparse.ArgumentParser) -> int:
 
 # ------------------------------------------------------------------------- formatting
 def _g(x: float | None, unit: str = "") -> str:
+    """A number for people: three significant figures, never an exponent (``humanize.count``)."""
+    from greenlm import humanize as hz
+
     if x is None:
         return "–"
-    if x == 0:
-        s = "0"
-    elif abs(x) >= 1e6 or abs(x) < 1e-3:
-        s = f"{x:.3g}"
-    elif abs(x) >= 100:
-        s = f"{x:,.0f}"
-    else:
-        s = f"{x:.3g}"
-    return f"{s} {unit}".rstrip()
+    return f"{hz.count(x)} {unit}".rstrip()
 
 
 def _band(d: dict[str, Any], key: str) -> str:
@@ -227,11 +222,13 @@ def _band(d: dict[str, Any], key: str) -> str:
 
 
 def _flops_text(x: float) -> str:
-    """FLOPs as people write them: ``8.4 x 10^22 FLOPs`` (word scales stop at quadrillion)."""
+    """FLOPs as people write them: ``8.40 x 10^22 FLOPs`` (word scales stop at quadrillion)."""
+    from greenlm import humanize as hz
+
     if x <= 0 or not math.isfinite(x):
-        return f"{x:g} FLOPs"
+        return f"{hz.sig(x)} FLOPs"
     e = math.floor(math.log10(x))
-    return f"{x / 10**e:.3g} x 10^{e} FLOPs" if e >= 6 else f"{x:,.0f} FLOPs"
+    return f"{hz.sig(x / 10**e)} x 10^{e} FLOPs" if e >= 6 else f"{x:,.0f} FLOPs"
 
 
 def _print_estimate(d: dict[str, Any], explain: bool) -> None:
@@ -251,25 +248,27 @@ def _print_estimate(d: dict[str, Any], explain: bool) -> None:
             return ""
         return f"  [{fmt(lo)} – {fmt(hi)}]"
 
+    mu = hz.mass_unit([(side.get(k) or 0.0) * 1e6 for side in (d, d["high"]) for k in ("co2e_t", "embodied_co2e_t")])
+
     def t(x: float) -> str:
-        return hz.co2e(x * 1e6)
+        return hz.co2e(x * 1e6, mu)
 
     chips = f" x {hz.count(d['chips'])}" if d.get("chips") else ""
     print(f"{d['kind']}: {d['hardware']}{chips}")
     if d.get("flops") is not None:
         print(f"  compute        {_flops_text(d['flops'])}")
     hours = f", {hz.duration(d['hours'] * 3600)} wall clock" if d.get("hours") else ""
-    mfu = f", MFU {d['mfu']:.2f}" if d.get("mfu") is not None and d["kind"] != "inference" else ""
+    mfu = f", MFU {hz.sig(d['mfu'])}" if d.get("mfu") is not None and d["kind"] != "inference" else ""
     print(f"  time           {hz.sig(d['chip_hours'])} chip-hours{hours}{mfu}{band('chip_hours', hz.sig)}")
     print(f"  power          {hz.power(d['power_w_per_chip'])} per chip (average, incl. host share)")
     print(f"  accelerators   {en(d['accelerator_energy_mwh'])}{band('accelerator_energy_mwh', en)}  (no host, no PUE)")
     print(f"  IT energy      {en(d['it_energy_mwh'])}{band('it_energy_mwh', en)}  (with the host)")
     pue = d["inputs"].get("pue", {}).get("value")
     if pue:
-        print(f"  energy         {en(d['energy_mwh'])}{band('energy_mwh', en)}  (facility, PUE {pue:g})")
+        print(f"  energy         {en(d['energy_mwh'])}{band('energy_mwh', en)}  (facility, PUE {hz.sig(pue)})")
     print(
         f"  CO2e operat.   {t(d['co2e_t'])}{band('co2e_t', t)}  "
-        f"({loc.get('code')}, {loc.get('intensity_g_per_kwh'):.0f} g/kWh)"
+        f"({loc.get('code')}, {hz.sig(loc.get('intensity_g_per_kwh'))} g CO2e/kWh)"
     )
     print(
         f"  CO2e embodied  {t(d['embodied_co2e_t'])}{band('embodied_co2e_t', t)}  "
@@ -426,22 +425,35 @@ def cmd_lifecycle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
+    from greenlm import humanize as hz
+
     print(f"lifecycle: {d['name']} ({d['location'].get('code')})")
-    print(f"  {'part':<22} {'energy MWh':>12} {'CO2e t':>10} {'embodied t':>11} {'chip-hours':>12} {'cost':>12}")
-    for p in [*d["parts"], {**d, "name": "total"}]:
+    rows = [*d["parts"], {**d, "name": "total"}]
+    sides = [x for p in rows for x in (p, p.get("low") or {}, p.get("high") or {})]
+    eu = hz.energy_unit([(x.get("energy_mwh") or 0.0) * 3.6e9 for x in sides])
+    mu = hz.mass_unit([(x.get(k) or 0.0) * 1e6 for x in sides for k in ("co2e_t", "embodied_co2e_t", "total_co2e_t")])
+
+    def en(x: float | None) -> str:
+        return hz.energy(None if x is None else x * 3.6e9, eu)
+
+    def t(x: float | None) -> str:
+        return hz.co2e(None if x is None else x * 1e6, mu)
+
+    print(f"  {'part':<22} {'energy':>12} {'CO2e':>16} {'embodied':>16} {'chip-hours':>12} {'cost':>14}")
+    for p in rows:
         print(
-            f"  {p['name']:<22} {_g(p['energy_mwh']):>12} {_g(p['co2e_t']):>10} "
-            f"{_g(p['embodied_co2e_t']):>11} {_g(p['chip_hours']):>12} "
-            f"{_g(p['cost']):>12}"
+            f"  {p['name']:<22} {en(p['energy_mwh']):>12} {t(p['co2e_t']):>16} "
+            f"{t(p['embodied_co2e_t']):>16} {_g(p['chip_hours']):>12} "
+            f"{hz.money(p['cost'], d.get('currency')):>14}"
         )
     print(
-        f"  total CO2e (operational + embodied): {_g(d['total_co2e_t'], 't')}  "
-        f"[energy {_g(d['low']['energy_mwh'])} – {_g(d['high']['energy_mwh'])} MWh, "
-        f"CO2e {_g(d['low']['co2e_t'])} – {_g(d['high']['co2e_t'])} t]"
+        f"  total CO2e (operational + embodied): {t(d['total_co2e_t'])}  "
+        f"[energy {en(d['low']['energy_mwh'])} – {en(d['high']['energy_mwh'])}, "
+        f"CO2e {t(d['low']['co2e_t'])} – {t(d['high']['co2e_t'])}]"
     )
     s = d["score"]
-    parts = ", ".join(f"{k} {c['weight']:.2f} x {_g(c['normalised'])}" for k, c in s["components"].items())
-    print(f"  composite score {s['value']:.3g} ({parts}); {s['note']}")
+    parts = ", ".join(f"{k} {hz.sig(c['weight'])} x {_g(c['normalised'])}" for k, c in s["components"].items())
+    print(f"  composite score {hz.sig(s['value'])} ({parts}); {s['note']}")
     for w in d["warnings"]:
         print(f"warning: {w}")
     return 0
@@ -455,13 +467,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=2, default=str))
         return 0
-    print(f"  {'#':>2} {'location':<20} {'hardware':<30} {'g/kWh':>7} {'MWh':>10} {'CO2e t (op+emb)':>16} {'cost':>12}")
+    from greenlm import humanize as hz
+
+    eu = hz.energy_unit([(o.get("energy_mwh") or 0.0) * 3.6e9 for o in d["options"]])
+    mu = hz.mass_unit([(o.get("total_co2e_t") or 0.0) * 1e6 for o in d["options"]])
+    print(
+        f"  {'#':>2} {'location':<20} {'hardware':<30} {'g CO2e/kWh':>10} {'energy':>12} "
+        f"{'CO2e (op+emb)':>16} {'cost':>14}"
+    )
     for o in d["options"]:
         print(
             f"  {o['rank']:>2} {o['location'] or '(plan)'!s:<20} "
-            f"{o['hardware'] or '(plan)'!s:<30} {o['intensity_g_per_kwh']:>7.0f} "
-            f"{_g(o['energy_mwh']):>10} {_g(o['total_co2e_t']):>16} "
-            f"{_g(o['cost'], o['currency']):>12}"
+            f"{o['hardware'] or '(plan)'!s:<30} {hz.sig(o['intensity_g_per_kwh']):>10} "
+            f"{hz.energy(o['energy_mwh'] * 3.6e9, eu):>12} {hz.co2e(o['total_co2e_t'] * 1e6, mu):>16} "
+            f"{hz.money(o['cost'], o['currency']):>14}"
         )
     return 0
 

@@ -39,7 +39,7 @@ class GreenlmLightningCallback(_pl.Callback):
         super().__init__()
         self.tracker = default_tracker(tracker, tracker_kwargs)
         self.driver = PhaseDriver(self.tracker)
-        self._last: tuple[float, float] | None = None
+        self._last: tuple[str | None, float, float] | None = None  # (run id, monotonic, energy_j)
         self._phase_t0: dict[str, float] = {}
 
     @property
@@ -125,13 +125,16 @@ class GreenlmLightningCallback(_pl.Callback):
     def _live_figures(self) -> dict[str, float]:
         if not self.tracker.running:
             return {}
-        now = time.monotonic()
-        energy_j = self.tracker.energy_at(now)
+        now, energy_j = self.tracker.sample_now()  # both ends of every interval are meter readings
         out = {"greenlm/energy_j": energy_j, "greenlm/co2e_g": account(energy_j, self.tracker.carbon).co2e_g}
-        t_prev, e_prev = self._last or (self.tracker.started_monotonic or now, 0.0)
+        run_id = self.tracker.run_id
+        if self._last is not None and self._last[0] == run_id:
+            _, t_prev, e_prev = self._last
+        else:  # the first send of this run (a validate() after fit() is a new run): from its start
+            t_prev, e_prev = (self.tracker.started_monotonic or now), 0.0
         if now > t_prev:
             out["greenlm/power_w"] = (energy_j - e_prev) / (now - t_prev)
-        self._last = (now, energy_j)
+        self._last = (run_id, now, energy_j)
         return out
 
     def _send(self, trainer: Any, metrics: dict[str, float]) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from greenlm import humanize
+
 J_PER_KWH = 3.6e6
 
 #: g CO2 per km, typical gasoline passenger car (US EPA 2023: 8,887 g/gal, ~400 g/mile).
@@ -71,11 +73,27 @@ def equivalents(facility_energy_j: float | None, co2e_g: float | None) -> list[E
 
 
 def fmt_count(x: float) -> str:
-    """A count for people: 3 significant figures, thousands separated, tiny values kept."""
-    if x == 0:
-        return "0"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    if abs(x) >= 0.01:
-        return f"{x:.3g}"
-    return f"{x:.2e}"
+    """A count for people: 3 significant figures, thousands separated, never an exponent."""
+    return humanize.count(x)
+
+
+#: Singular and plural of what each equivalent counts (``car_km`` is a distance instead).
+UNITS = {
+    "phone_charges": ("of a smartphone charge", "smartphone charges"),
+    "kettle_boils": ("of a kettle boil (1 litre)", "kettle boils (1 litre)"),
+}
+
+
+def equivalent_text(e: Equivalent) -> tuple[str, str]:
+    """What a page shows of an equivalent: ``(value, label)``.
+
+    ``("195 m", "driven by an average gasoline car")``, ``("12.3", "smartphone charges")``,
+    ``("4.56 %", "of a smartphone charge")``: a distance for the car, a percentage of one
+    below one, a count above.
+    """
+    if e.key == "car_km":
+        return humanize.distance(e.value * 1000.0), "driven by an average gasoline car"
+    one, many = UNITS.get(e.key, (e.label, e.label))
+    if 0 < e.value < 1:
+        return humanize.percent(e.value), one
+    return humanize.count(e.value), many

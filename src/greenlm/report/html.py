@@ -119,9 +119,10 @@ def render_report(
     ``estimate compare`` result (with ``options``).
     """
     traces = traces or {}
-    run_views = [views.run_view(r, traces.get(r.run_id), prefix=f"r{i}-") for i, r in enumerate(runs)]
+    units = views.page_units(runs) if runs else None  # one unit per quantity for the whole report
+    run_views = [views.run_view(r, traces.get(r.run_id), prefix=f"r{i}-", units=units) for i, r in enumerate(runs)]
     charts: list[Chart] = [c for v in run_views for c in v["charts"]]
-    compare = views.compare_view(runs) if len(runs) > 1 else None
+    compare = views.compare_view(runs, units) if len(runs) > 1 else None
     if compare:
         charts += compare["charts"]
     opt = views.optimize_view(optimize) if optimize else None
@@ -149,7 +150,7 @@ def render_report(
             optimize=opt,
             estimates=est,
             charts=charts,
-            totals=views.runs_totals(runs) if runs else None,
+            totals=views.runs_totals(runs, units) if runs else None,
             generated_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             version=_version(),
             inline_asset_css=_css(),

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from greenlm import humanize
 from greenlm.store.records import PowerTrace, StoredRun
 from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult
 
@@ -23,9 +24,18 @@ from greenlm.tracking.result import ComponentEnergy, PhaseEnergy, RunResult
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 KIND_COLOURS = {"gpu": "#0072B2", "cpu": "#E69F00", "ram": "#009E73"}
 J_PER_KWH = 3.6e6
-#: The uncertainty band: a thin dark bar drawn over the value's bar (low..high), like an error bar.
-BAND_STYLE = {"backgroundColor": "rgba(40,40,40,0.55)", "grouped": False, "barPercentage": 0.18, "order": 0}
+#: The uncertainty band: a thin dark bar drawn over the value's bar (low..high), like an error
+#: bar; at most 6 px wide whatever the chart's width, so it always reads as "a thin dark bar".
+BAND_STYLE = {
+    "backgroundColor": "rgba(17,17,17,0.85)",
+    "grouped": False,
+    "barPercentage": 0.12,
+    "maxBarThickness": 6,
+    "order": 0,
+}
 VALUE_STYLE = {"grouped": False, "barPercentage": 0.7, "order": 1}
+#: How the captions name the band: kept beside BAND_STYLE so the words match the drawing.
+BAND_WORDS = "thin dark bar"
 
 
 @dataclass(frozen=True)
@@ -47,28 +57,18 @@ def colour(i: int, kind: str | None = None) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def energy_scale(max_j: float) -> tuple[str, float]:
-    """The display unit for energies up to ``max_j`` and joules per unit (J, kJ, kWh, MWh)."""
-    m = abs(max_j)
-    if m < 1e3:
-        return "J", 1.0
-    if m < 3.6e5:
-        return "kJ", 1e3
-    if m < 3.6e9:
-        return "kWh", J_PER_KWH
-    return "MWh", 3.6e9
+def energy_scale(max_j: float, unit: str | None = None) -> tuple[str, float]:
+    """The display unit for energies up to ``max_j`` (``greenlm.humanize``: J, Wh, kWh, MWh...)
+    and joules per unit; ``unit`` forces one (the page's).
+    """
+    u = unit or humanize.energy_unit([max_j])
+    return u, dict(humanize.ENERGY_UNITS)[u]
 
 
-def co2e_scale(max_g: float) -> tuple[str, float]:
-    """Display unit for CO2e masses up to ``max_g`` and grams per unit (mg, g, kg, t)."""
-    m = abs(max_g)
-    if m < 1:
-        return "mg CO2e", 1e-3
-    if m < 1e3:
-        return "g CO2e", 1.0
-    if m < 1e6:
-        return "kg CO2e", 1e3
-    return "t CO2e", 1e6
+def co2e_scale(max_g: float, unit: str | None = None) -> tuple[str, float]:
+    """Display unit for CO2e masses up to ``max_g`` (``g CO2e``, ``t CO2e``...) and grams per unit."""
+    u = unit or humanize.mass_unit([max_g])
+    return f"{u} CO2e", dict(humanize.MASS_UNITS)[u]
 
 
 def finite(x: Any) -> float | None:
@@ -150,8 +150,8 @@ def power_timeline(
         )
     spec = _base("line", {"datasets": datasets}, "time since start (s)", "power (W)", x_type="linear")
     drawn = (
-        f"each point the mean over {trace.bucket_s:.3g} s, from the energy at the bucket edges "
-        f"({trace.n_samples} stored samples)"
+        f"each point the mean over {humanize.duration(trace.bucket_s)}, from the energy at the bucket edges "
+        f"({humanize.count(trace.n_samples)} stored samples)"
         if trace.bucket_s
         else "from the stored samples"
     )
@@ -163,10 +163,12 @@ def power_timeline(
     return Chart(chart_id, "Power over time", caption, spec, empty=not datasets)
 
 
-def energy_by_component(components: Sequence[ComponentEnergy], chart_id: str = "components") -> Chart:
-    """IT energy per component with its band (floating bar low..high beside the value)."""
+def energy_by_component(
+    components: Sequence[ComponentEnergy], chart_id: str = "components", unit: str | None = None
+) -> Chart:
+    """IT energy per component with its band (a thin dark bar low..high over the value)."""
     comps = [c for c in components if finite(c.energy_j) is not None]
-    unit, div = energy_scale(max([c.energy_j for c in comps] + [0.0]))
+    unit, div = energy_scale(max([c.energy_j for c in comps] + [0.0]), unit)
     labels = [f"{c.name} ({c.provenance or '?'})" for c in comps]
     value = {
         "label": f"energy ({unit})",
@@ -175,14 +177,14 @@ def energy_by_component(components: Sequence[ComponentEnergy], chart_id: str = "
         **VALUE_STYLE,
     }
     band = {
-        "label": f"band low-high ({unit})",
+        "label": f"band low-high ({unit}, {BAND_WORDS})",
         "data": [[_or(c.low_j, c.energy_j) / div, _or(c.high_j, c.energy_j) / div] for c in comps],
         **BAND_STYLE,
     }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "component", f"IT energy ({unit})")
     caption = (
-        "IT energy by component, before PUE; dark thin bars show each component's uncertainty "
-        "band (narrow for counters, wide for modeled components)."
+        f"IT energy by component, before PUE (wide bars); the {BAND_WORDS} over each spans its "
+        "uncertainty band, low to high (short for counters, long for modeled components)."
     )
     return Chart(chart_id, "Energy by component", caption, spec, empty=not comps)
 
@@ -192,10 +194,10 @@ def _or(x: float | None, default: float) -> float:
     return default if v is None else v
 
 
-def energy_by_phase(phases: Sequence[PhaseEnergy], chart_id: str = "phases") -> Chart:
+def energy_by_phase(phases: Sequence[PhaseEnergy], chart_id: str = "phases", unit: str | None = None) -> Chart:
     """IT energy of each phase (nested phases by path)."""
     ph = [p for p in phases if finite(p.energy_j) is not None]
-    unit, div = energy_scale(max([p.energy_j for p in ph] + [0.0]))
+    unit, div = energy_scale(max([p.energy_j for p in ph] + [0.0]), unit)
     data = {
         "labels": [p.path for p in ph],
         "datasets": [
@@ -215,7 +217,7 @@ def energy_by_phase(phases: Sequence[PhaseEnergy], chart_id: str = "phases") -> 
     return Chart(chart_id, "Energy by phase", caption, spec, empty=not ph)
 
 
-def compare_components(runs: Sequence[RunResult], chart_id: str = "compare-energy") -> Chart:
+def compare_components(runs: Sequence[RunResult], chart_id: str = "compare-energy", unit: str | None = None) -> Chart:
     """Stacked IT energy by component for several runs."""
     names: list[str] = []
     kinds: dict[str, str] = {}
@@ -224,7 +226,7 @@ def compare_components(runs: Sequence[RunResult], chart_id: str = "compare-energ
             if c.name not in names:
                 names.append(c.name)
                 kinds[c.name] = c.kind
-    unit, div = energy_scale(max([r.energy_j for r in runs] + [0.0]))
+    unit, div = energy_scale(max([r.energy_j for r in runs] + [0.0]), unit)
     labels = [run_label(r) for r in runs]
     datasets = []
     for i, n in enumerate(names):
@@ -240,32 +242,34 @@ def compare_components(runs: Sequence[RunResult], chart_id: str = "compare-energ
     )
 
 
-def compare_co2e(runs: Sequence[RunResult], chart_id: str = "compare-co2e") -> Chart:
-    """CO2e per run with its band as a floating bar."""
-    unit, div = co2e_scale(max([max(r.co2e_high_g, r.co2e_g) for r in runs] + [0.0]))
+def compare_co2e(runs: Sequence[RunResult], chart_id: str = "compare-co2e", unit: str | None = None) -> Chart:
+    """CO2e per run with its band as a thin dark bar."""
+    unit, div = co2e_scale(max([max(r.co2e_high_g, r.co2e_g) for r in runs] + [0.0]), unit)
     labels = [run_label(r) for r in runs]
     value = {"label": unit, "data": [r.co2e_g / div for r in runs], "backgroundColor": "#009E73", **VALUE_STYLE}
     band = {
-        "label": f"band low-high ({unit})",
+        "label": f"band low-high ({unit}, {BAND_WORDS})",
         "data": [[_or(r.co2e_low_g, r.co2e_g) / div, _or(r.co2e_high_g, r.co2e_g) / div] for r in runs],
         **BAND_STYLE,
     }
     spec = _base("bar", {"labels": labels, "datasets": [value, band]}, "run", unit)
     caption = (
         "Operational CO2e = facility energy x grid intensity of each run's location "
-        "(intensity and source in the table); thin dark bars: the low-high band."
+        f"(intensity and source in the table); the {BAND_WORDS} over each spans its low-high band."
     )
     return Chart(chart_id, "CO2e per run", caption, spec, empty=not runs)
 
 
-def runs_overview(runs: Sequence[StoredRun], chart_id: str = "overview", limit: int = 60) -> Chart:
+def runs_overview(
+    runs: Sequence[StoredRun], chart_id: str = "overview", limit: int = 60, unit: str | None = None
+) -> Chart:
     """CO2e of the listed runs, oldest to newest, coloured by project (damaged runs left out)."""
     rs = [r.result for r in reversed(list(runs)[:limit]) if r.result is not None]
     projects: list[str] = []
     for r in rs:
         if r.project not in projects:
             projects.append(r.project)
-    unit, div = co2e_scale(max([r.co2e_g for r in rs] + [0.0]))
+    unit, div = co2e_scale(max([r.co2e_g for r in rs] + [0.0]), unit)
     labels = [run_label(r) for r in rs]
     datasets = [
         {
@@ -380,7 +384,7 @@ def banded_bars(
     """Bars with their band (low..high) drawn over each as a thin dark bar (location/hardware comparisons)."""
     value = {"label": unit, "data": [float(v) for v in values], "backgroundColor": "#0072B2", **VALUE_STYLE}
     band = {
-        "label": f"band low-high ({unit})",
+        "label": f"band low-high ({unit}, {BAND_WORDS})",
         "data": [
             [float(lo if lo is not None else v), float(hi if hi is not None else v)]
             for v, lo, hi in zip(values, lows, highs)
@@ -391,22 +395,44 @@ def banded_bars(
     return Chart(chart_id, title, caption, spec, empty=not labels)
 
 
-def stacked_parts(
-    parts: Sequence[Mapping[str, Any]], key: str, unit: str, title: str, caption: str, chart_id: str, scale: float = 1.0
+def parts_bars(
+    parts: Sequence[Mapping[str, Any]],
+    series: Sequence[tuple[str, str]],
+    unit: str,
+    scale: float,
+    title: str,
+    caption: str,
+    chart_id: str,
 ) -> Chart:
-    """One horizontal stacked bar: each part of a footprint as a segment."""
+    """One horizontal bar per part and series (``(key, label)``), on a logarithmic axis.
+
+    A lifecycle's parts differ by orders of magnitude (training in MWh, storage in kWh): on a
+    linear or stacked axis all but the largest vanish. On a log axis every part with a value
+    above zero shows; parts at zero have no bar (the caption says so; the table beside lists
+    them all).
+    """
+    labels = [str(p.get("label") or p.get("name")) for p in parts]
     datasets = []
-    for i, p in enumerate(parts):
-        v = finite(p.get(key))
-        if v is None:
-            continue
-        datasets.append(
-            {
-                "label": str(p.get("label") or p.get("name")),
-                "data": [v * scale],
-                "backgroundColor": colour(i),
-                "stack": "total",
-            }
-        )
-    spec = _base("bar", {"labels": [title], "datasets": datasets}, unit, "", stacked=True, horizontal=True)
-    return Chart(chart_id, title, caption, spec, empty=not datasets)
+    positive: list[float] = []
+    for i, (key, label) in enumerate(series):
+        vals = []
+        for p in parts:
+            v = finite(p.get(key))
+            v = v * scale if v is not None else None
+            vals.append(v if v is not None and v > 0 else None)
+            if v is not None and v > 0:
+                positive.append(v)
+        datasets.append({"label": label, "data": vals, "backgroundColor": colour(i)})
+    data = {"labels": labels, "datasets": datasets}
+    spec = _base("bar", data, f"{unit} (log scale)", "", horizontal=True, x_type="logarithmic")
+    x = spec["options"]["scales"]["x"]
+    x.pop("beginAtZero", None)
+    x["ticks"] = {"autoSkip": True, "autoSkipPadding": 16, "maxRotation": 0}
+    spec["options"]["scales"]["y"].pop("beginAtZero", None)
+    if positive:  # whole decades around the data, so the smallest bar has some length
+        x["min"] = 10 ** math.floor(math.log10(min(positive)) - 0.5)
+        x["max"] = 10 ** math.ceil(math.log10(max(positive)) + 0.05)
+    zero = [labels[j] for j in range(len(parts)) if all(d["data"][j] is None for d in datasets)]
+    if zero:
+        caption += f" Not drawn (zero): {', '.join(zero)}."
+    return Chart(chart_id, title, caption, spec, empty=not positive)

@@ -5,34 +5,44 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from greenlm import humanize
 from greenlm.store.records import StoredRun
 from greenlm.tracking.result import RunResult
 
 
-def fmt_energy_j(j: float | None) -> str:
-    """Joules in the most readable unit (J, kJ, kWh, MWh)."""
-    if j is None:
-        return "-"
-    if abs(j) < 1e3:
-        return f"{j:.3g} J"
-    if abs(j) < 3.6e5:
-        return f"{j / 1e3:.3g} kJ"
-    if abs(j) < 3.6e9:
-        return f"{j / 3.6e6:.3g} kWh"
-    return f"{j / 3.6e9:.3g} MWh"
+def fmt_energy_j(j: float | None, unit: str | None = None) -> str:
+    """Joules for people (``greenlm.humanize.energy``): J, Wh, kWh, MWh by magnitude, or ``unit``."""
+    return humanize.energy(j, unit)
 
 
-def fmt_co2e_g(g: float | None) -> str:
-    """Grams of CO2e as mg, g, kg or t."""
-    if g is None:
-        return "-"
-    if abs(g) < 1:
-        return f"{g * 1e3:.3g} mg CO2e"
-    if abs(g) < 1e3:
-        return f"{g:.3g} g CO2e"
-    if abs(g) < 1e6:
-        return f"{g / 1e3:.3g} kg CO2e"
-    return f"{g / 1e6:.3g} t CO2e"
+def fmt_co2e_g(g: float | None, unit: str | None = None) -> str:
+    """Grams of CO2e for people: mg, g, kg or t CO2e by magnitude, or in ``unit``."""
+    return humanize.co2e(g, unit)
+
+
+def run_units(r: RunResult) -> tuple[str, str]:
+    """The energy and mass units of one run's page or summary: those of its largest figure,
+    so that every energy (IT, facility, band, components, phases, per step, forecast) and every
+    CO2e on it reads in one unit.
+    """
+    energies: list[float | None] = [r.energy_j, r.energy_high_j, r.facility_energy_j]
+    energies += [c.high_j if c.high_j is not None else c.energy_j for c in r.components]
+    energies += [p.energy_j for p in r.phases]
+    f = r.forecast or {}
+    if isinstance(f, Mapping):
+        energies += [f.get("energy_j"), f.get("high_j")]
+    masses: list[float | None] = [r.co2e_g, r.co2e_high_g, *(p.co2e_g for p in r.phases)]
+    return humanize.energy_unit(_finite(energies)), humanize.mass_unit(_finite(masses))
+
+
+def _finite(xs: Sequence[Any]) -> list[float | None]:
+    out: list[float | None] = []
+    for x in xs:
+        try:
+            out.append(float(x))
+        except (TypeError, ValueError):
+            out.append(None)
+    return out
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -59,15 +69,23 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
         partial = False
         r = run if isinstance(run, RunResult) else RunResult.from_dict(dict(run))
     loc = r.location
+    eu, mu = run_units(r)
+
+    def e(x: float | None) -> str:
+        return humanize.energy(x, eu)
+
+    def g(x: float | None) -> str:
+        return humanize.co2e(x, mu)
+
+    intensity = loc.get("intensity_g_per_kwh")
     lines = [
         f"greenlm run {r.run_id}  project={r.project}  status={r.status}",
-        f"duration        {r.duration_s:.2f} s",
-        f"IT energy       {fmt_energy_j(r.energy_j)}"
-        f"  (band {fmt_energy_j(r.energy_low_j)} - {fmt_energy_j(r.energy_high_j)})",
-        f"facility energy {fmt_energy_j(r.facility_energy_j)}  (PUE {r.pue}: {r.pue_source or '-'})",
-        f"carbon          {fmt_co2e_g(r.co2e_g)}  at {loc.get('intensity_g_per_kwh')} g/kWh, "
+        f"duration        {humanize.duration(r.duration_s)}",
+        f"IT energy       {e(r.energy_j)}  (band {e(r.energy_low_j)} - {e(r.energy_high_j)})",
+        f"facility energy {e(r.facility_energy_j)}  (PUE {humanize.sig(r.pue)}: {r.pue_source or '-'})",
+        f"carbon          {g(r.co2e_g)}  at {humanize.sig(intensity)} g CO2e/kWh, "
         f"{loc.get('code')} {loc.get('year') or ''}{' (DEFAULTED: world average)' if loc.get('defaulted') else ''}",
-        f"cost            {r.cost:.4g} {r.currency}  ({r.price_source or ''})",
+        f"cost            {humanize.money(r.cost, r.currency)}  ({r.price_source or ''})",
         f"provenance      {r.provenance or '-'}",
     ]
     if partial:
@@ -77,14 +95,7 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
         lines.append(
             _table(
                 [
-                    [
-                        c.name,
-                        c.kind,
-                        fmt_energy_j(c.energy_j),
-                        c.provenance or "-",
-                        f"{fmt_energy_j(c.low_j)} - {fmt_energy_j(c.high_j)}",
-                        c.scope,
-                    ]
+                    [c.name, c.kind, e(c.energy_j), c.provenance or "-", f"{e(c.low_j)} - {e(c.high_j)}", c.scope]
                     for c in r.components[:MAX_COMPONENT_ROWS]
                 ],
                 ["component", "kind", "energy", "provenance", "band", "scope"],
@@ -104,10 +115,10 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
                 [
                     [
                         p.path,
-                        fmt_energy_j(p.energy_j),
-                        f"{p.duration_s:.2f} s",
-                        str(p.steps),
-                        fmt_energy_j(p.energy_per_step_j) if p.steps else "-",
+                        e(p.energy_j),
+                        humanize.duration(p.duration_s),
+                        humanize.count(p.steps),
+                        e(p.energy_per_step_j) if p.steps else "-",
                     ]
                     for p in r.phases
                 ],
@@ -118,8 +129,8 @@ def run_summary(run: RunResult | StoredRun | Mapping[str, Any]) -> str:
     f = r.forecast
     if f:
         lines.append(
-            f"forecast        {fmt_energy_j(f.get('energy_j'))} for {f.get('total_steps')} steps "
-            f"({fmt_energy_j(f.get('low_j'))} - {fmt_energy_j(f.get('high_j'))})"
+            f"forecast        {e(f.get('energy_j'))} for {humanize.count(f.get('total_steps'))} steps "
+            f"({e(f.get('low_j'))} - {e(f.get('high_j'))})"
         )
     lines += job_lines(r.to_dict())
     for w in r.warnings:
@@ -204,9 +215,17 @@ def damaged_summary(run: StoredRun) -> str:
 
 
 def runs_table(runs: Sequence[StoredRun]) -> str:
-    """One line per run (``greenlm runs list``); a damaged run shows its id and the reason."""
+    """One line per run (``greenlm runs list``); a damaged run shows its id and the reason.
+
+    Energies are in one unit and CO2e in one unit for the whole table (the largest run's).
+    """
     if not runs:
         return "no runs stored yet\n"
+    ok = [sr.result for sr in runs if sr.result is not None]
+    total_j = sum(r.energy_j for r in ok)
+    total_g = sum(r.co2e_g for r in ok)
+    eu = humanize.energy_unit([r.energy_j for r in ok])
+    mu = humanize.mass_unit([r.co2e_g for r in ok])
     rows = []
     for sr in runs:
         r = sr.result
@@ -221,16 +240,13 @@ def runs_table(runs: Sequence[StoredRun]) -> str:
                 r.project,
                 r.status,
                 r.started_at[:19],
-                f"{r.duration_s:.1f} s",
-                fmt_energy_j(r.energy_j),
-                fmt_co2e_g(r.co2e_g),
+                humanize.duration(r.duration_s),
+                humanize.energy(r.energy_j, eu),
+                humanize.co2e(r.co2e_g, mu),
                 str(r.location.get("code") or "-"),
                 r.provenance or "-",
             ]
         )
-    ok = [sr.result for sr in runs if sr.result is not None]
-    total_j = sum(r.energy_j for r in ok)
-    total_g = sum(r.co2e_g for r in ok)
     damaged = len(runs) - len(ok)
     tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
     return (
@@ -239,3 +255,27 @@ def runs_table(runs: Sequence[StoredRun]) -> str:
         )
         + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}\n"
     )
+
+
+def delivery_lines(delivery: Sequence[Mapping[str, Any]], run_id: str) -> list[str]:
+    """What became of a run at each destination (``EnergyTracker.delivery``), one line each.
+
+    "stored in" only for a destination that confirmed the write; what waits in a spool and
+    what was refused are said as such.
+    """
+    lines = []
+    for rep in delivery:
+        where = str(rep.get("destination"))
+        if rep.get("state") == "stored":
+            if where.startswith("run store "):
+                lines.append(f"stored in {where[len('run store ') :]}  (greenlm runs show {run_id[:12]})")
+            else:
+                lines.append(f"sent to {where}")
+        elif rep.get("state") == "waiting":
+            lines.append(
+                f"NOT yet stored in {where}: {rep.get('pending_events')} event(s) wait in {rep.get('where')} "
+                f"({rep.get('detail')}); they are written when it is back (`greenlm runs sync`)"
+            )
+        else:
+            lines.append(f"NOT stored in {where}: {rep.get('detail')}")
+    return lines

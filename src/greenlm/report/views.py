@@ -14,13 +14,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from greenlm import humanize
 from greenlm.report import plots
-from greenlm.report.equivalents import equivalents, fmt_count
-from greenlm.report.summary import fmt_co2e_g, fmt_energy_j
+from greenlm.report.equivalents import Equivalent, equivalent_text, equivalents
+from greenlm.report.summary import fmt_co2e_g, fmt_energy_j, run_units
 from greenlm.store.records import PowerTrace, StoredRun
 from greenlm.tracking.result import RunResult
 
 J_PER_KWH = 3.6e6
+J_PER_MWH = 3.6e9
+G_PER_T = 1e6
 PROVENANCE_HELP = {
     "counter": "read from a hardware energy counter (NVML total energy, RAPL)",
     "sampled": "power readings sampled and integrated over time",
@@ -29,30 +32,36 @@ PROVENANCE_HELP = {
 
 
 def fmt_duration_s(s: float | None) -> str:
-    """Seconds as s, min or h."""
-    if s is None:
-        return "-"
-    if s < 120:
-        return f"{s:.2f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.2f} h"
+    """Seconds for people: ms, s, min, h, d (``greenlm.humanize.duration``)."""
+    return humanize.duration(s)
 
 
-def fmt_kwh(j: float | None) -> str:
-    """Joules as kWh with 3 significant figures (the unit people pay for)."""
-    if j is None:
-        return "-"
-    return f"{j / J_PER_KWH:.3g} kWh"
+def fmt_kwh(j: float | None, unit: str | None = None) -> str:
+    """Joules for people (by magnitude, or in the page's ``unit``)."""
+    return humanize.energy(j, unit)
 
 
 def fmt_money(x: float | None, currency: str | None) -> str:
-    """A cost with its currency; tiny costs keep significant figures."""
+    """A cost with its currency; tiny costs keep three significant figures, never an exponent."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
-    if x == 0:
-        return f"0 {currency or ''}".strip()
-    return (f"{x:,.2f}" if abs(x) >= 1 else f"{x:.3g}") + f" {currency or ''}".rstrip()
+    return humanize.money(x, currency or None)
+
+
+def equivalent_rows(eqs: Sequence[Equivalent]) -> list[dict[str, Any]]:
+    """Equivalents as a page shows them: the value (``201 mm``, ``0.433 %``) and what of."""
+    out = []
+    for e in eqs:
+        text, label = equivalent_text(e)
+        out.append({**e.to_dict(), "text": text, "label": label})
+    return out
+
+
+def number(x: Any) -> str:
+    """An input value for people: ``7.00 billion``, ``2,048``, ``0.350``; text stays text."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return _short(x)
+    return humanize.count(x)
 
 
 def band_text(lo: float | None, hi: float | None, fmt: Any) -> str:
@@ -69,7 +78,9 @@ def location_view(loc: Mapping[str, Any]) -> dict[str, Any]:
         "name": loc.get("name") or "",
         "intensity_g_per_kwh": loc.get("intensity_g_per_kwh"),
         "intensity_text": (
-            f"{float(loc['intensity_g_per_kwh']):.4g} g CO2e/kWh" if loc.get("intensity_g_per_kwh") is not None else "-"
+            f"{humanize.sig(float(loc['intensity_g_per_kwh']))} g CO2e/kWh"
+            if loc.get("intensity_g_per_kwh") is not None
+            else "-"
         ),
         "source": loc.get("source") or "unknown source",
         "year": loc.get("year"),
@@ -90,8 +101,18 @@ def intensity_note(loc: Mapping[str, Any], short: bool = False) -> str:
     return note
 
 
-def figures(run: RunResult, partial: bool = False) -> list[dict[str, Any]]:
-    """The headline figures of a run, each with its provenance and band."""
+def figures(run: RunResult, partial: bool = False, units: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """The headline figures of a run, each with its provenance and band, in the page's units
+    (``units``: energy and mass, default those of the run's largest figures).
+    """
+    eu, mu = units or run_units(run)
+
+    def e(x: float | None) -> str:
+        return humanize.energy(x, eu)
+
+    def g(x: float | None) -> str:
+        return humanize.co2e(x, mu)
+
     flushed = " (up to the last flush: the run has not finished)" if partial else ""
     out = [
         {
@@ -107,8 +128,8 @@ def figures(run: RunResult, partial: bool = False) -> list[dict[str, Any]]:
             "key": "energy",
             "label": "IT energy",
             "raw": run.energy_j,
-            "text": fmt_energy_j(run.energy_j),
-            "band": band_text(run.energy_low_j, run.energy_high_j, fmt_energy_j),
+            "text": e(run.energy_j),
+            "band": band_text(run.energy_low_j, run.energy_high_j, e),
             "provenance": run.provenance,
             "source": PROVENANCE_HELP.get(run.provenance, "sum of the components below") + flushed,
         },
@@ -116,17 +137,17 @@ def figures(run: RunResult, partial: bool = False) -> list[dict[str, Any]]:
             "key": "facility",
             "label": "Facility energy",
             "raw": run.facility_energy_j,
-            "text": fmt_kwh(run.facility_energy_j),
+            "text": e(run.facility_energy_j),
             "band": "",
             "provenance": "modeled",
-            "source": f"IT energy x PUE {run.pue} ({run.pue_source or 'no source recorded'})",
+            "source": f"IT energy x PUE {humanize.sig(run.pue)} ({run.pue_source or 'no source recorded'})",
         },
         {
             "key": "co2e",
             "label": "CO2e (operational)",
             "raw": run.co2e_g,
-            "text": fmt_co2e_g(run.co2e_g),
-            "band": band_text(run.co2e_low_g, run.co2e_high_g, fmt_co2e_g),
+            "text": g(run.co2e_g),
+            "band": band_text(run.co2e_low_g, run.co2e_high_g, g),
             "provenance": "modeled",
             "source": "facility energy x " + intensity_note(run.location, short=True),
         },
@@ -137,24 +158,26 @@ def figures(run: RunResult, partial: bool = False) -> list[dict[str, Any]]:
             "text": fmt_money(run.cost, run.currency),
             "band": "",
             "provenance": "modeled",
-            "source": f"{run.price_per_kwh:g} {run.currency}/kWh ({run.price_source or 'no source recorded'})",
+            "source": f"{humanize.sig(run.price_per_kwh)} {run.currency}/kWh "
+            f"({run.price_source or 'no source recorded'})",
         },
     ]
     return out
 
 
-def component_rows(run: RunResult) -> list[dict[str, Any]]:
-    """Per-component energy, share, provenance and band."""
+def component_rows(run: RunResult, unit: str | None = None) -> list[dict[str, Any]]:
+    """Per-component energy, share, provenance and band (in the page's energy ``unit``)."""
     total = run.energy_j
+    eu = unit or run_units(run)[0]
     return [
         {
             "name": c.name,
             "kind": c.kind,
             "energy_j": c.energy_j,
-            "energy_text": fmt_energy_j(c.energy_j),
-            "share": f"{100 * c.energy_j / total:.1f} %" if total else "-",
+            "energy_text": humanize.energy(c.energy_j, eu),
+            "share": humanize.percent(c.energy_j / total) if total else "-",
             "provenance": c.provenance or "-",
-            "band": band_text(c.low_j, c.high_j, fmt_energy_j),
+            "band": band_text(c.low_j, c.high_j, lambda x: humanize.energy(x, eu)),
             "scope": c.scope,
             "detail": c.detail,
         }
@@ -162,40 +185,46 @@ def component_rows(run: RunResult) -> list[dict[str, Any]]:
     ]
 
 
-def phase_rows(run: RunResult) -> list[dict[str, Any]]:
-    """Per-phase energy, duration, steps, energy per step and CO2e."""
+def phase_rows(run: RunResult, units: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per-phase energy, duration, steps, energy per step and CO2e (in the page's units)."""
+    eu, mu = units or run_units(run)
     return [
         {
             "path": p.path,
             "energy_j": p.energy_j,
-            "energy_text": fmt_energy_j(p.energy_j),
+            "energy_text": humanize.energy(p.energy_j, eu),
             "duration_text": fmt_duration_s(p.duration_s),
-            "steps": p.steps,
-            "per_step": fmt_energy_j(p.energy_j / p.steps) if p.steps else "-",
-            "co2e_text": fmt_co2e_g(p.co2e_g),
+            "steps": humanize.count(p.steps),
+            "per_step": humanize.energy(p.energy_j / p.steps, eu) if p.steps else "-",
+            "co2e_text": humanize.co2e(p.co2e_g, mu),
         }
         for p in run.phases
     ]
 
 
-def run_view(stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "") -> dict[str, Any]:
+def run_view(
+    stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "", units: tuple[str, str] | None = None
+) -> dict[str, Any]:
     """Everything a run page shows; ``prefix`` keeps chart ids unique on a multi-run page.
 
-    ``trace`` is the run's bounded power trace (``RunStore.power_trace``). A damaged run
-    gives a view with ``damaged`` (the reason) and nothing to chart.
+    ``trace`` is the run's bounded power trace (``RunStore.power_trace``). ``units``: the
+    page's energy and mass units (default: the run's own, from its largest figures). A damaged
+    run gives a view with ``damaged`` (the reason) and nothing to chart.
     """
     run = stored.result
     if run is None:
         return damaged_view(stored)
     trace = trace or PowerTrace(run.run_id, (), 0)
+    units = units or run_units(run)
+    eu = units[0]
     kinds = {c.name: c.kind for c in run.components}
     provs = {c.name: c.provenance or "?" for c in run.components}
     charts = [
         plots.power_timeline(trace, kinds, chart_id=f"{prefix}power", provenance=provs),
-        plots.energy_by_component(run.components, chart_id=f"{prefix}components"),
+        plots.energy_by_component(run.components, chart_id=f"{prefix}components", unit=eu),
     ]
     if run.phases:
-        charts.append(plots.energy_by_phase(run.phases, chart_id=f"{prefix}phases"))
+        charts.append(plots.energy_by_phase(run.phases, chart_id=f"{prefix}phases", unit=eu))
     eq = equivalents(run.facility_energy_j, run.co2e_g)
     forecast = run.forecast
     return {
@@ -209,20 +238,22 @@ def run_view(stored: StoredRun, trace: PowerTrace | None = None, prefix: str = "
         "ended_at": run.ended_at,
         "host": run.host,
         "provenance": run.provenance or "-",
-        "figures": figures(run, partial=stored.partial),
-        "components": component_rows(run),
-        "phases": phase_rows(run),
+        "figures": figures(run, partial=stored.partial, units=units),
+        "components": component_rows(run, eu),
+        "phases": phase_rows(run, units),
         "location": location_view(run.location),
         "intensity_note": intensity_note(run.location),
-        "pue": run.pue,
+        "pue": humanize.sig(run.pue),
         "pue_source": run.pue_source,
-        "equivalents": [{**e.to_dict(), "text": fmt_count(e.value)} for e in eq],
+        "equivalents": equivalent_rows(eq),
         "warnings": list(run.warnings),
-        "metadata": sorted((str(k), _short(v)) for k, v in run.metadata.items()),
+        "metadata": sorted((str(k), metadata_text(v)) for k, v in run.metadata.items()),
+        "n_samples_text": humanize.count(trace.n_samples),
         "forecast": (
             {
-                "text": f"{fmt_energy_j(forecast.get('energy_j'))} for {forecast.get('total_steps')} steps",
-                "band": band_text(forecast.get("low_j"), forecast.get("high_j"), fmt_energy_j),
+                "text": f"{humanize.energy(forecast.get('energy_j'), eu)} for "
+                f"{humanize.count(forecast.get('total_steps'))} steps",
+                "band": band_text(forecast.get("low_j"), forecast.get("high_j"), lambda x: humanize.energy(x, eu)),
                 "method": str(forecast.get("method") or ""),
             }
             if isinstance(forecast, Mapping)
@@ -252,7 +283,7 @@ def damaged_view(stored: StoredRun) -> dict[str, Any]:
                 ("duration_s", "Duration", fmt_duration_s),
                 ("energy_j", "IT energy (row)", fmt_energy_j),
                 ("co2e_g", "CO2e (row)", fmt_co2e_g),
-            )
+            )  # one figure of each quantity: its own unit
         ],
         "warnings": [],
         "charts": [],
@@ -264,25 +295,58 @@ def _short(v: Any, limit: int = 300) -> str:
     return s if len(s) <= limit else s[:limit] + "..."
 
 
-def compare_view(stored: Sequence[StoredRun]) -> dict[str, Any]:
-    """Runs side by side: one column per run, one row per figure (damaged runs listed apart)."""
+def metadata_text(v: Any, limit: int = 300) -> str:
+    """A metadata value for people: numbers in three significant figures (``125 million``),
+    mappings as ``key value, ...``, lists joined; long values cut.
+    """
+
+    def fmt(x: Any) -> str:
+        if isinstance(x, bool) or x is None:
+            return str(x)
+        if isinstance(x, (int, float)):
+            return humanize.count(x)
+        if isinstance(x, Mapping):
+            return ", ".join(f"{k} {fmt(val)}" for k, val in x.items())
+        if isinstance(x, (list, tuple)):
+            return ", ".join(fmt(i) for i in x)
+        return str(x)
+
+    return _short(fmt(v), limit)
+
+
+def compare_view(stored: Sequence[StoredRun], units: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Runs side by side: one column per run, one row per figure (damaged runs listed apart).
+
+    ``units``: the page's energy and mass units (default: those of the largest figures compared).
+    """
     runs = [s.result for s in stored if s.result is not None]
     rows: list[dict[str, Any]] = []
 
     def row(label: str, cells: list[str], raw: list[Any] | None = None) -> None:
         rows.append({"label": label, "cells": cells, "raw": raw or [None] * len(cells)})
 
+    eu, mu = units or (
+        humanize.energy_unit([max(r.energy_high_j, r.facility_energy_j) for r in runs]),
+        humanize.mass_unit([max(r.co2e_high_g, r.co2e_g) for r in runs]),
+    )
+
+    def e(x: float | None) -> str:
+        return humanize.energy(x, eu)
+
+    def g(x: float | None) -> str:
+        return humanize.co2e(x, mu)
+
     row("Project", [r.project for r in runs])
     row("Status", [r.status for r in runs])
     row("Started (UTC)", [r.started_at[:19] for r in runs])
     row("Duration", [fmt_duration_s(r.duration_s) for r in runs], [r.duration_s for r in runs])
-    row("IT energy", [fmt_energy_j(r.energy_j) for r in runs], [r.energy_j for r in runs])
-    row("IT energy band", [band_text(r.energy_low_j, r.energy_high_j, fmt_energy_j) or "-" for r in runs])
+    row("IT energy", [e(r.energy_j) for r in runs], [r.energy_j for r in runs])
+    row("IT energy band", [band_text(r.energy_low_j, r.energy_high_j, e) or "-" for r in runs])
     row("Provenance", [r.provenance or "-" for r in runs])
-    row("Facility energy", [fmt_kwh(r.facility_energy_j) for r in runs], [r.facility_energy_j for r in runs])
-    row("PUE", [f"{r.pue} ({r.pue_source or '-'})" for r in runs])
-    row("CO2e", [fmt_co2e_g(r.co2e_g) for r in runs], [r.co2e_g for r in runs])
-    row("CO2e band", [band_text(r.co2e_low_g, r.co2e_high_g, fmt_co2e_g) or "-" for r in runs])
+    row("Facility energy", [e(r.facility_energy_j) for r in runs], [r.facility_energy_j for r in runs])
+    row("PUE", [f"{humanize.sig(r.pue)} ({r.pue_source or '-'})" for r in runs])
+    row("CO2e", [g(r.co2e_g) for r in runs], [r.co2e_g for r in runs])
+    row("CO2e band", [band_text(r.co2e_low_g, r.co2e_high_g, g) or "-" for r in runs])
     row("Intensity", [intensity_note(r.location) for r in runs])
     row("Cost", [fmt_money(r.cost, r.currency) for r in runs], [r.cost for r in runs])
     names: list[str] = []
@@ -294,20 +358,23 @@ def compare_view(stored: Sequence[StoredRun]) -> dict[str, Any]:
         cells = []
         for r in runs:
             hit = next((c for c in r.components if c.name == n), None)
-            cells.append(f"{fmt_energy_j(hit.energy_j)} ({hit.provenance})" if hit else "-")
+            cells.append(f"{e(hit.energy_j)} ({hit.provenance})" if hit else "-")
         row(f"  {n}", cells)
     base = runs[0].co2e_g if runs else 0.0
-    row("CO2e vs first", [f"{r.co2e_g / base:.2f}x" if base else "-" for r in runs])
+    row("CO2e vs first", [f"{humanize.sig(r.co2e_g / base)}x" if base else "-" for r in runs])
     return {
         "runs": runs,
         "rows": rows,
         "damaged": [(s.run_id, s.damaged) for s in stored if s.result is None],
-        "charts": [plots.compare_components(runs), plots.compare_co2e(runs)],
+        "charts": [plots.compare_components(runs, unit=eu), plots.compare_co2e(runs, unit=mu)],
     }
 
 
-def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
-    """Totals over a list of runs (the runs page footer); damaged runs are counted apart."""
+def runs_totals(stored: Sequence[StoredRun], units: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Totals over a list of runs (the runs page footer); damaged runs are counted apart.
+
+    ``units``: the page's (default: those of the totals).
+    """
     runs = [s.result for s in stored if s.result is not None]
     e = sum(r.energy_j for r in runs)
     f = sum(r.facility_energy_j for r in runs)
@@ -315,23 +382,52 @@ def runs_totals(stored: Sequence[StoredRun]) -> dict[str, Any]:
     d = sum(r.duration_s for r in runs)
     currencies = {r.currency for r in runs}
     cost = sum(r.cost for r in runs) if len(currencies) == 1 else None
+    eu, mu = units or table_units(stored)
     return {
         "count": len(stored),
         "damaged": len(stored) - len(runs),
         "energy_j": e,
-        "energy_text": fmt_energy_j(e),
+        "energy_text": humanize.energy(e, eu),
         "facility_energy_j": f,
-        "facility_text": fmt_kwh(f),
+        "facility_text": humanize.energy(f, eu),
         "co2e_g": g,
-        "co2e_text": fmt_co2e_g(g),
+        "co2e_text": humanize.co2e(g, mu),
         "duration_text": fmt_duration_s(d),
         "cost_text": fmt_money(cost, next(iter(currencies))) if cost is not None else "-",
-        "equivalents": [{**q.to_dict(), "text": fmt_count(q.value)} for q in equivalents(f, g)],
+        "equivalents": equivalent_rows(equivalents(f, g)),
+        "energy_unit": eu,
+        "mass_unit": mu,
     }
 
 
-def run_row(stored: StoredRun) -> dict[str, Any]:
-    """One line of the runs table (a damaged run: its id, project and the reason)."""
+def page_units(stored: Sequence[StoredRun]) -> tuple[str, str]:
+    """The units of a page that shows several runs in full (a report): those of its largest
+    figure, each run's own largest or the total of all of them.
+    """
+    runs = [s.result for s in stored if s.result is not None]
+    own = [run_units(r) for r in runs]
+    tot = table_units(stored)
+    e_sizes = dict(humanize.ENERGY_UNITS)
+    m_sizes = dict(humanize.MASS_UNITS)
+    eu = max([tot[0], *(u[0] for u in own)], key=lambda u: e_sizes[u])
+    mu = max([tot[1], *(u[1] for u in own)], key=lambda u: m_sizes[u])
+    return eu, mu
+
+
+def table_units(stored: Sequence[StoredRun]) -> tuple[str, str]:
+    """The energy and mass units of a runs page: those of its largest figure, the total
+    (IT and facility energy, CO2e) of the runs listed.
+    """
+    runs = [s.result for s in stored if s.result is not None]
+    e = sum(r.energy_j for r in runs)
+    f = sum(r.facility_energy_j for r in runs)
+    return humanize.energy_unit([e, f]), humanize.mass_unit([sum(r.co2e_g for r in runs)])
+
+
+def run_row(stored: StoredRun, units: tuple[str, str] | None = None) -> dict[str, Any]:
+    """One line of the runs table (a damaged run: its id, project and the reason), its energy
+    and CO2e in the table's ``units`` (default: the run's own magnitude).
+    """
     r = stored.result
     row: dict[str, Any] = {
         "run_id": stored.run_id,
@@ -356,13 +452,14 @@ def run_row(stored: StoredRun) -> dict[str, Any]:
             "provenance": "-",
             "cost_text": "-",
         }
+    eu, mu = units or (None, None)
     return {
         **row,
         "duration_text": fmt_duration_s(r.duration_s),
         "energy_j": r.energy_j,
-        "energy_text": fmt_energy_j(r.energy_j),
+        "energy_text": humanize.energy(r.energy_j, eu),
         "co2e_g": r.co2e_g,
-        "co2e_text": fmt_co2e_g(r.co2e_g),
+        "co2e_text": humanize.co2e(r.co2e_g, mu),
         "location": r.location.get("code") or "-",
         "defaulted": bool(r.location.get("defaulted")),
         "provenance": r.provenance or "-",
@@ -425,7 +522,9 @@ def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
         "baseline": baseline,
         "device": data.get("device"),
         "max_quality_drop": data.get("max_quality_drop"),
+        "max_quality_drop_text": _num(data.get("max_quality_drop"), ""),
         "rows": rows,
+        "energy_label": "energy per token" if per_token else "energy per 1,000 inferences",
         "recommendation": dict(rec) if rec else None,
         "recommendation_text": _recommendation_text(rec, baseline) if rec else "",
         "notes": dict(data.get("provenance_notes") or {}),
@@ -513,33 +612,52 @@ def _num(x: Any, unit: str) -> str:
     v = plots.finite(x)
     if v is None:
         return "-"
-    return f"{v:.4g}{unit}"
+    return f"{humanize.sig(v)}{unit}"
 
 
 # --------------------------------------------------------------------------- estimate
 def estimate_view(est: Mapping[str, Any], prefix: str = "est-") -> dict[str, Any]:
-    """An estimate ``--json`` object (train/finetune/inference) as figures with bands."""
+    """An estimate ``--json`` object (train/finetune/inference) as figures with bands, each
+    quantity in one unit chosen by magnitude (``7.00 billion`` parameters, ``1.52 GWh``).
+    """
     low: Mapping[str, Any] = est["low"] if isinstance(est.get("low"), Mapping) else {}
     high: Mapping[str, Any] = est["high"] if isinstance(est.get("high"), Mapping) else {}
+    energy_keys = ("it_energy_mwh", "energy_mwh")
+    mass_keys = ("co2e_t", "embodied_co2e_t")
+    eu = humanize.energy_unit([(plots.finite(d.get(k)) or 0.0) * J_PER_MWH for d in (est, high) for k in energy_keys])
+    mu = humanize.mass_unit([(plots.finite(d.get(k)) or 0.0) * G_PER_T for d in (est, high) for k in mass_keys])
 
-    def fig(key: str, label: str, unit: str) -> dict[str, Any]:
+    def fmt(key: str, x: float | None) -> str:
+        if x is None:
+            return "-"
+        if key in energy_keys:
+            return humanize.energy(x * J_PER_MWH, eu)
+        if key in mass_keys:
+            return humanize.co2e(x * G_PER_T, mu)
+        if key == "flops":
+            return flops_text(x)
+        if key == "chip_hours":
+            return f"{humanize.count(x)} chip-hours"
+        return humanize.sig(x)
+
+    def fig(key: str, label: str) -> dict[str, Any]:
         v = plots.finite(est.get(key))
         lo, hi = plots.finite(low.get(key)), plots.finite(high.get(key))
         return {
             "key": key,
             "label": label,
             "raw": v,
-            "text": _num(v, f" {unit}"),
-            "band": f"{_num(lo, '')} - {_num(hi, f' {unit}')}" if lo is not None and hi is not None else "",
+            "text": fmt(key, v),
+            "band": f"{fmt(key, lo)} - {fmt(key, hi)}" if lo is not None and hi is not None else "",
         }
 
     figs = [
-        fig("flops", "Compute", "FLOP"),
-        fig("chip_hours", "Accelerator time", "chip-hours"),
-        fig("it_energy_mwh", "IT energy", "MWh"),
-        fig("energy_mwh", "Facility energy", "MWh"),
-        fig("co2e_t", "CO2e (operational)", "t"),
-        fig("embodied_co2e_t", "CO2e (embodied)", "t"),
+        fig("flops", "Compute"),
+        fig("chip_hours", "Accelerator time"),
+        fig("it_energy_mwh", "IT energy"),
+        fig("energy_mwh", "Facility energy"),
+        fig("co2e_t", "CO2e (operational)"),
+        fig("embodied_co2e_t", "CO2e (embodied)"),
     ]
     cost = plots.finite(est.get("cost"))
     if cost is not None:
@@ -559,18 +677,30 @@ def estimate_view(est: Mapping[str, Any], prefix: str = "est-") -> dict[str, Any
         "raw": est,
         "intensity_note": intensity_note(est["location"]) if isinstance(est.get("location"), Mapping) else "",
         "warnings": list(est.get("warnings") or []),
+        "energy_unit": eu,
+        "mass_unit": mu,
     }
 
 
+def flops_text(x: float) -> str:
+    """Floating-point operations as people write them: ``8.40 x 10^22 FLOP``."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{humanize.sig(x)} FLOP"
+    e = math.floor(math.log10(x))
+    if e < 6:
+        return f"{humanize.count(x)} FLOP"
+    return f"{humanize.sig(x / 10**e)} x 10^{e} FLOP"
+
+
 def input_rows(est: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """An estimate's ``inputs``: every value used, with its source and range."""
+    """An estimate's ``inputs``: every value used, with its source and range (numbers for people)."""
     rows = []
     for k, v in (est.get("inputs") or {}).items():
         if isinstance(v, Mapping):
-            rng = f" ({_short(v['low'])} - {_short(v['high'])})" if "low" in v and "high" in v else ""
-            rows.append({"name": k, "value": _short(v.get("value")) + rng, "source": _short(v.get("source", ""), 600)})
+            rng = f" ({number(v['low'])} - {number(v['high'])})" if "low" in v and "high" in v else ""
+            rows.append({"name": k, "value": number(v.get("value")) + rng, "source": _short(v.get("source", ""), 600)})
         else:
-            rows.append({"name": k, "value": _short(v), "source": ""})
+            rows.append({"name": k, "value": number(v), "source": ""})
     return rows
 
 
@@ -593,34 +723,52 @@ def _intensity_source(code: Any) -> str:
 
 
 def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> dict[str, Any]:
-    """``estimate compare`` output: options ranked, total CO2e with its band as a chart."""
+    """``estimate compare`` output: options ranked, total CO2e with its band as a chart.
+
+    One energy unit and one mass unit for the whole table and chart.
+    """
     options = [dict(o) for o in (cmp.get("options") or []) if isinstance(o, Mapping)]
+    eu = humanize.energy_unit([(plots.finite(o.get("energy_mwh")) or 0.0) * J_PER_MWH for o in options])
+    masses: list[float | None] = [
+        (plots.finite(o.get(k)) or 0.0) * G_PER_T
+        for o in options
+        for k in ("co2e_t", "embodied_co2e_t", "total_co2e_t")
+    ]
+    masses += [(_side(o, "high", "co2e_t") or 0.0) * G_PER_T for o in options]
+    mu = humanize.mass_unit(masses)
+    g_per_unit = dict(humanize.MASS_UNITS)[mu]
+
+    def t(x: Any) -> str:
+        v = plots.finite(x)
+        return humanize.co2e(v * G_PER_T, mu) if v is not None else "-"
+
     labels, vals, lows, highs = [], [], [], []
     for o in options:
         op, emb = plots.finite(o.get("co2e_t")), plots.finite(o.get("embodied_co2e_t")) or 0.0
         if op is None:
             continue
         labels.append(str(o.get("label") or o.get("location") or "?"))
-        vals.append(op + emb)
+        vals.append((op + emb) * G_PER_T / g_per_unit)
         lo, hi = _side(o, "low", "co2e_t"), _side(o, "high", "co2e_t")
-        lows.append(None if lo is None else lo + (_side(o, "low", "embodied_co2e_t") or 0.0))
-        highs.append(None if hi is None else hi + (_side(o, "high", "embodied_co2e_t") or 0.0))
+        lows.append(None if lo is None else (lo + (_side(o, "low", "embodied_co2e_t") or 0.0)) * G_PER_T / g_per_unit)
+        highs.append(None if hi is None else (hi + (_side(o, "high", "embodied_co2e_t") or 0.0)) * G_PER_T / g_per_unit)
         o["intensity_text"] = _num(o.get("intensity_g_per_kwh"), " g/kWh")
         o["intensity_source"] = o.get("intensity_source") or _intensity_source(o.get("location"))
-        o["energy_text"] = _num(o.get("energy_mwh"), " MWh")
-        o["co2e_text"] = _num(o.get("co2e_t"), " t")
-        o["embodied_text"] = _num(o.get("embodied_co2e_t"), " t")
-        o["total_text"] = _num(o.get("total_co2e_t"), " t")
+        mwh = plots.finite(o.get("energy_mwh"))
+        o["energy_text"] = humanize.energy(mwh * J_PER_MWH, eu) if mwh is not None else "-"
+        o["co2e_text"] = t(o.get("co2e_t"))
+        o["embodied_text"] = t(o.get("embodied_co2e_t"))
+        o["total_text"] = t(o.get("total_co2e_t"))
         o["cost_text"] = fmt_money(plots.finite(o.get("cost")), str(o.get("currency") or ""))
     chart = plots.banded_bars(
         labels,
         vals,
         lows,
         highs,
-        "t CO2e",
+        f"{mu} CO2e",
         "Total CO2e by option",
-        "Operational + embodied CO2e of the same plan for each option, "
-        "grid intensity from the shipped data; thin dark bars: low-high band.",
+        "Operational + embodied CO2e of the same plan for each option, grid intensity from the "
+        f"shipped data; the {plots.BAND_WORDS} over each bar spans its low-high band.",
         chart_id,
         "location / hardware",
     )
@@ -628,44 +776,65 @@ def comparison_view(cmp: Mapping[str, Any], chart_id: str = "est-locations") -> 
 
 
 def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A lifecycle estimate: parts in physical units, stacked charts, and the weighted score."""
+    """A lifecycle estimate: parts in physical units (one unit per quantity for the page), bar
+    charts on a log scale (parts differ by orders of magnitude), and the weighted score.
+    """
     parts = [dict(p) for p in (lc.get("parts") or []) if isinstance(p, Mapping)]
+    sides: list[Mapping[str, Any]] = []
+    for d in (lc, *parts):
+        sides.append(d)
+        sides += [x for x in (d.get("low"), d.get("high")) if isinstance(x, Mapping)]
+    eu = humanize.energy_unit([(plots.finite(d.get("energy_mwh")) or 0.0) * J_PER_MWH for d in sides])
+    mu = humanize.mass_unit(
+        [
+            (plots.finite(d.get(k)) or 0.0) * G_PER_T
+            for d in sides
+            for k in ("co2e_t", "embodied_co2e_t", "total_co2e_t")
+        ]
+    )
+
+    def energy(x: Any) -> str:
+        v = plots.finite(x)
+        return humanize.energy(v * J_PER_MWH, eu) if v is not None else "-"
+
+    def mass(x: Any) -> str:
+        v = plots.finite(x)
+        return humanize.co2e(v * G_PER_T, mu) if v is not None else "-"
+
+    def band(d: Mapping[str, Any], key: str, fmt: Any) -> str:
+        lo, hi = _side(d, "low", key), _side(d, "high", key)
+        return f"{fmt(lo)} - {fmt(hi)}" if lo is not None and hi is not None else ""
+
     for p in parts:
         p["label"] = str(p.get("name") or p.get("kind") or "?")
-        p["chip_hours_text"] = _num(p.get("chip_hours"), "")
-        p["energy_text"] = _num(p.get("energy_mwh"), "") + _band(p, "energy_mwh")
-        p["co2e_text"] = _num(p.get("co2e_t"), "") + _band(p, "co2e_t")
-        p["embodied_text"] = _num(p.get("embodied_co2e_t"), "") + _band(p, "embodied_co2e_t")
+        p["chip_hours_text"] = _count(p.get("chip_hours"))
+        p["energy_text"] = energy(p.get("energy_mwh"))
+        p["energy_band"] = band(p, "energy_mwh", energy)
+        p["co2e_text"] = mass(p.get("co2e_t"))
+        p["co2e_band"] = band(p, "co2e_t", mass)
+        p["embodied_text"] = mass(p.get("embodied_co2e_t"))
+        p["embodied_band"] = band(p, "embodied_co2e_t", mass)
         p["cost_text"] = fmt_money(plots.finite(p.get("cost")), str(lc.get("currency") or ""))
-    co2 = {
-        "labels": ["operational CO2e", "embodied CO2e"],
-        "datasets": [
-            {
-                "label": p["label"],
-                "stack": "total",
-                "backgroundColor": plots.colour(i),
-                "data": [plots.finite(p.get("co2e_t")) or 0.0, plots.finite(p.get("embodied_co2e_t")) or 0.0],
-            }
-            for i, p in enumerate(parts)
-        ],
-    }
-    co2_spec = plots._base("bar", co2, "t CO2e", "", stacked=True, horizontal=True)
     charts = [
-        plots.Chart(
-            f"{prefix}lc-co2e",
-            "CO2e by part (t)",
-            "Operational (facility energy x grid intensity) "
-            "and embodied (hardware manufacturing, amortised by use) CO2e, each bar "
-            "split into the lifecycle parts.",
-            co2_spec,
-            empty=not parts,
-        ),
-        plots.stacked_parts(
+        plots.parts_bars(
             parts,
-            "energy_mwh",
-            "MWh",
+            [("co2e_t", "operational CO2e"), ("embodied_co2e_t", "embodied CO2e")],
+            f"{mu} CO2e",
+            G_PER_T / dict(humanize.MASS_UNITS)[mu],
+            "CO2e by part",
+            "Operational (facility energy x grid intensity) and embodied (hardware manufacturing, "
+            "amortised by use) CO2e of each lifecycle part, on a logarithmic axis so that parts "
+            "orders of magnitude apart all show; the table below has every figure.",
+            f"{prefix}lc-co2e",
+        ),
+        plots.parts_bars(
+            parts,
+            [("energy_mwh", "facility energy")],
+            eu,
+            J_PER_MWH / dict(humanize.ENERGY_UNITS)[eu],
             "Facility energy by part",
-            "Facility energy (IT x PUE; network energy end to end) of each lifecycle part, in MWh.",
+            "Facility energy (IT x PUE; network energy end to end) of each lifecycle part, on a "
+            "logarithmic axis; the table below has every figure.",
             f"{prefix}lc-energy",
         ),
     ]
@@ -680,8 +849,8 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
                 {
                     "name": f"{name} ({c.get('quantity', '')})",
                     "weight": _num(c.get("weight"), ""),
-                    "quantity": _num(c.get("amount"), ""),
-                    "reference": f"{_num(c.get('reference'), '')}: {c.get('reference_source', '')}",
+                    "quantity": _count(c.get("amount")),
+                    "reference": f"{_count(c.get('reference'))}: {c.get('reference_source', '')}",
                     "contribution": _num(
                         (plots.finite(c.get("weight")) or 0) * (plots.finite(c.get("normalised")) or 0), ""
                     ),
@@ -694,17 +863,19 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             "weights": dict(sc.get("weights") or {}),
             "note": "score = sum of weight x quantity / reference; weights normalised to sum to 1.",
         }
-    totals = [
-        {"key": k, "label": label, "raw": plots.finite(lc.get(k)), "text": _num(lc.get(k), unit), "band": _band(lc, k)}
-        for k, label, unit in (
-            ("chip_hours", "Accelerator time", " chip-hours"),
-            ("energy_mwh", "Facility energy", " MWh"),
-            ("co2e_t", "CO2e operational", " t"),
-            ("embodied_co2e_t", "CO2e embodied", " t"),
-            ("total_co2e_t", "CO2e total", " t"),
+    totals = []
+    for k, label, fmt in (
+        ("chip_hours", "Accelerator time", lambda x: f"{_count(x)} chip-hours"),
+        ("energy_mwh", "Facility energy", energy),
+        ("co2e_t", "CO2e operational", mass),
+        ("embodied_co2e_t", "CO2e embodied", mass),
+        ("total_co2e_t", "CO2e total", mass),
+    ):
+        if plots.finite(lc.get(k)) is None:
+            continue
+        totals.append(
+            {"key": k, "label": label, "raw": plots.finite(lc.get(k)), "text": fmt(lc.get(k)), "band": band(lc, k, fmt)}
         )
-        if plots.finite(lc.get(k)) is not None
-    ]
     return {
         "name": lc.get("name"),
         "parts": parts,
@@ -714,9 +885,11 @@ def lifecycle_view(lc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         "warnings": list(lc.get("warnings") or []),
         "inputs": input_rows(lc),
         "intensity_note": intensity_note(lc["location"]) if isinstance(lc.get("location"), Mapping) else "",
+        "energy_unit": eu,
+        "mass_unit": mu,
     }
 
 
-def _band(d: Mapping[str, Any], key: str) -> str:
-    lo, hi = _side(d, "low", key), _side(d, "high", key)
-    return f" ({lo:.3g}-{hi:.3g})" if lo is not None and hi is not None else ""
+def _count(x: Any) -> str:
+    v = plots.finite(x)
+    return humanize.count(v) if v is not None else "-"

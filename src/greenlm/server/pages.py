@@ -154,6 +154,7 @@ def runs_page(
     key = SORTS.get(sort, SORTS["started"])
     runs.sort(key=key, reverse=(order != "asc"))
     shown = runs[:limit]
+    units = views.table_units(runs)  # one unit per quantity on the page: the total's
     params = {
         k: v
         for k, v in (
@@ -175,8 +176,8 @@ def runs_page(
     return render(
         request,
         "runs.html",
-        rows=[views.run_row(r) for r in shown],
-        totals=views.runs_totals(runs),
+        rows=[views.run_row(r, units) for r in shown],
+        totals=views.runs_totals(runs, units),
         filters={
             "q": q,
             "project": project,
@@ -193,7 +194,7 @@ def runs_page(
         matched=len(runs),
         sort_url=sort_url,
         report_url=report_url,
-        charts=[runs_overview(shown)],
+        charts=[runs_overview(shown, unit=units[1])],
     )
 
 
@@ -216,8 +217,10 @@ def compare_page(request: Request, ids: Annotated[list[str] | None, Query(max_le
     wanted = _ids(ids)
     store = request.app.state.store
     runs = [store.get_run(i) for i in wanted]
-    cv = views.compare_view(runs) if len(runs) >= 2 else None
-    recent = [views.run_row(r) for r in store.list_runs(limit=30)]
+    latest = store.list_runs(limit=30)
+    units = views.table_units([*latest, *runs])  # one unit per quantity for the whole page
+    cv = views.compare_view(runs, units) if len(runs) >= 2 else None
+    recent = [views.run_row(r, units) for r in latest]
     return render(
         request,
         "compare.html",

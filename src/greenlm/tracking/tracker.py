@@ -233,6 +233,20 @@ class EnergyTracker:
         """IT energy up to the latest sample."""
         return self._window.energy_j if self._window is not None else 0.0
 
+    def latest_sample(self) -> tuple[float, dict[str, float]]:
+        """The latest sample: its time (seconds since the window opened) and each component's
+        cumulative IT energy (J) then, read together.
+
+        For listeners that report power over intervals of their own choosing: the mean power
+        of a component between two of these is the difference of its energies over the
+        difference of the times, whoever took the samples in between.
+        """
+        with self._lock:
+            w = self._window
+            if w is None:
+                return 0.0, {}
+            return w.duration_s, dict(zip(w.components, w.last_j))
+
     def set_metadata(self, **items: Any) -> None:
         """Record facts about the workload (``params``, ``tokens``, ``hardware``...) with the run."""
         self.metadata.update(items)
@@ -343,6 +357,8 @@ class EnergyTracker:
         self._stop_evt = threading.Event()
         self._running = True
         self.metadata.setdefault("hardware", _hardware(self._meterset))
+        self.metadata.pop("utilization", None)  # measured again for this window, at its close
+        self._busy0 = _machine_busy()
         for fn in hooks(self._listeners, "on_start"):
             _safe(self._warnings, "listener", fn, self)
         if self._member is not None:  # the node's part goes to the destinations, not this rank's run
@@ -507,6 +523,7 @@ class EnergyTracker:
                 )
             self._window.resolve_all()
             self._update_forecast()
+            _safe(self._warnings, "utilization", self._record_utilization, stopped_s)
             result = self._snapshot(status, error)
             self._running = False
             self._result = result
@@ -530,6 +547,20 @@ class EnergyTracker:
         if held is not None:
             signals.redeliver(held, prev)
         return result
+
+    def _record_utilization(self, duration_s: float) -> None:
+        """The machine's mean CPU utilisation over the window and its memory in use at the end
+        (``metadata["utilization"]``; what CodeCarbon's CSV columns of that name hold).
+        """
+        import psutil
+
+        vm = psutil.virtual_memory()
+        busy0, busy1 = self._busy0, _machine_busy()
+        cpus = psutil.cpu_count() or 1
+        util: dict[str, float] = {"ram_percent": float(vm.percent), "ram_used_gb": vm.used / 1024**3}
+        if busy0 is not None and busy1 is not None and duration_s > 0:
+            util["cpu_percent"] = min(100.0, max(0.0, 100.0 * (busy1 - busy0) / (duration_s * cpus)))
+        self.metadata["utilization"] = util
 
     def _snapshot(self, status: str, error: str | None) -> RunResult:
         assert self._window is not None and self._meterset is not None and self._run_id is not None
@@ -630,8 +661,28 @@ def _check_pid(pid: object) -> None:
         raise ConfigError(f"pid must be a positive process id, got {pid!r}.")
 
 
+def _machine_busy() -> float | None:
+    """Busy CPU seconds of the whole machine so far (user, nice, system, irq, softirq)."""
+    import psutil
+
+    try:
+        t = psutil.cpu_times()
+    except Exception:
+        return None
+    return t.user + getattr(t, "nice", 0.0) + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _ram_total_gb() -> float | None:
+    import psutil
+
+    try:
+        return psutil.virtual_memory().total / 1024**3
+    except Exception:
+        return None
+
+
 def _hardware(meterset: MeterSet) -> dict[str, Any]:
-    """What the run ran on, for calibration and comparison: accelerator model and count, CPU."""
+    """What the run ran on, for calibration and comparison: accelerator model and count, CPU, RAM."""
     gpus = [i for i in meterset.info if i.get("kind") == "gpu"]
     models = sorted({str(i.get("model")) for i in gpus if i.get("model")})
     cpu = next((i for i in meterset.info if i.get("kind") == "cpu"), {})
@@ -640,6 +691,7 @@ def _hardware(meterset: MeterSet) -> dict[str, Any]:
         "accelerator_count": len(gpus),
         "cpu": cpu.get("cpu") or _cpu_name(),
         "cpu_threads": cpu.get("threads_visible") or os.cpu_count(),
+        "ram_total_gb": _ram_total_gb(),
     }
     return out
 
