@@ -154,7 +154,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     command's exit code always wins: a greenlm-side failure after it ran (a CSV that cannot
     be written, a store that is down) is a warning on stderr, never a new exit code.
     """
-    from greenlm.store.urls import redact_text
+    from greenlm.redact import redact_text
     from greenlm.tracking.tracker import EnergyTracker
 
     cmd = list(args.cmd)
@@ -358,8 +358,8 @@ def open_store_synced(url: str | None) -> Any:
 def cmd_runs_sync(args: argparse.Namespace) -> int:
     """Write the runs waiting in the spool; exit 1 while some still wait."""
     from greenlm.config import default_store_url
+    from greenlm.redact import redact_url
     from greenlm.store import replay
-    from greenlm.store.urls import redact_url
 
     url = args.store or default_store_url()
     rep = replay(url, timeout_s=args.timeout)

@@ -147,3 +147,28 @@ def test_no_password_in_warnings_json_stored_in_or_what_a_team_server_gets(pg: P
     # nor on disk on the way: the outbox (to the server) and the spool (to the down store)
     assert (home / "spool").is_dir()
     assert PASSWORD not in _files_text(home)
+
+
+def test_no_password_of_a_team_server_url_in_what_greenlm_track_prints(tmp_path: Path) -> None:
+    """A team server given as ``https://user:password@host`` that is down: the run waits in
+    the outbox, and what the user reads (the delivery line, warnings) names the server with
+    its password masked.
+    """
+    port = free_port()  # nothing listens there
+    env = {
+        "GREENLM_HOME": str(tmp_path / "home"),
+        "GREENLM_SERVER": f"http://alice:s3cret-pw@127.0.0.1:{port}",
+        "GREENLM_TOKEN": "glm_not_a_real_token",
+        "PATH": "/usr/bin:/bin",
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "greenlm", "track", "--json", "--", sys.executable, "-c", "pass"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "s3cret-pw" not in p.stdout + p.stderr
+    assert f"alice:***@127.0.0.1:{port}" in p.stderr, p.stderr[-2000:]
+    assert "NOT yet stored in team server" in p.stderr

@@ -278,9 +278,11 @@ def cmd_push(args: argparse.Namespace) -> int:
     if not reports:
         print(f"nothing to push: the outbox {outbox_root()} is empty")
         return 0
+    from greenlm.redact import redact_url
+
     waiting = 0
     for url, rep in reports.items():
-        line = f"{url}: delivered {rep.delivered} events ({rep.runs_done} runs complete)"
+        line = f"{redact_url(url)}: delivered {rep.delivered} events ({rep.runs_done} runs complete)"
         if rep.rejected:
             line += f", {rep.rejected} rejected (kept under {outbox_root()}/*/rejected)"
         if rep.pending:

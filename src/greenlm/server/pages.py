@@ -28,13 +28,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from greenlm.config import greenlm_home, load_yaml
 from greenlm.errors import ConfigError, GreenlmError
+from greenlm.redact import redact_url
 from greenlm.report import views
 from greenlm.report.html import environment
 from greenlm.report.loaders import load_optimize
 from greenlm.report.plots import Chart, runs_overview
 from greenlm.server.app import public_message
 from greenlm.server.auth import COOKIE, CSRF_COOKIE, CSRF_FIELD, Principal, check_form, csrf_value, reader
-from greenlm.store.urls import redact_url
 from greenlm.tracking.result import STATUSES
 
 log = logging.getLogger(__name__)

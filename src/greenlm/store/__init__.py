@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from greenlm.redact import redact_text, redact_url
 from greenlm.store.records import PowerSeries, PowerTrace, SamplePage, StoredRun, TokenRecord
-from greenlm.store.urls import redact_text, redact_url
 
 if TYPE_CHECKING:
     from greenlm.store.runs import RunStore, clear_store_cache, open_store

@@ -49,11 +49,11 @@ from greenlm.carbon.price import Price, resolve_price
 from greenlm.carbon.pue import Pue
 from greenlm.config import default_store_url
 from greenlm.errors import ConfigError, RunNotFoundError, RunOwnedError, StoreError
+from greenlm.redact import redact_url
 from greenlm.store import groups
 from greenlm.store import samples as SM
 from greenlm.store import schema as S
 from greenlm.store.records import PowerTrace, SamplePage, StoredRun, TokenRecord
-from greenlm.store.urls import redact_url
 from greenlm.tracking.result import (
     JSON_KEYS,
     SCHEMA_VERSION,

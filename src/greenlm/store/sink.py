@@ -48,7 +48,7 @@ def spool_root() -> Path:
 
 def store_spool(url: str, root: Path | None = None) -> Spool:
     """The spool of the store at ``url`` (the folder is a hash of the URL: no password on disk)."""
-    from greenlm.store.urls import redact_url
+    from greenlm.redact import redact_url
 
     return Spool(destination_key(url), root or spool_root(), {"store": redact_url(url)})
 
@@ -108,7 +108,7 @@ class StoreSink(SpooledSink):
     finish_wait_s = 5.0
 
     def __init__(self, url: str | None = None, *, spool_dir: str | Path | None = None, background: bool = True) -> None:
-        from greenlm.store.urls import redact_url
+        from greenlm.redact import redact_url
 
         self.url = url or default_store_url()
         self.label = f"run store {redact_url(self.url)}"
@@ -140,7 +140,7 @@ def check_url(url: str) -> None:
     """Raise StoreError if a store could never be opened at ``url`` (no database access)."""
     import sqlalchemy as sa
 
-    from greenlm.store.urls import redact_url
+    from greenlm.redact import redact_url
 
     shown = redact_url(url)
     try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from greenlm.config import greenlm_home
+from greenlm.redact import redact_text, redact_url
 from greenlm.tracking.spool import (
     MAX_SAMPLES_PER_EVENT,
     MAX_TRIES,
@@ -132,7 +133,8 @@ class Delivery:
                 payload = {k: v for k, v in payload.items() if k != "timeline"}  # the samples carry the trace
                 r = self.client.post(self._endpoint(run_id, kind), json=payload)
         except httpx.HTTPError as e:
-            return Outcome("down", f"{self.outbox.url} unreachable ({type(e).__name__}: {e})")
+            why = f"{type(e).__name__}: {redact_text(str(e))}"
+            return Outcome("down", f"{redact_url(self.outbox.url)} unreachable ({why})")
         if r.status_code < 300:
             return Outcome.ok()
         reason = f"HTTP {r.status_code}: {r.text[:2000]}"
@@ -144,7 +146,7 @@ class Delivery:
             self._warn_once(
                 f"rej-{run_id}",
                 "greenlm: server %s refused an event of run %s (%s); kept in %s",
-                self.outbox.url,
+                redact_url(self.outbox.url),
                 run_id,
                 reason[:200],
                 self.outbox.dir / "rejected",
@@ -155,16 +157,16 @@ class Delivery:
                 "auth",
                 "greenlm: server %s refused the token (HTTP %s); runs stay in %s until "
                 "`greenlm server push --server URL --token ...`",
-                self.outbox.url,
+                redact_url(self.outbox.url),
                 r.status_code,
                 self.outbox.dir,
             )
-            return Outcome("down", f"token refused by {self.outbox.url} (HTTP {r.status_code})")
+            return Outcome("down", f"token refused by {redact_url(self.outbox.url)} (HTTP {r.status_code})")
         if r.status_code >= 500:
             self._warn_once(
                 f"5xx-{run_id}",
                 "greenlm: server %s failed on an event of run %s (%s); retried, moved aside after %d tries",
-                self.outbox.url,
+                redact_url(self.outbox.url),
                 run_id,
                 reason[:200],
                 MAX_TRIES,
@@ -231,7 +233,7 @@ class HttpSink(SpooledSink):
         background: bool = True,
     ) -> None:
         self.url = normalise_url(url)
-        self.label = f"team server {self.url}"
+        self.label = f"team server {redact_url(self.url)}"
         self.finish_wait_s = finish_wait_s
         self.outbox = self.spool = Outbox(self.url, Path(outbox_dir) if outbox_dir else None)
         self._init_spooled()

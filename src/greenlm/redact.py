@@ -1,6 +1,6 @@
-"""Store URLs as greenlm shows them: the password replaced, with the standard library only.
+"""URLs and messages as greenlm shows them: passwords replaced, with the standard library only.
 
-Anything greenlm prints, logs or puts in an error message about a store names it through
+Anything greenlm prints, logs or puts in an error message about a store or a team server names it through
 :func:`redact_url`, so ``postgresql+psycopg://greenlm:secret@db/runs`` reads
 ``postgresql+psycopg://greenlm:***@db/runs``. It does not import SQLAlchemy (the dashboard
 and the CLI call it on every page and message).
