@@ -34,6 +34,11 @@ NOT_RUN = {
     "greenlm optimize --model smollm2": "measures a 135M-parameter model for minutes; tests/optimize cover it",
     "greenlm optimize --model ./my-model": "needs the reader's own model folder",
     "greenlm dashboard": "a server that runs until stopped; tests/server/test_browser.py drives it in Chromium",
+    "greenlm serve --port": "a proxy that runs until stopped, in front of the reader's engine; tests/serving run it "
+    "against a real transformers serve",
+    "greenlm bench serve": "needs the greenlm serve proxy above; tests/serving/test_bench.py runs it",
+    "greenlm server serve": "a server that runs until stopped; tests/server and tests/security run it live",
+    "GREENLM_SERVER=": "needs the team server above; tests/server/test_client.py sends through a live one",
 }
 #: Examples that cannot succeed on this machine and must say why (exit 2, the reason in the message).
 NEEDS_ACCELERATOR = {
