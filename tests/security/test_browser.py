@@ -20,7 +20,7 @@ import pytest
 
 from tests.security.conftest import Team
 from tests.server.helpers import free_port, track_run
-from tests.server.test_browser import CHROMIUM_ARGS, _chromium, _missing
+from tests.server.test_browser import chromium_context
 
 pytestmark = pytest.mark.browser
 SECRET = "--hf-token=hf_sEcReT42"
@@ -28,27 +28,9 @@ SECRET = "--hf-token=hf_sEcReT42"
 
 @pytest.fixture(scope="module")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    exe = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("the playwright Python package is not installed")
-    pw = sync_playwright().start()
-    try:
-        ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-security")),
-            executable_path=exe,
-            headless=True,
-            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP rebind.test 127.0.0.1, MAP evil.test 127.0.0.1"],
-        )
-    except Exception as e:
-        pw.stop()
-        pytest.fail(f"Chromium at {exe} did not start: {e}")
-    try:
+    rules = "--host-resolver-rules=MAP rebind.test 127.0.0.1, MAP evil.test 127.0.0.1"
+    with chromium_context(tmp_path_factory.mktemp("chromium-security"), args=[rules]) as ctx:
         yield ctx
-    finally:
-        ctx.close()
-        pw.stop()
 
 
 @pytest.fixture

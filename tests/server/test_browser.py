@@ -15,6 +15,7 @@ Skips when Chromium or Playwright is missing, unless GREENLM_REQUIRE_BROWSER is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -76,21 +77,22 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium_context(profile: Path, **options: Any) -> Iterator[Any]:
+    """A real headless Chromium (Playwright's persistent context) for the tests; closed after.
+
+    ``options`` go to ``launch_persistent_context`` (``args`` are added to CHROMIUM_ARGS).
+    """
     exe = _chromium()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         _missing("the playwright Python package is not installed")
     pw = sync_playwright().start()
+    extra = options.pop("args", [])
     try:
         ctx = pw.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=exe,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800},
+            str(profile), executable_path=exe, headless=True, args=[*CHROMIUM_ARGS, *extra], **options
         )
     except Exception as e:
         pw.stop()
@@ -100,6 +102,12 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     finally:
         ctx.close()
         pw.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile"), viewport={"width": 1280, "height": 800}) as ctx:
+        yield ctx
 
 
 @pytest.fixture(scope="module")
