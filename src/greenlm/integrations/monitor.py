@@ -508,6 +508,10 @@ class Monitor:
     # ----------------------------------------------------------------- metrics endpoint
     def serve_metrics(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
         """Serve ``/metrics`` on ``addr:port`` from a background thread (a sidecar endpoint)."""
+        from greenlm import limits
+
+        port = limits.port("port", port)
+        addr = limits.text("addr", addr, limits.HOST_CHARS)
         pc = _prometheus()
         if self.metrics is None:
             raise ConfigError("This monitor has no Prometheus registry (registry=False).")
