@@ -44,7 +44,8 @@ def _free_port() -> int:
 class PostgresServer:
     """``start()``, ``stop()``, ``url``; the data survives a stop (same port on restart)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
+        """``password``: the server then asks for it (scram-sha-256); it is not in ``url``."""
         pytest.importorskip("psycopg")
         bindir = _bindir()
         if bindir is None:
@@ -68,7 +69,14 @@ class PostgresServer:
             if runuser is None:
                 missing("running as root and runuser is not installed")
             self._as = [str(runuser), "-u", "postgres", "--"]
-        self._run(str(bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "greenlm", "--no-sync")
+        auth = ["-A", "trust"]
+        if password is not None:
+            pwfile = self.root / "pwfile"
+            pwfile.write_text(password + "\n")
+            if self._as:
+                os.chown(pwfile, pw.pw_uid, pw.pw_gid)
+            auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+        self._run(str(bindir / "initdb"), "-D", str(self.data), *auth, "-U", "greenlm", "--no-sync")
 
     def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self._as, *cmd], check=check, capture_output=True, text=True, timeout=120)

@@ -50,9 +50,39 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, *, fsync: bool = 
 
 
 def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) readable by the user only (0700); an existing one is left as is."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` and every missing parent readable by the user only (0700).
+
+    Folders that exist are left as they are (a user may have chosen to share one).
+    """
+    if path.is_dir():
+        return path
+    missing = []
+    p = path
+    while not p.is_dir():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            if not d.is_dir():
+                raise
+            continue
         with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
+            os.chmod(d, 0o700)  # the umask may have taken bits away; never added any
     return path
+
+
+def private_file(path: Path) -> bool:
+    """Create an empty file at ``path`` readable and writable by the user only (0600).
+
+    Returns False (and changes nothing) when it exists already.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True

@@ -191,6 +191,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     command's exit code always wins: a greenlm-side failure after it ran (a CSV that cannot
     be written, a store that is down) is a warning on stderr, never a new exit code.
     """
+    from greenlm.store.urls import redact_text
     from greenlm.tracking.tracker import EnergyTracker
 
     cmd = list(args.cmd)
@@ -216,7 +217,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         cpu_tdp_w=args.cpu_tdp_w,
         attribution=args.attribution,
         store=args.store,
-        metadata={"command": cmd, **_meta(args.meta)},
+        # recorded, stored and sent: credentials in URLs on the command line are masked
+        metadata={"command": [redact_text(a) for a in cmd], **_meta(args.meta)},
         handle_signals=False,
     )
     got_signal: list[int] = []

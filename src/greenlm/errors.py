@@ -57,6 +57,10 @@ class RunNotFoundError(StoreError, KeyError):
         return str(self.args[0]) if self.args else "run not found"
 
 
+class RunOwnedError(StoreError):
+    """A writer tried to change a run that belongs to another owner (a team server's 403)."""
+
+
 class MissingExtraError(GreenlmError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

@@ -73,6 +73,14 @@ def llama() -> Any:
 
 
 @pytest.fixture
+def model_dir(bert: Any, tokenizer: Any, tmp_path: Any) -> Any:
+    """The tiny BERT and MiniLM's tokenizer as a local model folder (save_pretrained)."""
+    bert.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def ids() -> Any:
     torch.manual_seed(1)
     return torch.randint(1000, 5000, (2, 12))
@@ -104,3 +112,20 @@ class FakeMeter:
 @pytest.fixture
 def fake_meter() -> FakeMeter:
     return FakeMeter()
+
+
+SAME_MODULE = "tests.optimize.same_technique"
+
+
+@pytest.fixture
+def same_technique(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The test-defined ``same`` technique, registered by one line in TECHNIQUE_MODULES."""
+    import sys
+
+    from greenlm.optimize import techniques
+
+    sys.modules.pop(SAME_MODULE, None)
+    monkeypatch.setattr(techniques, "TECHNIQUE_MODULES", [*techniques.TECHNIQUE_MODULES, SAME_MODULE])
+    yield techniques.get("same")
+    techniques.unregister("same")
+    sys.modules.pop(SAME_MODULE, None)

@@ -1,5 +1,6 @@
 import argparse
 import json
+import re
 
 import pytest
 
@@ -68,3 +69,24 @@ def test_json_on_stdout_is_one_object(capsys):
     assert d["model"] == "minilm" and d["task"] == "embedding"
     assert [v["name"] for v in d["variants"]] == ["baseline", "bf16", "bnb8"]
     assert d["variants"][2]["skipped_reason"]
+
+
+def test_the_table_fits_80_columns_with_numbers_for_people(model_dir, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    techniques = "int8,bf16,heads:0.25+recover:epochs=1+bf16,lowrank:rank=8,bnb4"
+    argv = ["optimize", "--model", str(model_dir), "--task", "embedding", "--samples", "6", "--repeats", "2"]
+    assert main([*argv, "--techniques", techniques, "--location", "DEU"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80, "\n".join(lines)
+    header = next(line for line in lines if "variant" in line)
+    assert header.split() == ["variant", "J/1k", "saving", "[interval]", "quality", "Δq"]
+    rows = {line.split()[0]: line for line in lines if line.startswith(" ") and line.split()}
+    assert {"baseline", "int8", "bf16", "bnb4"} <= set(rows)
+    assert any(name.startswith("heads:0.25+recover") for name in rows)  # a long name may fold, never a number
+    assert "skipped" in rows["bnb4"] and "bnb4: skipped: bnb4 (bitsandbytes) needs" in captured.out
+    assert "pays back its recovery" in captured.out or "never pays back its recovery" in captured.out
+    assert re.search(r"\d[eE][+-]?\d", captured.out) is None, "scientific notation in the terminal output"
+    # progress went to stderr as plain lines (stderr is not a terminal here)
+    assert re.search(r"^optimize: .+\(\d+/\d+, ", captured.err, re.M)
+    assert captured.err.rstrip().splitlines()[-1].startswith("optimize: done (")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from greenlm.optimize.report import summary_rows
+from greenlm.optimize.report import notes
 from greenlm.optimize.runner import OptimizeConfig, optimize
 
 
@@ -39,9 +39,14 @@ def test_minilm_end_to_end_with_the_real_tracker(tmp_path):
     assert recovered.quality.value > heads.quality.value + 0.02
     assert recovered.facts["recover_energy_j"] > 0 and recovered.facts["recover_steps"] > 0
     assert "recovery fine-tuning" in recovered.description
-    (row,) = [r for r in summary_rows(report) if r[0] == recovered.name]
-    assert "its recovery energy" in row[-1], "the table says what the recovery cost is paid back by (or never)"
+    (line,) = [n for n in notes(report) if n.startswith(recovered.name + ":")]
+    assert "pays back its recovery" in line, "the notes say when the recovery energy is paid back (or never)"
     rec = report.recommendation
     assert report.variant(rec.variant).quality_drop <= 0.01
+    # 2 interleaved rounds (up to 4 for the undecided): every variant has an interval; a variant
+    # that is recommended saves significantly, else the baseline is kept
+    for v in report.variants[1:]:
+        assert 2 <= v.vs_baseline.rounds <= 4 and v.vs_baseline.low < v.vs_baseline.high
+    assert rec.variant == "baseline" or report.variant(rec.variant).vs_baseline.verdict == "saves"
     assert (tmp_path / "pareto.png").is_file() and (tmp_path / "optimize.csv").is_file()
     assert report.settings["location"] == "DEU"

@@ -42,6 +42,6 @@ def client_factory(app_factory: Any) -> Any:
     def make(store_url: str | None = None, **settings: Any) -> tuple[Any, Any, str]:
         app = app_factory(store_url, **settings)
         _tid, token = app.state.tokens.create("tests")
-        return TestClient(app), app, token
+        return TestClient(app, base_url="http://127.0.0.1"), app, token
 
     return make

@@ -106,3 +106,17 @@ class LiveServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def csrf_of(client: Any) -> str:
+    """The dashboard's CSRF token for ``client`` (a page visit sets its cookie)."""
+    if "greenlm_csrf" not in client.cookies:
+        client.get("/login")
+    return str(client.cookies["greenlm_csrf"])
+
+
+def login(client: Any, token: str, next_path: str = "/") -> Any:
+    """Sign in through the dashboard's form (with its CSRF token, as a browser would)."""
+    return client.post(
+        "/login", data={"token": token, "next": next_path, "csrf_token": csrf_of(client)}, follow_redirects=False
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from greenlm.store import open_store
-from tests.server.helpers import XSS, track_run
+from tests.server.helpers import XSS, login, track_run
 
 
 @pytest.fixture
@@ -204,11 +204,12 @@ def test_reads_need_a_token_off_loopback(client_factory: Any, seeded: dict[str, 
     # pages redirect to sign-in, and the cookie from sign-in opens them
     r = c.get(f"/runs/{rid}", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
-    r = c.post("/login", data={"token": "glm_bad", "next": "/"}, follow_redirects=False)
+    r = login(c, "glm_bad")
     assert r.status_code == 401
-    r = c.post("/login", data={"token": token, "next": "https://evil.example/"}, follow_redirects=False)
+    r = login(c, token, "https://evil.example/")
     assert r.status_code == 303 and r.headers["location"] == "/"
     assert "httponly" in r.headers["set-cookie"].lower() and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert token not in r.headers["set-cookie"]  # a signed read-only session, never the token
     assert c.get(f"/runs/{rid}").status_code == 200
     assert c.get("/api/v1/runs").status_code == 200  # cookie works for reads...
     body = seeded["results"][0].to_dict()
@@ -234,7 +235,7 @@ def test_tokens_are_stored_hashed(app_factory: Any, tmp_path: Path) -> None:
     rows = con.execute("select id, name, token_hash from greenlm_server_tokens").fetchall()
     con.close()
     assert rows and all(token not in str(r) for r in rows)
-    assert app.state.tokens.verify(token) == tid
+    assert app.state.tokens.verify(token).id == tid
     with pytest.raises(Exception, match="No active token"):
         app.state.tokens.revoke("nobody")
     assert app.state.tokens.revoke("ci") == 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.helpers import XSS, free_port, track_run
+from tests.server.helpers import XSS, free_port, login, track_run
 
 pytestmark = pytest.mark.postgres
 
@@ -119,7 +119,7 @@ def test_team_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     app = create_app(ServerSettings(store_url=postgres_url, read_auth=True))
     tid, token = app.state.tokens.create("pg")
     h = {"Authorization": f"Bearer {token}"}
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://127.0.0.1")
     r = track_run(f"sqlite:///{tmp_path / 'local.db'}", "pg-remote", "USA")
     body: dict[str, Any] = r.to_dict(timeline=True)
     assert c.post("/api/v1/runs", json=body, headers=h).status_code == 201
@@ -150,7 +150,7 @@ def test_team_server_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     listed = c.get("/api/v1/runs", headers=h).json()
     assert {x["run_id"] for x in listed["runs"]} >= {r.run_id, "pgstream1"}
     assert c.get("/api/v1/runs/pgstream1", headers=h).json()["status"] == "running"
-    c.post("/login", data={"token": token})
+    login(c, token)
     page = c.get("/")
     assert page.status_code == 200 and r.run_id in page.text
     assert c.get(f"/runs/{r.run_id}").status_code == 200
@@ -234,7 +234,7 @@ def test_concurrent_posts_of_one_new_run_on_postgres(postgres_url: str, tmp_path
     codes: list[int] = []
 
     def post() -> None:
-        c = TestClient(app)
+        c = TestClient(app, base_url="http://127.0.0.1")
         barrier.wait()
         codes.append(c.post("/api/v1/runs", json=body, headers={"Authorization": f"Bearer {token}"}).status_code)
 

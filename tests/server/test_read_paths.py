@@ -31,7 +31,7 @@ def test_the_dashboard_reads_and_never_writes(tmp_path: Path) -> None:
 
     clear_store_cache()
     before = hashlib.sha256((tmp_path / "runs.db").read_bytes()).hexdigest()
-    c = TestClient(create_app(ServerSettings(store_url=url, read_only=True)))
+    c = TestClient(create_app(ServerSettings(store_url=url, read_only=True)), base_url="http://127.0.0.1")
     for page in ("/", f"/runs/{r.run_id}", f"/compare?ids={r.run_id}", f"/report?ids={r.run_id}", "/api/v1/runs"):
         assert c.get(page).status_code == 200, page
     assert c.get("/api/v1/health").json()["schema_version"] >= 2
@@ -57,7 +57,7 @@ def test_concurrent_posts_of_one_new_run_create_it_once(tmp_path: Path) -> None:
     answers: dict[str, list[Any]] = {"start": [], "result": []}
 
     def post(kind: str) -> None:
-        c = TestClient(app)
+        c = TestClient(app, base_url="http://127.0.0.1")
         barrier.wait()
         if kind == "start":
             resp = c.post("/api/v1/runs/race-start/start", json=start, headers=_auth(token))
@@ -73,5 +73,5 @@ def test_concurrent_posts_of_one_new_run_create_it_once(tmp_path: Path) -> None:
             t.join()
     assert sorted(answers["start"]) == [(200, "exists")] * 7 + [(201, "created")]
     assert sorted(answers["result"]) == [(200, "updated")] * 7 + [(201, "created")]
-    listed = TestClient(app).get("/api/v1/runs").json()
+    listed = TestClient(app, base_url="http://127.0.0.1").get("/api/v1/runs").json()
     assert sorted(x["run_id"] for x in listed["runs"]) == sorted(["race-start", r.run_id])

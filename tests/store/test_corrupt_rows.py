@@ -198,7 +198,7 @@ def test_dashboard_and_api_with_damaged_rows(damaged_store: dict[str, Any]) -> N
     from greenlm.server.app import ServerSettings, create_app
 
     url, good, bad = damaged_store["url"], damaged_store["good"], damaged_store["bad"]
-    c = TestClient(create_app(ServerSettings(store_url=url, read_only=True)))
+    c = TestClient(create_app(ServerSettings(store_url=url, read_only=True)), base_url="http://127.0.0.1")
     page = c.get("/")
     assert page.status_code == 200
     for rid in [*good, *bad]:

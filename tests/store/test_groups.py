@@ -123,7 +123,7 @@ def test_parts_through_the_team_server(tmp_path):
 
     app = create_app(ServerSettings(store_url=f"sqlite:///{tmp_path / 'server.db'}"))
     _tid, token = app.state.tokens.create("nodes")
-    c = TestClient(app)
+    c = TestClient(app, base_url="http://127.0.0.1")
     h = {"Authorization": f"Bearer {token}"}
     for p in (part(1), part(0)):
         body = json.loads(p.to_json(timeline=True))

@@ -170,7 +170,7 @@ def test_samples_api_pages_and_refuses_bad_cursors(store_url: str) -> None:
 
     r = tracked_run(store_url, seconds=0.3)
     every = [dataclasses.asdict(s) for s in open_store(store_url).get_samples(r.run_id)]
-    c = TestClient(create_app(ServerSettings(store_url=store_url)))
+    c = TestClient(create_app(ServerSettings(store_url=store_url)), base_url="http://127.0.0.1")
     got, url = [], f"/api/v1/runs/{r.run_id}/samples?limit=5"
     while True:
         body = c.get(url).json()
@@ -194,7 +194,7 @@ def test_run_page_draws_a_bounded_number_of_points(store_url: str) -> None:
     from greenlm.server.app import ServerSettings, create_app
 
     _run_with_samples(store_url, "big", hours_ago=1.0, seconds=3000, rate_hz=4.0)
-    c = TestClient(create_app(ServerSettings(store_url=store_url, read_only=True)))
+    c = TestClient(create_app(ServerSettings(store_url=store_url, read_only=True)), base_url="http://127.0.0.1")
     page = c.get("/runs/big")
     assert page.status_code == 200
     specs = json.loads(re.search(r'id="greenlm-charts">(.*?)</script>', page.text, re.S).group(1))

@@ -1,10 +1,12 @@
 """Measure what compression and efficiency techniques save in energy and cost in quality.
 
 The assess, optimize, re-assess loop: :func:`optimize` measures a model and variants of it
-(one module per technique: :mod:`.quantize`, :mod:`.prune`, :mod:`.lowrank`,
-:mod:`.distill`, :mod:`.lora`) with the harness (:mod:`.harness`), and recommends the
-lowest-energy variant within a quality budget (:mod:`.pareto`). Names are resolved lazily
-so that ``import greenlm.optimize`` does not import torch.
+(one module per technique, each registered in :mod:`.techniques`: :mod:`.quantize`,
+:mod:`.weight_only`, :mod:`.prune`, :mod:`.lowrank`, :mod:`.distill`, :mod:`.compiled`;
+fine-tuning modes in :mod:`.lora`) with the harness (:mod:`.harness`) in interleaved rounds,
+and recommends the variant whose saving is significant (:mod:`.stats`) within a quality
+budget, or the baseline (:mod:`.pareto`). Names are resolved lazily so that
+``import greenlm.optimize`` does not import torch.
 """
 
 from __future__ import annotations

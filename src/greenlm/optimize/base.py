@@ -32,20 +32,13 @@ def clone(model: Any) -> Any:
     return copy.deepcopy(model)
 
 
-#: One-off energy a variant costs to build, by fact, with what it was spent on: training
-#: (distillation, recovery) and compilation. The report pays it back from the variant's
-#: saving per inference.
-ONE_OFF_ENERGY: dict[str, str] = {
-    "distill_energy_j": "distillation",
-    "recover_energy_j": "recovery",
-    "compile_energy_j": "compilation",
-}
-
-
 def one_off_energy_j(facts: dict[str, Any]) -> float | None:
-    """The one-off energy spent building a variant (training, compiling), if any."""
-    parts = [float(facts[k]) for k in ONE_OFF_ENERGY if facts.get(k) is not None]
-    return sum(parts) if parts else None
+    """The one-off energy spent building a variant (training, compiling), if any: the sum of
+    the facts the registered techniques declare as one-off energy.
+    """
+    from greenlm.optimize.techniques import one_off_energy_j as total
+
+    return total(facts)
 
 
 def payback_inferences(one_off_j: float, baseline_j_per_1k: float, variant_j_per_1k: float) -> float | None:

@@ -45,8 +45,9 @@ def register(subparsers: Any) -> None:
         "optimize",
         help="measure what compression techniques save in energy and cost in quality",
         description="Measure, on this machine, the energy per 1,000 inferences (and per "
-        "token) of a model and of variants built with each technique, their quality, and "
-        "recommend the lowest-energy variant within --max-quality-drop.",
+        "token) of a model and of variants built with each technique, in interleaved rounds, and "
+        "their quality; recommend the variant whose saving is significant (its whole confidence "
+        "interval) within --max-quality-drop, or keep the baseline when none saves beyond noise.",
     )
     _common(p)
     p.add_argument(
@@ -66,11 +67,34 @@ def register(subparsers: Any) -> None:
         metavar="FRACTION",
         help="quality budget: absolute for accuracy/cosine, relative rise for perplexity (default 0.01)",
     )
-    p.add_argument("--repeats", type=int, default=5, help="measured windows per variant")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="measuring rounds: one window of every variant per round (default 5)"
+    )
+    p.add_argument(
+        "--max-repeats",
+        type=int,
+        metavar="ROUNDS",
+        help="extra rounds, up to this many in all, for variants whose saving is not yet decided "
+        "(default: twice --repeats)",
+    )
     p.add_argument("--samples", type=int, help="inferences per window (default 64; 8 prompts for causal-lm)")
     p.add_argument("--batch-size", type=int, default=1, help="inputs per inference call")
     p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per prompt (causal-lm)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        metavar="LEVEL",
+        help="family-wise confidence of the saving intervals (default 0.95)",
+    )
+    p.add_argument(
+        "--min-saving",
+        type=float,
+        default=0.02,
+        metavar="FRACTION",
+        help="a saving counts when its whole interval is above this (default 0.02 = 2 %%)",
+    )
     p.set_defaults(func=cmd_optimize)
 
     sub = p.add_subparsers(dest="optimize_mode", metavar="MODE")
@@ -95,28 +119,12 @@ def register(subparsers: Any) -> None:
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A rich progress bar on stderr; yields the ``progress(desc, done, total)`` callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """Progress on stderr (:mod:`greenlm.progress`); yields the ``progress(desc, done, total)`` callback."""
+    from greenlm.progress import Progress
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task_id = bar.add_task("loading", total=None)
-
-        def update(desc: str, done: int, total: int) -> None:
-            bar.update(task_id, description=desc, completed=done, total=total)
-
-        yield update
+    with Progress(label, stream=sys.stderr) as bar:
+        yield bar.callback()
 
 
 def _quiet_libraries() -> None:
@@ -148,10 +156,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         report_dir=args.report,
+        confidence=args.confidence,
+        min_saving=args.min_saving,
+        max_repeats=args.max_repeats,
     )
     config.validate()  # fail on bad input before loading anything
     _quiet_libraries()
-    with contextlib.redirect_stdout(sys.stderr), _progress(True) as progress:
+    with _progress("optimize") as progress, contextlib.redirect_stdout(sys.stderr):
         report = optimize(config, progress=progress)
     if args.json:
         from greenlm.optimize.report import to_json
@@ -187,35 +198,52 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     )
     config.validate()
     _quiet_libraries()
-    with contextlib.redirect_stdout(sys.stderr), _progress(True) as progress:
+    with _progress("optimize finetune") as progress, contextlib.redirect_stdout(sys.stderr):
         report = finetune(config, progress=progress)
     if args.json:
         import json
 
         print(json.dumps(report.to_dict(), indent=2))
         return 0
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"greenlm optimize finetune: {report.model} ({report.task})")
-    for h in ("mode", "trainable params", "J/epoch", "s/epoch", "peak MB", "quality", "notes"):
-        table.add_column(h)
+    from greenlm import humanize
+
+    unit = humanize.energy_unit([m.energy_j_per_epoch for m in report.modes if not m.skipped_reason])
+    size = dict(humanize.ENERGY_UNITS)[unit]
+    table = Table(title=Text(f"greenlm optimize finetune: {report.model} ({report.task})"), box=box.SIMPLE_HEAD)
+    for i, h in enumerate(("mode", "trained", f"{unit}/epoch", "time/epoch", "peak MB", "quality")):
+        table.add_column(Text(h), justify="left" if i == 0 else "right", overflow="fold")
+    notes = []
     for m in report.modes:
         if m.skipped_reason:
-            table.add_row(m.name, "-", "-", "-", "-", "-", f"skipped: {m.skipped_reason}")
+            table.add_row(Text(m.name), *(Text("-") for _ in range(5)))
+            notes.append(f"{m.name}: skipped: {m.skipped_reason}")
             continue
-        q = f"{m.quality.metric}={m.quality.value:.4g}" if m.quality and m.quality.value is not None else "-"
+        q = humanize.sig(m.quality.value) if m.quality and m.quality.value is not None else "-"
         table.add_row(
-            m.name,
-            f"{m.trainable_params:,}",
-            f"{m.energy_j_per_epoch:.3g}",
-            f"{m.duration_s_per_epoch:.2f}",
-            f"{m.peak_memory_mb:.0f}",
-            q,
-            m.provenance or "",
+            *(
+                Text(c)
+                for c in (
+                    m.name,
+                    humanize.count(m.trainable_params),
+                    humanize.sig(m.energy_j_per_epoch / size) if m.energy_j_per_epoch is not None else "-",
+                    humanize.duration(m.duration_s_per_epoch),
+                    humanize.sig(m.peak_memory_mb) if m.peak_memory_mb is not None else "-",
+                    q,
+                )
+            )
         )
     console = Console()
     console.print(table)
+    metric = next((m.quality.metric for m in report.modes if m.quality), "quality")
+    provenance = sorted({m.provenance for m in report.modes if m.provenance})
+    console.print(Text(f"quality: {metric} after the last epoch; energy: {', '.join(provenance) or '-'}."))
+    for line in notes:
+        console.print(Text(line))
     for w in report.warnings:
-        console.print(f"[yellow]note:[/yellow] {w}")
+        console.print(Text.assemble(("note:", "yellow"), " ", w))
     return 0

@@ -25,6 +25,7 @@ from typing import Any
 
 from greenlm.optimize.base import Transformed, clone
 from greenlm.optimize.errors import NotApplicableError, first_line
+from greenlm.optimize.techniques import Context, Order, technique
 
 
 def compile_forward(model: Any, task: Any, measure: Any) -> Transformed:
@@ -60,3 +61,13 @@ def compile_forward(model: Any, task: Any, measure: Any) -> Transformed:
             "compile_provenance": window.provenance,
         },
     )
+
+
+@technique(
+    "compile",
+    summary="torch.compile (TorchInductor) of the forward pass of a copy",
+    order=Order(last="a later step would change the model under the compiled graph", example="heads:0.25+bf16+compile"),
+    one_off_energy={"compile_energy_j": "compilation"},
+)
+def _compile(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return compile_forward(model, ctx.task, ctx.measure)

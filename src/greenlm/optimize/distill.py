@@ -26,6 +26,7 @@ from typing import Any
 from greenlm.optimize import _arch
 from greenlm.optimize.base import Transformed, clone
 from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.techniques import STRUCTURAL, UNTRAINABLE, Context, Order, check_range, check_whole, technique
 
 #: Where the layer types live whose weights are integers, not trainable floats.
 _QUANTIZED_MODULE_PATHS = (
@@ -209,3 +210,59 @@ def _training_facts(prefix: str, window: Any, steps: int, losses: list[float]) -
         f"{prefix}_loss_first": losses[0] if losses else None,
         f"{prefix}_loss_last": losses[-1] if losses else None,
     }
+
+
+def _check_training(name: str, args: dict[str, float]) -> dict[str, float]:
+    check_whole(name, args, "epochs", 1, "a whole number of epochs >= 1")
+    check_range(name, args, "temperature", args.get("temperature", 1.0) > 0, "a temperature > 0")
+    check_range(name, args, "lr", args.get("lr", 1e-4) > 0, "a learning rate > 0")
+    check_whole(name, args, "batch", 1, "a whole batch size >= 1")
+    return args
+
+
+def _parse_distill(args: dict[str, float]) -> dict[str, float]:
+    args.setdefault("layers", 3)
+    check_whole("distill", args, "layers", 1, "a whole number of student layers >= 1, e.g. distill:layers=3")
+    return _check_training("distill", args)
+
+
+def _parse_recover(args: dict[str, float]) -> dict[str, float]:
+    args.setdefault("epochs", 3)
+    return _check_training("recover", args)
+
+
+_TRAINING_KEYS = ("epochs", "temperature", "lr", "batch")
+
+
+@technique(
+    "distill",
+    summary="a shallower student trained against the model's soft targets",
+    main="layers",
+    keys=_TRAINING_KEYS,
+    parse=_parse_distill,
+    tags={UNTRAINABLE: "distill already trains its student"},
+    one_off_energy={"distill_energy_j": "distillation"},
+)
+def _distill(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return distill(model, ctx.task, DistillSettings.from_args(args, ctx.seed), ctx.measure, ctx.on_step)
+
+
+@technique(
+    "recover",
+    summary="recovery fine-tuning of a structurally shrunk model against the original",
+    main="epochs",
+    keys=_TRAINING_KEYS,
+    parse=_parse_recover,
+    order=Order(
+        after=STRUCTURAL,
+        after_why="fine-tunes a model that a structural step shrank",
+        after_example="heads:0.25+recover or ffn:0.25+recover:epochs=3",
+        not_after=frozenset({UNTRAINABLE}),
+        fix="put recover right after a structural step and quantize afterwards",
+        example="heads:0.25+recover+bf16",
+    ),
+    one_off_energy={"recover_energy_j": "recovery"},
+)
+def _recover(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    # the unmodified model is the teacher
+    return recover(model, ctx.original, ctx.task, DistillSettings.from_args(args, ctx.seed), ctx.measure, ctx.on_step)

@@ -1,12 +1,13 @@
 """The measuring harness: warm-up, repeated tracker windows, medians and spread.
 
 For each model variant: one warm-up pass (not measured; peak memory is sampled during it),
-then ``repeats`` windows, each around one pass over the same pre-tokenised inputs. A
-window's energy comes from a *measure* function, by default greenlm's
-:class:`~greenlm.EnergyTracker` (tests pass a fake one). Per window we get the energy per
-inference and per generated token; the reported figure is the median over windows, the
-spread their min and max. Latency is the wall-clock time of each inference call
-(``time.perf_counter``), pooled over all windows, p50 and p95.
+then windows, each around one pass over the same pre-tokenised inputs (the runner takes one
+window of every variant per round, see :mod:`greenlm.optimize.stats`). A window's energy
+comes from a *measure* function, by default greenlm's :class:`~greenlm.EnergyTracker`
+(tests pass a fake one). Per window we get the energy per inference and per generated
+token; the reported figure is the median over windows, the spread their min and max.
+Latency is the wall-clock time of each inference call (``time.perf_counter``), pooled over
+all windows, p50 and p95.
 """
 
 from __future__ import annotations
@@ -143,6 +144,69 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+@dataclass
+class Timed:
+    """One measured pass: the window, each call's latency and the tokens generated."""
+
+    window: Window
+    latencies_ms: list[float]
+    tokens: int
+    busy_s: float
+
+
+def warm_up(model: Any, run: Callable[[Any, Any], int], batches: Sequence[Any]) -> tuple[float, str]:
+    """One unmeasured pass (kernels, allocator, caches); returns ``(peak_memory_mb, how)``."""
+    import torch
+
+    device = model_device(model)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        for b in batches:
+            run(model, b)
+        _sync(device)
+        return torch.cuda.max_memory_allocated() / 1e6, "torch.cuda.max_memory_allocated during the warm-up pass"
+    with _RssSampler() as rss:
+        for b in batches:
+            run(model, b)
+    weights = _arch.memory_bytes(model)
+    return (weights + max(0, rss.peak_bytes - rss.start_bytes)) / 1e6, (
+        "weights held in memory + growth of the process RSS during the warm-up pass (psutil, sampled every 5 ms)"
+    )
+
+
+def measure_pass(model: Any, run: Callable[[Any, Any], int], batches: Sequence[Any], measure: Measure) -> Timed:
+    """One measured window around one pass of ``run(model, batch)`` over ``batches``."""
+    lat: list[float] = []
+    generated: list[int] = []
+    w = measure(_timed_pass(model, run, batches, model_device(model), lat, generated))
+    return Timed(w, lat, sum(generated), sum(lat) / 1e3)
+
+
+def summarise(
+    passes: Sequence[Timed], n_items: int, model: Any, peak_memory_mb: float, peak_memory_source: str
+) -> Measurement:
+    """Medians and spread of a model's measured passes."""
+    bounds = [
+        ((t.window.energy_low_j or 0.0) / n_items * 1000.0, (t.window.energy_high_j or 0.0) / n_items * 1000.0)
+        for t in passes
+        if t.window.energy_low_j is not None and t.window.energy_high_j is not None
+    ]
+    return _summarise(
+        [t.window.energy_j / n_items * 1000.0 for t in passes],
+        [t.window.energy_j / t.tokens for t in passes if t.tokens],
+        [t.busy_s for t in passes],
+        [x for t in passes for x in t.latencies_ms],
+        n_items,
+        bounds,
+        peak_memory_mb=peak_memory_mb,
+        peak_memory_source=peak_memory_source,
+        size_mb=_arch.size_bytes(model) / 1e6,
+        parameter_count=_arch.parameter_count(model),
+        provenance=_weakest([t.window.provenance for t in passes]),
+        provenance_detail=passes[0].window.detail if passes else "",
+    )
+
+
 def measure_variant(
     model: Any,
     run: Callable[[Any, Any], int],
@@ -153,69 +217,18 @@ def measure_variant(
     repeats: int,
     on_repeat: Callable[[], None] | None = None,
 ) -> Measurement:
-    """Warm up, then measure ``repeats`` passes of ``run(model, batch)`` over ``batches``.
+    """Warm up, then measure ``repeats`` passes of ``run(model, batch)`` over ``batches`` in a row.
 
-    ``run`` returns the number of tokens it generated (0 when not generative).
+    ``run`` returns the number of tokens it generated (0 when not generative). The optimize
+    runner interleaves several models' passes instead (:func:`measure_pass` per round).
     """
-    import torch
-
-    device = model_device(model)
-    # warm-up pass (kernels, allocator, caches); peak memory sampled here, not in the windows
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        for b in batches:
-            run(model, b)
-        _sync(device)
-        activ = torch.cuda.max_memory_allocated()
-        peak_mb = activ / 1e6
-        peak_source = "torch.cuda.max_memory_allocated during the warm-up pass"
-    else:
-        with _RssSampler() as rss:
-            for b in batches:
-                run(model, b)
-        weights = _arch.memory_bytes(model)
-        peak_mb = (weights + max(0, rss.peak_bytes - rss.start_bytes)) / 1e6
-        peak_source = (
-            "weights held in memory + growth of the process RSS during the warm-up pass (psutil, sampled every 5 ms)"
-        )
-    n_items = sum(items_per_batch)
-    per_1k: list[float] = []
-    per_token: list[float] = []
-    durations: list[float] = []
-    latencies_ms: list[float] = []
-    windows: list[Window] = []
+    peak_mb, peak_source = warm_up(model, run, batches)
+    passes = []
     for _ in range(repeats):
-        lat: list[float] = []
-        generated: list[int] = []
-        w = measure(_timed_pass(model, run, batches, device, lat, generated))
-        tokens = sum(generated)
-        windows.append(w)
-        latencies_ms.extend(lat)
-        durations.append(sum(lat) / 1e3)
-        per_1k.append(w.energy_j / n_items * 1000.0)
-        if tokens:
-            per_token.append(w.energy_j / tokens)
+        passes.append(measure_pass(model, run, batches, measure))
         if on_repeat is not None:
             on_repeat()
-    bounds = [
-        ((w.energy_low_j or 0.0) / n_items * 1000.0, (w.energy_high_j or 0.0) / n_items * 1000.0)
-        for w in windows
-        if w.energy_low_j is not None and w.energy_high_j is not None
-    ]
-    return _summarise(
-        per_1k,
-        per_token,
-        durations,
-        latencies_ms,
-        n_items,
-        bounds,
-        peak_memory_mb=peak_mb,
-        peak_memory_source=peak_source,
-        size_mb=_arch.size_bytes(model) / 1e6,
-        parameter_count=_arch.parameter_count(model),
-        provenance=_weakest([w.provenance for w in windows]),
-        provenance_detail=windows[0].detail if windows else "",
-    )
+    return summarise(passes, sum(items_per_batch), model, peak_mb, peak_source)
 
 
 def _summarise(
@@ -250,28 +263,6 @@ def _summarise(
         n_items=n_items,
         window_bounds_j_per_1k=bounds,
         **fixed,
-    )
-
-
-def pool(first: Measurement, second: Measurement) -> Measurement:
-    """One measurement from two of the same model (baseline before and after the variants).
-
-    Medians and percentiles are recomputed over all windows; the spread then shows any
-    drift of the machine's load between the two.
-    """
-    return _summarise(
-        first.window_j_per_1k + second.window_j_per_1k,
-        first.window_j_per_token + second.window_j_per_token,
-        first.window_busy_s + second.window_busy_s,
-        first.latencies_ms + second.latencies_ms,
-        first.n_items,
-        first.window_bounds_j_per_1k + second.window_bounds_j_per_1k,
-        peak_memory_mb=max(first.peak_memory_mb, second.peak_memory_mb),
-        peak_memory_source=first.peak_memory_source,
-        size_mb=first.size_mb,
-        parameter_count=first.parameter_count,
-        provenance=_weakest([first.provenance, second.provenance]),
-        provenance_detail=first.provenance_detail,
     )
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from greenlm.optimize._arch import linear_layers
 from greenlm.optimize.base import Transformed, clone
-from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.errors import NotApplicableError, TechniqueArgumentError
+from greenlm.optimize.techniques import STRUCTURAL, Context, check_range, check_whole, technique
 
 
 def choose_rank(singular_values: Any, full_rank: int, args: dict[str, float]) -> int:
@@ -88,3 +89,41 @@ def _describe(args: dict[str, float]) -> str:
     if "energy" in args:
         return f"retained energy {args['energy']:g}"
     return f"rank ratio {args.get('ratio', 0.5):g}"
+
+
+def _parse(args: dict[str, float]) -> dict[str, float]:
+    if sum(k in args for k in ("ratio", "rank", "energy")) > 1:
+        raise TechniqueArgumentError(
+            "lowrank takes one of ratio, rank or energy, not several "
+            "(lowrank:0.5, lowrank:rank=64 or lowrank:energy=0.9)."
+        )
+    if not args:
+        args["ratio"] = 0.5
+    check_range(
+        "lowrank",
+        args,
+        "ratio",
+        0.0 < args.get("ratio", 1.0) <= 1.0,
+        "a fraction of the full rank in (0, 1], e.g. lowrank:0.5",
+    )
+    check_whole("lowrank", args, "rank", 1, "a whole rank >= 1, e.g. lowrank:rank=64")
+    check_range(
+        "lowrank",
+        args,
+        "energy",
+        0.0 < args.get("energy", 1.0) <= 1.0,
+        "a retained spectral-energy ratio in (0, 1], e.g. lowrank:energy=0.9",
+    )
+    return args
+
+
+@technique(
+    "lowrank",
+    summary="truncated SVD of each Linear into two smaller ones",
+    main="ratio",
+    keys=("ratio", "rank", "energy"),
+    parse=_parse,
+    tags={STRUCTURAL: "factorizes the Linear layers"},
+)
+def _lowrank(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return factorize(model, args)

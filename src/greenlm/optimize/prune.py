@@ -16,11 +16,13 @@ number of query heads per key/value head stays the same.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from greenlm.optimize import _arch
 from greenlm.optimize.base import Transformed, clone
 from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.techniques import STRUCTURAL, UNTRAINABLE, Context, check_range, technique
 
 
 def magnitude(model: Any, sparsity: float) -> Transformed:
@@ -152,3 +154,57 @@ def ffn(model: Any, fraction: float) -> Transformed:
         f"{len(blocks)} layers (weight-magnitude ranking, no retraining)",
         {"neurons_removed": removed, "neurons_total": total},
     )
+
+
+def _parse_sparsity(args: dict[str, float]) -> dict[str, float]:
+    args.setdefault("sparsity", 0.5)
+    check_range("prune", args, "sparsity", 0.0 <= args["sparsity"] < 1.0, "a sparsity in [0, 1), e.g. prune:0.3")
+    return args
+
+
+def _fraction_parser(name: str) -> Callable[[dict[str, float]], dict[str, float]]:
+    def parse(args: dict[str, float]) -> dict[str, float]:
+        args.setdefault("fraction", 0.25)
+        check_range(
+            name,
+            args,
+            "fraction",
+            0.0 < args["fraction"] < 1.0,
+            f"a fraction of units to remove in (0, 1), e.g. {name}:0.25",
+        )
+        return args
+
+    return parse
+
+
+@technique(
+    "prune",
+    summary="unstructured magnitude pruning (matrices stay dense)",
+    main="sparsity",
+    parse=_parse_sparsity,
+    tags={UNTRAINABLE: "training would refill the weights it zeroed"},
+)
+def _prune(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return magnitude(model, args["sparsity"])
+
+
+@technique(
+    "heads",
+    summary="structured removal of a fraction of attention heads",
+    main="fraction",
+    parse=_fraction_parser("heads"),
+    tags={STRUCTURAL: "removes attention heads"},
+)
+def _heads(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return heads(model, args["fraction"])
+
+
+@technique(
+    "ffn",
+    summary="structured removal of a fraction of feed-forward neurons",
+    main="fraction",
+    parse=_fraction_parser("ffn"),
+    tags={STRUCTURAL: "removes feed-forward neurons"},
+)
+def _ffn(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return ffn(model, args["fraction"])

@@ -18,6 +18,9 @@ from typing import Any
 from greenlm.optimize._arch import linear_layers
 from greenlm.optimize.base import Transformed, clone, model_device
 from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.techniques import NOT_TRAINABLE_FLOATS, UNTRAINABLE, Context, technique
+
+_QUANTIZED = {UNTRAINABLE: NOT_TRAINABLE_FLOATS}
 
 
 def dynamic_int8(model: Any) -> Transformed:
@@ -104,3 +107,28 @@ def bitsandbytes_quant(model: Any, bits: int) -> Transformed:
     return Transformed(
         new, f"{kind} weights in {len(layers)} Linear layers via bitsandbytes", {"layers_quantized": len(layers)}
     )
+
+
+@technique("int8", summary="torch.ao dynamic int8 of every nn.Linear (CPU)", tags=_QUANTIZED)
+def _int8(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return dynamic_int8(model)
+
+
+@technique("fp16", summary="all weights and compute in float16", tags=_QUANTIZED)
+def _fp16(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return half(model, "fp16")
+
+
+@technique("bf16", summary="all weights and compute in bfloat16", tags=_QUANTIZED)
+def _bf16(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return half(model, "bf16")
+
+
+@technique("bnb8", summary="LLM.int8() Linear layers via bitsandbytes (CUDA)", tags=_QUANTIZED)
+def _bnb8(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return bitsandbytes_quant(model, 8)
+
+
+@technique("bnb4", summary="NF4 4-bit Linear layers via bitsandbytes (CUDA)", tags=_QUANTIZED)
+def _bnb4(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return bitsandbytes_quant(model, 4)

@@ -1,35 +1,36 @@
 """The assess, optimize, re-assess loop behind ``greenlm optimize``.
 
-Load the model and the task data, measure the baseline, build each variant with its
-technique, measure it the same way, then pick the lowest-energy variant within the quality
-budget. Only one variant is alive at a time besides the baseline (which is also the
-distillation teacher and the fidelity reference).
+Load the model and the task data; evaluate and warm up the baseline; build, evaluate and
+warm up each variant with its technique (all variants stay in memory); then measure in
+rounds, one window of every model per round in a shuffled order, so that a change of the
+machine's load during the run hits every variant alike (plus extra rounds, with the
+baseline, for variants whose saving is not yet decided). Each variant's energy is compared
+with the baseline's round by round (:mod:`greenlm.optimize.stats`), and a variant is
+recommended only when its saving is significant and its quality within the budget
+(:mod:`greenlm.optimize.pareto`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import platform
+import random
+import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from greenlm import humanize
 from greenlm.errors import ConfigError
-from greenlm.optimize import assets
+from greenlm.optimize import assets, techniques
 from greenlm.optimize.base import Transformed, one_off_energy_j, payback_inferences
 from greenlm.optimize.errors import NotAModelError, NotApplicableError, UnknownTaskError, first_line
-from greenlm.optimize.harness import (
-    Measure,
-    Measurement,
-    measure_variant,
-    pool,
-    tracker_measure,
-)
-from greenlm.optimize.results import OptimizeReport, VariantResult
+from greenlm.optimize.harness import Measure, Measurement, Timed, measure_pass, summarise, tracker_measure, warm_up
+from greenlm.optimize.results import SAVES, Comparison, OptimizeReport, VariantResult
 from greenlm.optimize.spec import DEFAULT_TECHNIQUES, TechniqueSpec, parse_techniques
+from greenlm.optimize.stats import per_variant_confidence, round_spread
 from greenlm.optimize.tasks import TASKS, Task, build_task
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class OptimizeConfig:
     seed: int = 0
     threads: int | None = None
     report_dir: Path | None = None
+    confidence: float = 0.95
+    min_saving: float = 0.02
+    max_repeats: int | None = None  # None: twice ``repeats``
 
     def validate(self) -> list[TechniqueSpec]:
         """Check every setting; returns the parsed techniques. Raises ConfigError."""
@@ -77,6 +81,12 @@ class OptimizeConfig:
             )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads!r}.")
+        if not (isinstance(self.confidence, (int, float)) and 0.5 <= self.confidence < 1.0):
+            raise ConfigError(f"--confidence must be a level in [0.5, 1), e.g. 0.95, got {self.confidence!r}.")
+        if not (isinstance(self.min_saving, (int, float)) and 0.0 <= self.min_saving < 1.0):
+            raise ConfigError(f"--min-saving must be a fraction in [0, 1) (0.02 = 2 %), got {self.min_saving!r}.")
+        if self.max_repeats is not None and not (isinstance(self.max_repeats, int) and self.max_repeats >= 1):
+            raise ConfigError(f"--max-repeats must be a whole number >= 1, got {self.max_repeats!r}.")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device!r}.")
         return parse_techniques(self.techniques) if self.techniques.strip() else []
@@ -156,42 +166,15 @@ def load_data(task: str, data: Path | None) -> tuple[list[str], list[int] | None
 def apply_spec(
     spec: TechniqueSpec, model: Any, task: Task, measure: Measure, seed: int, on_step: Callable[[], None] | None = None
 ) -> Transformed:
-    """Apply each step of ``spec`` in order; raises NotApplicableError to skip the variant."""
-    from greenlm.optimize import compiled, distill, lowrank, prune, quantize, weight_only
-
+    """Apply each step of ``spec`` in order, through the technique registry; raises
+    NotApplicableError to skip the variant.
+    """
+    ctx = techniques.Context(original=model, task=task, measure=measure, seed=seed, on_step=on_step)
     current = model
     descriptions: list[str] = []
     facts: dict[str, Any] = {}
     for step in spec.steps:
-        a = step.args
-        if step.name == "int8":
-            t = quantize.dynamic_int8(current)
-        elif step.name == "int8w":
-            t = weight_only.int8_weight_only(current)
-        elif step.name == "int4w":
-            t = weight_only.int4_weight_only(current, int(a["group"]))
-        elif step.name in ("fp16", "bf16"):
-            t = quantize.half(current, step.name)
-        elif step.name in ("bnb8", "bnb4"):
-            t = quantize.bitsandbytes_quant(current, int(step.name[3:]))
-        elif step.name == "prune":
-            t = prune.magnitude(current, a["sparsity"])
-        elif step.name == "heads":
-            t = prune.heads(current, a["fraction"])
-        elif step.name == "ffn":
-            t = prune.ffn(current, a["fraction"])
-        elif step.name == "lowrank":
-            t = lowrank.factorize(current, a)
-        elif step.name == "distill":
-            settings = distill.DistillSettings.from_args(a, seed)
-            t = distill.distill(current, task, settings, measure, on_step)
-        elif step.name == "recover":  # the unmodified model is the teacher
-            settings = distill.DistillSettings.from_args(a, seed)
-            t = distill.recover(current, model, task, settings, measure, on_step)
-        elif step.name == "compile":
-            t = compiled.compile_forward(current, task, measure)
-        else:  # pragma: no cover - parse_step rejects unknown names
-            raise NotApplicableError(f"no implementation for {step.name!r}")
+        t = techniques.get(step.name).apply(current, dict(step.args), ctx)
         current = t.model
         descriptions.append(t.description)
         facts.update(t.facts)
@@ -199,20 +182,19 @@ def apply_spec(
 
 
 def _result(
-    name: str,
-    technique: str,
-    params: dict[str, float],
-    description: str,
+    arm: _Arm,
     m: Measurement,
-    ev: Any,
     quality_drop: float | None,
     facts: dict[str, Any],
+    vs_baseline: Comparison | None,
+    rounds: list[float],
 ) -> VariantResult:
+    ev = arm.evaluation
     return VariantResult(
-        name=name,
-        technique=technique,
-        params=params,
-        description=description,
+        name=arm.name,
+        technique=arm.technique,
+        params=arm.params,
+        description=arm.description,
         energy_j_per_1k=m.energy_j_per_1k,
         energy_j_per_token=m.energy_j_per_token,
         latency_p50_ms=m.latency_p50_ms,
@@ -229,6 +211,8 @@ def _result(
         spread=m.spread,
         metrics=dict(ev.extra),
         facts=facts,
+        vs_baseline=vs_baseline,
+        energy_by_round=tuple(rounds),
     )
 
 
@@ -254,12 +238,17 @@ def provenance_notes(
     return {
         "energy_j_per_1k": f"{energy}. Median over repeated windows, each around one pass of "
         f"{samples} inferences (an inference is {unit}; batch size "
-        f"{batch_size}); warm-up pass excluded.",
+        f"{batch_size}); warm-up pass excluded. The windows of all variants are taken in "
+        "rounds, one window of each per round in a shuffled order.",
+        "vs_baseline": "energy ratio to the baseline: geometric mean of the per-round ratios "
+        "(each variant's window paired with the baseline's of the same round), with a Student "
+        "t-interval on the log ratios, Bonferroni-adjusted so that all intervals together hold "
+        "at the family-wise confidence",
         "energy_j_per_token": "window energy / tokens generated, median over windows (generative tasks only)",
         "latency_p50_ms": "wall clock (time.perf_counter) of each inference call, pooled over all measured windows",
         "throughput_per_s": "inferences per second of summed call time, median over windows",
         "peak_memory_mb": peak_memory_source,
-        "size_mb": "bytes of torch.save(state_dict) / 1e6 (dense storage: zeros count)",
+        "size_mb": "bytes of torch.save(state_dict) / 1,000,000 (dense storage: zeros count)",
         "parameter_count": "elements of floating and quantized tensors in the state dict",
         "quality": f"{task.name} quality on {len(task.eval_texts)} held-out items (see quality.metric)",
         "fidelity": "agreement with the baseline's outputs on the same held-out items",
@@ -290,6 +279,34 @@ def optimize(
         return _optimize(config, measure, progress, loaded)
     finally:
         torch.set_num_threads(threads_before)
+
+
+@dataclass
+class _Arm:
+    """The baseline or one variant while the run is under way."""
+
+    name: str
+    technique: str
+    params: dict[str, float]
+    description: str
+    model: Any = None
+    evaluation: Any = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    peak: tuple[float, str] = (0.0, "")
+    passes: list[Timed] = field(default_factory=list)
+    round_ids: list[int] = field(default_factory=list)  # the round of each pass
+    extend: bool = True  # may still get extra rounds
+    skipped_reason: str | None = None
+    index: int = 0  # 0 for the baseline, 1..n for the variants
+
+
+#: Above these, the baseline's own round-to-round spread (coefficient of variation) or its
+#: trend over the run is reported as drift: at a 10 % spread and 5 rounds, savings under about
+#: 16 % (1 variant) to 33 % (16 variants) cannot be told from noise (docs/optimize.md).
+DRIFT_CV = 0.10
+DRIFT_TREND = 0.10
+#: Windows shorter than this are too coarse for the meters (CPU time ticks, sampling interval).
+SHORT_WINDOW_S = 0.25
 
 
 def _optimize(
@@ -332,106 +349,163 @@ def _optimize(
     measure = measure or tracker_measure(
         config.location, metadata={"tool": "greenlm optimize", "model": config.model, "task": task_name}
     )
-    total = (len(specs) + 1) * (config.repeats + 2) + (config.repeats if specs else 0)
+    n_variants = len(specs)
+    total = (n_variants + 1) * (1 + config.repeats)
     done = 0
 
-    def tick(desc: str, n: int = 1) -> None:
-        nonlocal done
+    def tick(desc: str, n: int = 1, more: int = 0) -> None:
+        nonlocal done, total
         done += n
+        total += more
         if progress is not None:
             progress(desc, min(done, total), total)
 
+    def label(arm: _Arm) -> str:
+        return "baseline" if arm.index == 0 else f"variant {arm.index}/{n_variants} {arm.name}"
+
     batches = task.measure_batches()
-    items = [task.items(b) for b in batches]
+    n_items = sum(task.items(b) for b in batches)
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    base = _Arm("baseline", "none", {}, f"unchanged model ({dtype}, {device})", model=model)
     tick("baseline: evaluating", 0)
     task.prepare(model)
-    base_eval = task.evaluate(model)
-    tick("baseline: measuring")
-    base_m = measure_variant(
-        model, task.run, batches, items, measure, repeats=config.repeats, on_repeat=lambda: tick("baseline")
-    )
-    tick("baseline")
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-    results = [_result("baseline", "none", {}, f"unchanged model ({dtype}, {device})", base_m, base_eval, 0.0, {})]
-    base_q = base_eval.quality.value
-    for spec in specs:
-        label = spec.name
-        tick(f"{label}: building", 0)
+    base.evaluation = task.evaluate(model)
+    base.peak = warm_up(model, task.run, batches)
+    tick("baseline: warmed up")
+    arms = [base]
+    # build every variant first (each evaluated and warmed up right away, so a variant whose
+    # kernels fail is skipped before the rounds); all stay in memory for the rounds
+    for i, spec in enumerate(specs, 1):
+        arm = _Arm(spec.name, spec.technique, spec.params, "", index=i)
+        arms.append(arm)
+        tick(f"{label(arm)}: building", 0)
+        steps = [0]
+
+        def on_step(arm: _Arm = arm, steps: list[int] = steps) -> None:  # training progress
+            steps[0] += 1
+            tick(f"{label(arm)}: training step {steps[0]}", 0)
+
         try:
-            t = apply_spec(spec, model, task, measure, config.seed)
-            variant_model = t.model.eval()
-            tick(f"{label}: evaluating")
-            ev = task.evaluate(variant_model)
-            m = measure_variant(
-                variant_model, task.run, batches, items, measure, repeats=config.repeats, on_repeat=_bind(tick, label)
-            )
-            tick(label)
+            t = apply_spec(spec, model, task, measure, config.seed, on_step)
+            arm.model, arm.description, arm.facts = t.model.eval(), t.description, dict(t.facts)
+            tick(f"{label(arm)}: evaluating", 0)
+            arm.evaluation = task.evaluate(arm.model)
+            arm.peak = warm_up(arm.model, task.run, batches)
         except NotApplicableError as e:
-            results.append(VariantResult(spec.name, spec.technique, spec.params, skipped_reason=e.reason))
-            tick(f"{label}: skipped", config.repeats + 1)
+            arm.skipped_reason, arm.model = e.reason, None
+        except _KERNEL_ERRORS as e:
+            logger.debug("variant %s failed", spec.name, exc_info=True)
+            arm.skipped_reason, arm.model = _failed(e), None
+        tick(f"{label(arm)}: {'skipped' if arm.skipped_reason else 'built'}")
+    # rounds: one window of every live model per round, in a shuffled order, so that load
+    # changes hit every variant alike and each variant's windows pair with the baseline's
+    rng = random.Random(config.seed)
+    per_token = task.generative
+    metric = "energy_j_per_token" if per_token else "energy_j_per_1k"
+    max_rounds = config.max_repeats if config.max_repeats is not None else 2 * config.repeats
+    max_rounds = max(max_rounds, config.repeats) if config.repeats >= 2 else config.repeats
+
+    def measure_round(r: int, group: list[_Arm], total_rounds: int) -> None:
+        rng.shuffle(group)
+        for arm in group:
+            tick(f"{label(arm)} round {r}/{total_rounds}")
+            try:
+                arm.passes.append(measure_pass(arm.model, task.run, batches, measure))
+                arm.round_ids.append(r)
+            except _KERNEL_ERRORS as e:
+                if arm is base:
+                    raise
+                logger.debug("variant %s failed while measured", arm.name, exc_info=True)
+                arm.skipped_reason, arm.model, arm.passes, arm.round_ids = _failed(e), None, [], []
+
+    def compare(arm: _Arm, comparisons: int) -> Comparison:
+        by_round = dict(zip(base.round_ids, _round_energies(base.passes, n_items, per_token)))
+        mine = _round_energies(arm.passes, n_items, per_token)
+        pairs = [(e, by_round[r]) for r, e in zip(arm.round_ids, mine) if r in by_round]
+        return Comparison.paired(
+            [v for v, _ in pairs],
+            [b for _, b in pairs],
+            comparisons=comparisons,
+            confidence=config.confidence,
+            min_saving=config.min_saving,
+            metric=metric,
+        )
+
+    for r in range(1, config.repeats + 1):
+        measure_round(r, [a for a in arms if a.skipped_reason is None], config.repeats)
+    base_q = base.evaluation.quality.value
+    # extra rounds, up to max_rounds, for the undecided candidates only (within the quality
+    # budget, an estimated saving above min_saving, an interval still reaching below it),
+    # each with the baseline: a real saving near the noise is then decided, not left to chance
+    r = config.repeats
+    while r < max_rounds:
+        live = [a for a in arms[1:] if a.skipped_reason is None]
+        now = {a.name: compare(a, len(live)) for a in live}
+        within = [a for a in live if _within(a, base_q, task, config)]
+        # the saving an undecided variant must be able to reach to matter: the lower end of
+        # the best decided saving (a variant below it cannot become the recommendation)
+        floor = max((now[a.name].saving_low or 0.0 for a in within if now[a.name].verdict == SAVES), default=None)
+        undecided = [
+            a
+            for a in within
+            if a.extend
+            and _undecided(now[a.name], config.min_saving)
+            and (floor is None or (now[a.name].saving_high or 0.0) >= floor)
+        ]
+        for a in live:
+            a.extend = a in undecided  # once decided (or left out), a variant is not measured again
+        if not undecided:
+            break
+        r += 1
+        tick(f"round {r}/{max_rounds}: {len(undecided)} undecided", 0, more=1 + len(undecided))
+        measure_round(r, [base, *undecided], max_rounds)
+    measured = [a for a in arms[1:] if a.skipped_reason is None]
+    level = per_variant_confidence(config.confidence, len(measured))
+    base_m = summarise(base.passes, n_items, model, *base.peak)
+    base_rounds = _round_energies(base.passes, n_items, per_token)
+    cv, trend = round_spread(base_rounds)
+    results = [
+        _result(
+            base,
+            base_m,
+            0.0,
+            {"energy_round_cv": cv, "energy_trend": trend},
+            None,
+            base_rounds,
+        )
+    ]
+    for arm in arms[1:]:
+        if arm.skipped_reason is not None:
+            results.append(VariantResult(arm.name, arm.technique, arm.params, skipped_reason=arm.skipped_reason))
             continue
-        except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError) as e:
-            # a kernel missing for a dtype on this device, an op the transform broke, ...
-            logger.debug("variant %s failed", label, exc_info=True)
-            results.append(
-                VariantResult(
-                    spec.name,
-                    spec.technique,
-                    spec.params,
-                    skipped_reason=f"does not run on this model/device: {type(e).__name__}: {first_line(e)}",
-                )
-            )
-            tick(f"{label}: skipped", config.repeats + 1)
-            continue
-        facts = dict(t.facts)
+        m = summarise(arm.passes, n_items, arm.model, *arm.peak)
+        rounds = _round_energies(arm.passes, n_items, per_token)
+        c = compare(arm, len(measured))
+        facts = dict(arm.facts)
         one_off_j = one_off_energy_j(facts)
         if one_off_j is not None:
-            facts["payback_inferences"] = payback_inferences(one_off_j, base_m.energy_j_per_1k, m.energy_j_per_1k)
+            facts.update(_payback(one_off_j, base_m.energy_j_per_1k, c))
         results.append(
             _result(
-                spec.name,
-                spec.technique,
-                spec.params,
-                t.description,
+                arm,
                 m,
-                ev,
-                task.quality_drop(base_q, ev.quality.value),
+                task.quality_drop(base_q, arm.evaluation.quality.value),
                 facts,
+                c,
+                rounds,
             )
         )
-        del variant_model, t
+        arm.model = None
+    del arms
     warnings = list(carbon.warnings())
-    if specs and config.repeats >= 2:
-        # measure the baseline again after the variants: pooled, so a change of machine load
-        # during the run does not favour whatever was measured while it was quiet
-        tick("baseline again", 0)
-        base_after = measure_variant(model, task.run, batches, items, measure, repeats=config.repeats)
-        drift = base_after.energy_j_per_1k / base_m.energy_j_per_1k - 1.0
-        if abs(drift) > 0.10:
-            warnings.append(
-                f"The baseline measured {drift:+.0%} energy after the variants than before "
-                "them: the machine's load changed during the run, so ratios carry that "
-                "uncertainty (the baseline figure pools both)."
-            )
-        pooled = pool(base_m, base_after)
-        results[0] = _result(
-            "baseline",
-            "none",
-            {},
-            results[0].description,
-            pooled,
-            base_eval,
-            0.0,
-            {"energy_drift_after_variants": drift},
+    warnings += _drift_warnings(cv, trend, config.repeats, bool(measured))
+    window_s = statistics.median(t.window.duration_s for t in base.passes)
+    if window_s < SHORT_WINDOW_S:
+        warnings.append(
+            f"Measuring windows are short (median {humanize.duration(window_s)}): the CPU-time meter counts in "
+            "10 ms ticks and the tracker samples every 0.1 s, so each window's energy is coarse and the "
+            f"intervals wide; give more --samples, for windows of {2 * SHORT_WINDOW_S:g} s or more."
         )
-        for i, r in enumerate(results):
-            one_off_j = one_off_energy_j(r.facts)
-            if one_off_j is not None and r.energy_j_per_1k is not None:
-                facts = dict(r.facts)
-                facts["payback_inferences"] = payback_inferences(one_off_j, pooled.energy_j_per_1k, r.energy_j_per_1k)
-                results[i] = dataclasses.replace(r, facts=facts)
-        base_m = pooled
-    per_token = task.generative
     rec = recommend(results, "baseline", config.max_quality_drop, per_token=per_token, carbon=carbon)
     if base_m.provenance == "modeled":
         warnings.append(
@@ -447,6 +521,12 @@ def _optimize(
         device=device,
         settings={
             "repeats": config.repeats,
+            "rounds": len(base.passes),
+            "max_rounds": max_rounds,
+            "interleaved": True,
+            "confidence": config.confidence,
+            "confidence_per_variant": level,
+            "min_saving": config.min_saving,
             "samples": samples,
             "batch_size": config.batch_size,
             "max_new_tokens": config.max_new_tokens if per_token else None,
@@ -470,8 +550,55 @@ def _optimize(
     return report
 
 
-def _bind(fn: Callable[[str], None], label: str) -> Callable[[], None]:
-    return lambda: fn(label)
+#: What a variant's kernels raise when they do not run on this model/device.
+_KERNEL_ERRORS = (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError)
+
+
+def _failed(e: BaseException) -> str:
+    return f"does not run on this model/device: {type(e).__name__}: {first_line(e)}"
+
+
+def _within(arm: _Arm, base_q: float | None, task: Task, config: OptimizeConfig) -> bool:
+    drop = task.quality_drop(base_q, arm.evaluation.quality.value)
+    return drop is not None and drop <= config.max_quality_drop + 1e-12
+
+
+def _undecided(c: Comparison, min_saving: float) -> bool:
+    """An estimated saving above ``min_saving`` whose interval still reaches below it."""
+    return c.low is not None and c.verdict != SAVES and c.saving > min_saving
+
+
+def _round_energies(passes: list[Timed], n_items: int, per_token: bool) -> list[float]:
+    """Each round's energy in the comparison's metric (J per generated token, or per 1,000)."""
+    if per_token:
+        return [t.window.energy_j / t.tokens if t.tokens else math.nan for t in passes]
+    return [t.window.energy_j / n_items * 1000.0 for t in passes]
+
+
+def _payback(one_off_j: float, base_j_per_1k: float, est: Comparison) -> dict[str, Any]:
+    """Inferences to pay back a one-off energy from the paired saving, with its interval."""
+
+    def at(ratio: float | None) -> float | None:
+        return None if ratio is None else payback_inferences(one_off_j, base_j_per_1k, base_j_per_1k * ratio)
+
+    return {"payback_inferences": at(est.ratio), "payback_inferences_interval": [at(est.low), at(est.high)]}
+
+
+def _drift_warnings(cv: float | None, trend: float | None, rounds: int, any_variant: bool) -> list[str]:
+    out = []
+    if rounds < 2 and any_variant:
+        out.append(
+            "One round only: an energy difference cannot be told from noise without a second round, so no "
+            "variant is recommended as a saving; use --repeats 5."
+        )
+    if cv is not None and trend is not None and (cv > DRIFT_CV or abs(trend) > DRIFT_TREND):
+        out.append(
+            f"The machine's load drifted during the run: the baseline's energy varied by {humanize.percent(cv)} "
+            f"between rounds (trend {'+' if trend >= 0 else ''}{humanize.percent(trend)} over the run; a quiet "
+            f"machine stays within {humanize.percent(DRIFT_CV)}). Rounds were interleaved, so the drift widens "
+            "the intervals rather than favouring a variant; re-run on a quieter machine for tighter ones."
+        )
+    return out
 
 
 def machine_description(device: str) -> str:

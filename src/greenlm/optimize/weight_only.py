@@ -28,6 +28,7 @@ from torch import nn
 
 from greenlm.optimize.base import Transformed, clone, model_device
 from greenlm.optimize.errors import NotApplicableError
+from greenlm.optimize.techniques import NOT_TRAINABLE_FLOATS, UNTRAINABLE, Context, check_range, technique
 
 #: Group sizes the 4-bit CPU kernel takes.
 INT4_GROUPS = (32, 64, 128, 256)
@@ -181,3 +182,31 @@ def int4_weight_only(model: Any, group: int = 32) -> Transformed:
         "; ".join(parts) + "; activations stay float; embeddings and norms stay fp32",
         {"layers_int4": n4, "layers_int8": n8_out + n8_shape, "int4_group": group},
     )
+
+
+def _parse_int4(args: dict[str, float]) -> dict[str, float]:
+    args.setdefault("group", 32)
+    check_range(
+        "int4w", args, "group", args["group"] in INT4_GROUPS, "a group size of 32, 64, 128 or 256, e.g. int4w:32"
+    )
+    return args
+
+
+@technique(
+    "int8w",
+    summary="weight-only int8 (per output channel), float activations (CPU)",
+    tags={UNTRAINABLE: NOT_TRAINABLE_FLOATS},
+)
+def _int8w(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return int8_weight_only(model)
+
+
+@technique(
+    "int4w",
+    summary="weight-only 4-bit in groups of inputs, LM head at int8 (CPU)",
+    main="group",
+    parse=_parse_int4,
+    tags={UNTRAINABLE: NOT_TRAINABLE_FLOATS},
+)
+def _int4w(model: Any, args: dict[str, float], ctx: Context) -> Transformed:
+    return int4_weight_only(model, int(args["group"]))

@@ -372,41 +372,53 @@ def run_row(stored: StoredRun) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- optimize
 def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The optimize ``--json`` object as a table, a Pareto chart and the recommendation."""
+    """The optimize ``--json`` object as a table, a Pareto chart and the recommendation.
+
+    Numbers for people (greenlm.humanize): one energy unit for the whole table, savings as
+    an interval from the paired rounds (``vs_baseline``), no raw floats.
+    """
+    from greenlm import humanize
+
     variants = list(data.get("variants") or [])
     baseline = data.get("baseline")
     per_token = data.get("task") == "causal-lm" and any(
         plots.finite(v.get("energy_j_per_token")) is not None for v in variants
     )
     key = "energy_j_per_token" if per_token else "energy_j_per_1k"
+    unit = humanize.energy_unit([plots.finite(v.get(key)) for v in variants])
     base = next((v for v in variants if v.get("name") == baseline), None)
     base_e = plots.finite(base.get(key)) if base else None
+    rec = data.get("recommendation") if isinstance(data.get("recommendation"), Mapping) else None
+    recommended = rec.get("variant") if rec else None
     rows = []
     for v in variants:
         e = plots.finite(v.get(key))
         q = v.get("quality") if isinstance(v.get("quality"), Mapping) else {}
         f = v.get("fidelity") if isinstance(v.get("fidelity"), Mapping) else {}
+        cmp = v.get("vs_baseline") if isinstance(v.get("vs_baseline"), Mapping) else None
         rows.append(
             {
                 "name": v.get("name"),
                 "technique": v.get("technique"),
-                "energy_1k": _num(v.get("energy_j_per_1k"), " J"),
-                "energy_token": _num(v.get("energy_j_per_token"), " J"),
-                "ratio": f"{base_e / e:.2f}x" if base_e and e else "-",
-                "latency": f"{_num(v.get('latency_p50_ms'), '')} / {_num(v.get('latency_p95_ms'), '')} ms",
-                "throughput": _num(v.get("throughput_per_s"), "/s"),
-                "memory": _num(v.get("peak_memory_mb"), " MB"),
-                "size": _num(v.get("size_mb"), " MB"),
-                "quality": f"{q.get('metric', '')} {_num(q.get('value'), '')}" if q else "-",
-                "fidelity": f"{f.get('metric', '')} {_num(f.get('value'), '')}" if f else "-",
-                "quality_drop": _num(v.get("quality_drop"), ""),
+                "energy": humanize.energy(e, unit) if e is not None else "-",
+                "saving": _saving_text(cmp)
+                if cmp
+                else ("-" if v.get("name") == baseline else _legacy_ratio(base_e, e)),
+                "verdict": (cmp or {}).get("verdict") or "",
+                "latency": f"{_sig(v.get('latency_p50_ms'))} / {_sig(v.get('latency_p95_ms'))}",
+                "throughput": _sig(v.get("throughput_per_s"), "/s"),
+                "memory": _sig(v.get("peak_memory_mb"), " MB"),
+                "size": _sig(v.get("size_mb"), " MB"),
+                "quality": _sig(q.get("value")) if q else "-",
+                "fidelity": _sig(f.get("value")) if f else "-",
+                "quality_drop": _drop_text(v.get("quality_drop")),
                 "provenance": v.get("provenance") or "-",
                 "repeats": v.get("repeats"),
                 "skipped": v.get("skipped_reason"),
                 "is_baseline": v.get("name") == baseline,
+                "is_recommended": v.get("name") == recommended,
             }
         )
-    rec = data.get("recommendation") if isinstance(data.get("recommendation"), Mapping) else None
     return {
         "model": data.get("model"),
         "task": data.get("task"),
@@ -415,11 +427,86 @@ def optimize_view(data: Mapping[str, Any]) -> dict[str, Any]:
         "max_quality_drop": data.get("max_quality_drop"),
         "rows": rows,
         "recommendation": dict(rec) if rec else None,
+        "recommendation_text": _recommendation_text(rec, baseline) if rec else "",
         "notes": dict(data.get("provenance_notes") or {}),
         "warnings": list(data.get("warnings") or []),
         "energy_key": key,
+        "energy_header": f"{unit} / {'token' if per_token else '1k inferences'}",
+        "quality_header": _metric(base, "quality"),
+        "fidelity_header": _metric(base, "fidelity"),
         "charts": [plots.pareto(variants, baseline, energy_key=key)],
     }
+
+
+def _metric(v: Mapping[str, Any] | None, key: str) -> str:
+    score = v.get(key) if v else None
+    return str(score.get("metric")) if isinstance(score, Mapping) and score.get("metric") else ""
+
+
+def _sig(x: Any, unit: str = "") -> str:
+    from greenlm import humanize
+
+    v = plots.finite(x)
+    return "-" if v is None else humanize.sig(v) + unit
+
+
+def _drop_text(x: Any) -> str:
+    v = plots.finite(x)
+    if v is None:
+        return "-"
+    return f"{v:+.4f}" if abs(v) < 1 else ("+" if v > 0 else "") + _sig(v)
+
+
+def _pct(fraction: Any) -> str:
+    from greenlm import humanize
+
+    v = plots.finite(fraction)
+    if v is None:
+        return "?"
+    return "<-999 %" if v < -9.99 else humanize.percent(v, 2)
+
+
+def _saving_text(cmp: Mapping[str, Any]) -> str:
+    """``74 % [72, 77]``: the paired saving and its interval, in percent."""
+    text = _pct(cmp.get("saving"))
+    if plots.finite(cmp.get("saving_low")) is None or plots.finite(cmp.get("saving_high")) is None:
+        return text + " (one round)"
+    lo, hi = _pct(cmp.get("saving_low")), _pct(cmp.get("saving_high"))
+    return f"{text} [{lo.removesuffix(' %')}, {hi.removesuffix(' %')}]"
+
+
+def _legacy_ratio(base_e: float | None, e: float | None) -> str:
+    """Results written before paired rounds have no interval: the plain ratio of medians."""
+    from greenlm import humanize
+
+    return f"{humanize.sig(base_e / e)}x less" if base_e and e else "-"
+
+
+def _recommendation_text(rec: Mapping[str, Any], baseline: Any) -> str:
+    """The recommendation in one sentence, numbers scaled for people."""
+    from greenlm import humanize
+
+    if rec.get("variant") == baseline:
+        reason = str(rec.get("reason") or "keep the baseline")
+        return reason[:1].upper() + reason[1:] + "."
+    ratio = plots.finite(rec.get("energy_ratio"))
+    lo, hi = plots.finite(rec.get("energy_ratio_low")), plots.finite(rec.get("energy_ratio_high"))
+    text = f"{humanize.sig(ratio)}x less energy than the baseline" if ratio else "less energy than the baseline"
+    if lo is not None and hi is not None:
+        text += f" ({humanize.sig(lo)}x to {humanize.sig(hi)}x)"
+    text += f", quality drop {_drop_text(rec.get('quality_drop'))}; saves "
+    kwh = plots.finite(rec.get("kwh_saved_per_million"))
+    text += humanize.energy(kwh * J_PER_KWH) if kwh is not None else "?"
+    kwh_lo, kwh_hi = (
+        plots.finite(rec.get("kwh_saved_per_million_low")),
+        plots.finite(rec.get("kwh_saved_per_million_high")),
+    )
+    if kwh_lo is not None and kwh_hi is not None:
+        text += f" ({humanize.energy(kwh_lo * J_PER_KWH)} to {humanize.energy(kwh_hi * J_PER_KWH)})"
+    text += f" and {humanize.co2e(plots.finite(rec.get('co2e_g_saved_per_million')))} per million inferences"
+    if rec.get("location"):
+        text += f" in {rec.get('location')} ({_sig(rec.get('intensity_g_per_kwh'))} g/kWh, PUE {_sig(rec.get('pue'))})"
+    return text + ". " + str(rec.get("reason") or "")
 
 
 def _num(x: Any, unit: str) -> str:

@@ -1,9 +1,11 @@
 """The JSON API under ``/api/v1``: ingest (start, sample batches, finished runs) and reads.
 
 Ingest is idempotent by run id (and by batch ``seq`` for samples), so a tracker's outbox can
-re-send anything it is unsure about. Status codes: 201 created, 200 replaced or already
-there, 401 no/bad token, 404 unknown run, 413 body too large, 422 invalid body, 503 the store
-cannot be written (a dashboard opened for reading) or reached.
+re-send anything it is unsure about. A run belongs to the owner of the token that created it:
+only tokens of that owner (or an ``admin`` token) may re-post it or add samples to it.
+Status codes: 201 created, 200 replaced or already there, 401 no/bad token, 403 the token
+lacks the scope or the run is another owner's, 404 unknown run, 413 body too large, 422
+invalid body, 503 the store cannot be written (a dashboard opened for reading) or reached.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from greenlm.server import ingest
-from greenlm.server.auth import require_reader, require_writer
+from greenlm.server.auth import Principal, require_ingest, require_reader
 from greenlm.server.models import Accepted, Health, RunIn, RunStartIn, SamplePageOut, SamplesIn
 from greenlm.store.samples import DEFAULT_PAGE, MAX_PAGE
 
@@ -29,10 +31,21 @@ RunIdPath = Annotated[
         description="run id (or, for reads, a unique prefix of 4+ characters)",
     ),
 ]
+#: The token of an ingest request (401 without one, 403 without the ingest scope).
+Ingester = Annotated[Principal, Depends(require_ingest)]
 ErrorResponses: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body cannot be decoded, or a bad Content-Length header"},
     401: {"description": "missing, invalid or revoked bearer token"},
+    403: {
+        "description": "the token lacks the ingest scope, or the run belongs to another owner (then the body has "
+        '"reason": "not_owner")'
+    },
     413: {"description": "request body too large"},
     422: {"description": "invalid body or parameters"},
+}
+ReadResponses: dict[int | str, dict[str, Any]] = {
+    401: {"description": "reads need a token here, and none (or an invalid one) was given"},
+    403: {"description": "the token lacks the read scope"},
 }
 
 
@@ -64,11 +77,15 @@ def health(request: Request) -> Health:
     },
 )
 def post_start(
-    run_id: RunIdPath, body: RunStartIn, response: Response, request: Request, _token: str = Depends(require_writer)
+    run_id: RunIdPath,
+    body: RunStartIn,
+    response: Response,
+    request: Request,
+    who: Ingester,
 ) -> Accepted:
-    """Record that a run started (shown as running until its result arrives)."""
+    """Record that a run started (shown as running until its result arrives); it is the token owner's."""
     _same_id(run_id, body.run_id)
-    result = ingest.record_start(_store(request), body)
+    result = ingest.record_start(_store(request), body, who.owner, who.admin)
     if result != "created":
         response.status_code = 200
     return Accepted(run_id=body.run_id, result=result)  # type: ignore[arg-type]
@@ -86,10 +103,14 @@ def post_start(
     },
 )
 def post_samples(
-    run_id: RunIdPath, body: SamplesIn, response: Response, request: Request, _token: str = Depends(require_writer)
+    run_id: RunIdPath,
+    body: SamplesIn,
+    response: Response,
+    request: Request,
+    who: Ingester,
 ) -> Accepted:
-    """Append one batch of samples of a running run (stored once per ``seq``)."""
-    result, n = ingest.record_samples(_store(request), run_id, body)
+    """Append one batch of samples of a running run of the token's owner (stored once per ``seq``)."""
+    result, n = ingest.record_samples(_store(request), run_id, body, who.owner, who.admin)
     if result != "created":
         response.status_code = 200
     return Accepted(run_id=run_id, result=result, samples_stored=n)  # type: ignore[arg-type]
@@ -102,9 +123,9 @@ def post_samples(
     tags=["ingest"],
     responses={200: {"model": Accepted, "description": "an earlier post of this run was replaced"}, **ErrorResponses},
 )
-def post_run(body: RunIn, response: Response, request: Request, _token: str = Depends(require_writer)) -> Accepted:
-    """Store a finished run (the tracker's result JSON); re-posting replaces it."""
-    result, n = ingest.record_result(_store(request), body)
+def post_run(body: RunIn, response: Response, request: Request, who: Ingester) -> Accepted:
+    """Store a finished run (the tracker's result JSON); its owner re-posting it replaces it."""
+    result, n = ingest.record_result(_store(request), body, who.owner, who.admin)
     if result != "created":
         response.status_code = 200
     return Accepted(run_id=body.run_id, result=result, samples_stored=n)  # type: ignore[arg-type]
@@ -114,7 +135,7 @@ def post_run(body: RunIn, response: Response, request: Request, _token: str = De
     "/runs",
     tags=["read"],
     dependencies=[Depends(require_reader)],
-    responses={401: ErrorResponses[401], 422: ErrorResponses[422]},
+    responses={**ReadResponses, 422: ErrorResponses[422]},
 )
 def list_runs(
     request: Request,
@@ -153,7 +174,7 @@ def list_runs(
     "/runs/{run_id}",
     tags=["read"],
     dependencies=[Depends(require_reader)],
-    responses={401: ErrorResponses[401], 404: {"description": "no such run"}},
+    responses={**ReadResponses, 404: {"description": "no such run"}},
 )
 def get_run(run_id: RunIdPath, request: Request) -> dict[str, Any]:
     """One run's result JSON (id or unique prefix); a damaged record has ``damaged`` set."""
@@ -165,7 +186,7 @@ def get_run(run_id: RunIdPath, request: Request) -> dict[str, Any]:
     tags=["read"],
     response_model=SamplePageOut,
     dependencies=[Depends(require_reader)],
-    responses={401: ErrorResponses[401], 404: {"description": "no such run"}, 422: ErrorResponses[422]},
+    responses={**ReadResponses, 404: {"description": "no such run"}, 422: ErrorResponses[422]},
 )
 def get_samples(
     run_id: RunIdPath,

@@ -43,8 +43,24 @@ def register(sub: Any) -> None:
 
     q = ss.add_parser("token", help="create, list or revoke bearer tokens")
     ts = q.add_subparsers(dest="token_command", metavar="ACTION", required=True)
-    t = ts.add_parser("create", help="make a token (printed once; only its hash is stored)")
+    t = ts.add_parser(
+        "create",
+        help="make a token (printed once; only its hash is stored)",
+        description="Scopes: ingest (send runs; a run can then be changed only by tokens of its owner), "
+        "read (read runs and the dashboard where reads need a token), admin (both, and change any run). "
+        "Default: ingest and read. A tracker needs only ingest, a dashboard viewer only read.",
+    )
     t.add_argument("name", help="who or what uses it (a person, a cluster)")
+    t.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="ingest, read or admin; repeatable or comma-separated (default: ingest,read)",
+    )
+    t.add_argument(
+        "--owner",
+        help="whose runs it writes (default: NAME); tokens with one owner may change each other's runs",
+    )
     t.add_argument("--store", help="store URL of the server")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_token_create)
@@ -72,6 +88,22 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name this server answers to besides loopback names (repeatable; *.example.com for "
+        "subdomains, * for any; default: $GREENLM_ALLOWED_HOSTS, comma-separated). Requests naming another "
+        "host are refused, so a DNS-rebinding page cannot read the dashboard",
+    )
+    p.add_argument(
+        "--read-auth",
+        action="store_true",
+        default=None,
+        help="reads need a token with the read scope even on loopback (behind a reverse proxy); "
+        "always on when --host is not loopback (default: $GREENLM_READ_AUTH)",
+    )
+    p.add_argument(
         "--store",
         help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME); "
         "postgresql+psycopg://user:pass@host/db for teams",
@@ -98,7 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _need_web()
     import uvicorn
 
-    from greenlm.server.app import ServerSettings, create_app, is_loopback
+    from greenlm.server.app import ALLOWED_HOSTS_ENV, READ_AUTH_ENV, ServerSettings, create_app, is_loopback
     from greenlm.store import redact_url
 
     if not 0 < args.port < 65536:
@@ -106,8 +138,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     max_mb = getattr(args, "max_body_mb", 32.0)
     if not max_mb > 0:
         raise ConfigError("--max-body-mb must be positive")
+    allowed = tuple(args.allowed_host or _env_list(ALLOWED_HOSTS_ENV))
+    read_auth = args.read_auth if args.read_auth is not None else _env_flag(READ_AUTH_ENV)
     settings = ServerSettings.for_host(
         args.host,
+        read_auth=read_auth,
+        allowed_hosts=allowed,
         store_url=args.store,
         max_body_bytes=int(max_mb * 1024 * 1024),
         optimize_paths=tuple(args.optimize),
@@ -117,11 +153,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host_for_url = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host_for_url}:{args.port}/"
     print(f"greenlm dashboard on {url} (store {redact_url(app.state.store.url)})", file=sys.stderr)
-    if not is_loopback(args.host):
-        n = sum(1 for t in app.state.tokens.list() if t["revoked_at"] is None)
+    if settings.read_auth:
+        n = sum(1 for t in app.state.tokens.list() if t["revoked_at"] is None and set(t["scopes"]) & {"read", "admin"})
+        where = "not on loopback" if not is_loopback(args.host) else "--read-auth"
         print(
-            f"not on loopback: reading needs a token ({n} active; `greenlm server token create NAME`)", file=sys.stderr
+            f"{where}: reading needs a token with the read scope ({n} active; "
+            "`greenlm server token create NAME --scope read`)",
+            file=sys.stderr,
         )
+    if settings.allowed_hosts == ("*",):
+        print(
+            "answering to any Host name (reads need a token); pin this server's names with --allowed-host NAME",
+            file=sys.stderr,
+        )
+    else:
+        print(f"answering to the host names: {', '.join(settings.allowed_hosts)}", file=sys.stderr)
     if getattr(args, "open", False):
         import threading
         import webbrowser
@@ -130,6 +176,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger("greenlm").setLevel(logging.INFO)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", server_header=False)
     return 0
+
+
+def _env_list(var: str) -> list[str]:
+    import os
+
+    return [x.strip() for x in (os.environ.get(var) or "").split(",") if x.strip()]
+
+
+def _env_flag(var: str) -> bool:
+    import os
+
+    raw = (os.environ.get(var) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{var} must be 1/true/yes or 0/false/no, got {raw[:40]!r}")
 
 
 def _tokens(store_url: str | None) -> Any:
@@ -141,12 +204,22 @@ def _tokens(store_url: str | None) -> Any:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     """Print a new token once."""
-    tid, token = _tokens(args.store).create(args.name)
+    from greenlm.server.tokens import parse_scopes
+
+    scopes = parse_scopes(args.scope)
+    tid, token = _tokens(args.store).create(args.name, scopes, args.owner)
+    owner = (args.owner or args.name).strip()
     if args.json:
-        print(json.dumps({"id": tid, "name": args.name, "token": token}))
+        print(json.dumps({"id": tid, "name": args.name, "owner": owner, "scopes": list(scopes), "token": token}))
     else:
-        print(f"token {tid} for {args.name!r} (shown once; only its hash is stored):\n{token}")
-        print("use it with GREENLM_TOKEN=... or EnergyTracker(server=URL, token=...)", file=sys.stderr)
+        print(
+            f"token {tid} for {args.name!r} (owner {owner!r}, scopes: {' '.join(scopes)}; shown once, only its hash "
+            f"is stored):\n{token}"
+        )
+        if "ingest" in scopes or "admin" in scopes:
+            print("use it with GREENLM_TOKEN=... or EnergyTracker(server=URL, token=...)", file=sys.stderr)
+        if "read" in scopes or "admin" in scopes:
+            print("sign in to the dashboard with it where reads need a token", file=sys.stderr)
     return 0
 
 
@@ -174,8 +247,10 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
     for r in rows:
         state = f"revoked {when(r['revoked_at'])}" if r["revoked_at"] else "active"
+        owner = "" if r["owner"] == r["name"] else f" (owner {r['owner']})"
         print(
-            f"{r['id']}  {r['name']:<24} created {when(r['created_at'])}  last used {when(r['last_used_at'])}  {state}"
+            f"{r['id']}  {r['name'] + owner:<24} {','.join(r['scopes']):<18} created {when(r['created_at'])}  "
+            f"last used {when(r['last_used_at'])}  {state}"
         )
     return 0
 
@@ -230,9 +305,15 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     """Print or write the OpenAPI spec."""
     text = json.dumps(openapi_spec(), indent=2, sort_keys=True) + "\n"
     if args.output:
-        from pathlib import Path
+        from greenlm._files import write_text_atomic
 
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:
+            write_text_atomic(args.output, text)
+        except OSError as e:
+            raise ConfigError(
+                f"-o {args.output}: cannot write it ({e.strerror or e}); give a path in a folder that exists "
+                "and is writable"
+            ) from None
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

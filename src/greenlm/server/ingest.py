@@ -5,7 +5,11 @@
 - a sample batch is stored once per ``(run_id, seq)``: the batch is claimed first
   (``RunStore.claim_batch``), and the claim released if the write fails;
 - a finished run replaces what the server had for that run id (``RunStore.save_result`` is
-  idempotent and race-free), keeping the streamed samples.
+  idempotent and race-free), keeping the streamed samples;
+- a run belongs to the owner of the token that created it: another owner's start, samples or
+  result is refused (:class:`~greenlm.errors.RunOwnedError`, a 403) before anything is
+  written or claimed; an admin token may change any run. The store checks the owner inside
+  the write's own transaction, so two owners racing to create one id cannot both win.
 
 Bodies become the tracker's own types (``RunStart``, ``SampleRow``, ``Progress``,
 ``RunResult``) field by field, from the dataclasses' own field lists, and reach the store
@@ -18,7 +22,7 @@ import dataclasses
 import logging
 from typing import Any
 
-from greenlm.errors import RunNotFoundError
+from greenlm.errors import RunNotFoundError, RunOwnedError
 from greenlm.server.models import RunIn, RunStartIn, SampleIn, SamplesIn
 from greenlm.store import RunStore
 from greenlm.tracking.result import RunResult
@@ -38,9 +42,9 @@ def run_start(body: RunStartIn) -> RunStart:
     return RunStart(**{f.name: d[f.name] for f in dataclasses.fields(RunStart)})
 
 
-def record_start(store: RunStore, body: RunStartIn) -> str:
-    """Record a run as running; ``exists`` when the server already has it."""
-    return "created" if store.begin_run(run_start(body)) else "exists"
+def record_start(store: RunStore, body: RunStartIn, owner: str | None, admin: bool = False) -> str:
+    """Record a run as running, as ``owner``'s; ``exists`` when the server already has it (and it is theirs)."""
+    return "created" if store.begin_run(run_start(body), owner=owner, admin=admin) else "exists"
 
 
 def _rows(samples: list[SampleIn]) -> list[SampleRow]:
@@ -51,12 +55,19 @@ def _progress_of(r: RunResult) -> Progress:
     return Progress(r.duration_s, r.energy_j, r.facility_energy_j, r.co2e_g, {c.name: c.energy_j for c in r.components})
 
 
-def record_samples(store: RunStore, run_id: str, body: SamplesIn) -> tuple[str, int]:
-    """Store one batch of samples (once per ``seq``); returns (result, samples stored)."""
+def record_samples(
+    store: RunStore, run_id: str, body: SamplesIn, owner: str | None, admin: bool = False
+) -> tuple[str, int]:
+    """Store one batch of samples of ``owner``'s run (once per ``seq``); returns (result, samples stored)."""
     run = store.find_run(run_id)
     if run is None:
         raise UnknownRunError(
             f"No run {run_id!r} on this server: post its start first (POST /api/v1/runs/{run_id}/start)."
+        )
+    if not admin and owner is not None and store.run_owner(run_id) != owner:
+        # before the claim: another owner must not be able to take a batch number of this run
+        raise RunOwnedError(
+            f"Run {run_id!r} belongs to another owner: a token can add samples only to the runs its owner created."
         )
     if not store.claim_batch(run_id, body.seq):
         return "duplicate", 0
@@ -67,7 +78,7 @@ def record_samples(store: RunStore, run_id: str, body: SamplesIn) -> tuple[str, 
         else:
             p = body.progress
             progress = Progress(p.duration_s, p.energy_j, p.facility_energy_j, p.co2e_g, dict(p.components))
-        store.add_samples(run_id, _rows(body.samples), progress)
+        store.add_samples(run_id, _rows(body.samples), progress, owner=owner, admin=admin)
     except Exception:
         store.release_batch(run_id, body.seq)  # a retry may store the batch
         raise
@@ -89,12 +100,12 @@ def run_result(body: RunIn) -> RunResult:
     return RunResult.from_dict(d)
 
 
-def record_result(store: RunStore, body: RunIn) -> tuple[str, int]:
-    """Store a finished run (replacing an earlier post); returns (result, samples stored)."""
+def record_result(store: RunStore, body: RunIn, owner: str | None, admin: bool = False) -> tuple[str, int]:
+    """Store ``owner``'s finished run (replacing their earlier post); returns (result, samples stored)."""
     r = run_result(body)
-    created = store.save_result(r)
+    created = store.save_result(r, owner=owner, admin=admin)
     stored = 0
     if body.samples and not store.has_samples(body.run_id):
-        store.add_samples(body.run_id, _rows(body.samples), _progress_of(r))
+        store.add_samples(body.run_id, _rows(body.samples), _progress_of(r), owner=owner, admin=admin)
         stored = len(body.samples)
     return ("created" if created else "updated"), stored

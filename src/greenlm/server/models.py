@@ -1,8 +1,11 @@
 """Pydantic models of the ingest API's bodies: validated, bounded, finite.
 
 Every body a tracker sends is checked here before it reaches the store: numbers must be
-finite (no NaN or infinity) and energies non-negative, strings have length limits and no NUL
-characters (PostgreSQL rejects them), lists have item limits. Together with the byte limit
+finite (no NaN or infinity) and within the ranges of :mod:`greenlm.limits` (the same the
+tracker enforces: an energy above ``ENERGY_J_MAX``, a power above ``POWER_W_MAX``, a PUE
+outside ``PUE`` is refused), names and paths fit the lengths of ``limits`` (and so the
+store's columns), strings have no NUL characters (PostgreSQL rejects them), lists have item
+limits, metadata at most ``METADATA_JSON_BYTES``. Together with the byte limit
 on the request body this turns any malformed or oversized input into a 4xx answer, never a
 500. Unknown keys in a run result are accepted and ignored (the result JSON only ever gains
 keys), so an older server accepts runs from a newer tracker.
@@ -14,26 +17,57 @@ dataclass field has its model field, so a field added to a result cannot be forg
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from greenlm import limits as L
 
 MAX_COMPONENTS = 1024
 MAX_PHASES = 10_000
 MAX_TIMELINE = 100_000
 MAX_SAMPLES_PER_BATCH = 50_000
 MAX_METADATA_KEYS = 200
+#: Grid intensity, g CO2e/kWh: the dirtiest grids are about 1,000-1,200; 5,000 refuses overflow.
+INTENSITY_G_PER_KWH_MAX = 5000.0
+_J_PER_KWH = 3.6e6
+#: Facility energy: a run's IT energy at the highest PUE.
+FACILITY_J_MAX = L.ENERGY_J_MAX * L.PUE[1]
+CO2E_G_MAX = FACILITY_J_MAX / _J_PER_KWH * INTENSITY_G_PER_KWH_MAX
+COST_MAX = FACILITY_J_MAX / _J_PER_KWH * L.PRICE_PER_KWH[1]
 
-RunId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-Name = Annotated[str, Field(min_length=1, max_length=256)]
+RunId = Annotated[str, Field(min_length=1, max_length=L.RUN_ID_CHARS, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=L.PROJECT_CHARS)]
 Text = Annotated[str, Field(max_length=4096)]
-#: Physical quantities: finite and below 1e30 (sums of them stay finite, and JSON-safe).
+ComponentName = Annotated[str, Field(min_length=1, max_length=L.COMPONENT_CHARS)]
+Host = Annotated[str, Field(max_length=L.HOST_CHARS)]
+Currency = Annotated[str, Field(max_length=L.CURRENCY_CHARS)]
+#: Physical quantities, finite and within ``greenlm.limits`` (the tracker's own bounds), so a
+#: 1e29 J sample is refused here, sums stay finite, and everything is JSON-safe.
+Energy = Annotated[float, Field(ge=0.0, le=L.ENERGY_J_MAX, allow_inf_nan=False)]
+FacilityEnergy = Annotated[float, Field(ge=0.0, le=FACILITY_J_MAX, allow_inf_nan=False)]
+Kwh = Annotated[float, Field(ge=0.0, le=FACILITY_J_MAX / _J_PER_KWH, allow_inf_nan=False)]
+Co2e = Annotated[float, Field(ge=0.0, le=CO2E_G_MAX, allow_inf_nan=False)]
+Cost = Annotated[float, Field(ge=0.0, le=COST_MAX, allow_inf_nan=False)]
+Duration = Annotated[float, Field(ge=0.0, le=L.DURATION_S_MAX, allow_inf_nan=False)]
+Power = Annotated[float, Field(ge=-L.POWER_W_MAX, le=L.POWER_W_MAX, allow_inf_nan=False)]
+Pue = Annotated[float, Field(ge=L.PUE[0], le=L.PUE[1], allow_inf_nan=False)]
+PricePerKwh = Annotated[float, Field(ge=L.PRICE_PER_KWH[0], le=L.PRICE_PER_KWH[1], allow_inf_nan=False)]
+Intensity = Annotated[float, Field(ge=0.0, le=INTENSITY_G_PER_KWH_MAX, allow_inf_nan=False)]
+#: Other numbers (epoch seconds): finite and below 1e30.
 NonNeg = Annotated[float, Field(ge=0.0, le=1e30, allow_inf_nan=False)]
-Finite = Annotated[float, Field(ge=-1e30, le=1e30, allow_inf_nan=False)]
 #: Integers stored in 32-bit SQL columns (PostgreSQL ``integer``).
 Int32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Status = Literal["running", "completed", "failed", "interrupted"]
+
+
+def _metadata_size(m: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(m, default=str).encode("utf-8"))
+    if size > L.METADATA_JSON_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; at most {L.METADATA_JSON_BYTES} are accepted")
+    return m
 
 
 def _no_nul(value: Any, depth: int = 0) -> Any:
@@ -71,37 +105,46 @@ class _Body(BaseModel):
 class ComponentIn(_Body):
     """One measured component of a finished run."""
 
-    name: Name
+    name: ComponentName
     kind: Annotated[str, Field(max_length=8)]
-    energy_j: NonNeg
+    energy_j: Energy
     provenance: Literal["counter", "sampled", "modeled"]
-    low_j: NonNeg
-    high_j: NonNeg
+    low_j: Energy
+    high_j: Energy
     scope: Annotated[str, Field(max_length=16)] = "device"
     detail: Text = ""
-    node: Annotated[str, Field(max_length=256)] | None = None
+    node: Host | None = None
     rank: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     #: The whole device's energy when the component is a share of it (a shared GPU, MIG).
-    device_energy_j: NonNeg | None = None
+    device_energy_j: Energy | None = None
 
 
 class PhaseIn(_Body):
     """One phase of a finished run (nested phases name their parent's path)."""
 
-    name: Name
-    parent: Annotated[str, Field(max_length=512)] | None = None
-    energy_j: NonNeg
-    duration_s: NonNeg
+    name: Annotated[str, Field(min_length=1, max_length=L.PHASE_NAME_CHARS)]
+    parent: Annotated[str, Field(max_length=L.PHASE_PATH_CHARS)] | None = None
+    energy_j: Energy
+    duration_s: Duration
     steps: Int32 = 0
     entries: Int32 = 1
-    co2e_g: NonNeg = 0.0
+    co2e_g: Co2e = 0.0
+
+    @model_validator(mode="after")
+    def _path_fits(self) -> PhaseIn:
+        path = f"{self.parent}/{self.name}" if self.parent else self.name
+        if len(path) > L.PHASE_PATH_CHARS:
+            raise ValueError(f"the phase path is {len(path)} characters; at most {L.PHASE_PATH_CHARS} are allowed")
+        if path.count("/") + 1 > L.PHASE_DEPTH:
+            raise ValueError(f"phases nest at most {L.PHASE_DEPTH} deep")
+        return self
 
 
 class TimelinePointIn(_Body):
     """Average power per component over the interval ending at ``t_s``."""
 
-    t_s: NonNeg
-    power_w: dict[Annotated[str, Field(max_length=128)], Finite] = Field(max_length=MAX_COMPONENTS)
+    t_s: Duration
+    power_w: dict[ComponentName, Power] = Field(max_length=MAX_COMPONENTS)
 
 
 class LocationIn(_Body):
@@ -109,17 +152,17 @@ class LocationIn(_Body):
 
     model_config = ConfigDict(extra="allow")
 
-    code: Annotated[str, Field(max_length=64)] | None = None
-    intensity_g_per_kwh: NonNeg
+    code: Annotated[str, Field(max_length=L.LOCATION_CHARS)] | None = None
+    intensity_g_per_kwh: Intensity
 
 
 class SampleIn(_Body):
     """One component's reading: cumulative energy and average power since the last sample."""
 
-    t_s: NonNeg
-    component: Annotated[str, Field(min_length=1, max_length=128)]
-    energy_j: NonNeg
-    power_w: Finite | None = None
+    t_s: Duration
+    component: ComponentName
+    energy_j: Energy
+    power_w: Power | None = None
 
 
 class RunIn(_Body):
@@ -135,20 +178,20 @@ class RunIn(_Body):
     status: Status
     started_at: Annotated[str, Field(min_length=10, max_length=40)]
     ended_at: Annotated[str, Field(max_length=40)] | None = None
-    duration_s: NonNeg
-    energy_j: NonNeg
-    energy_low_j: NonNeg | None = None
-    energy_high_j: NonNeg | None = None
-    facility_energy_j: NonNeg
-    energy_kwh: NonNeg
-    co2e_g: NonNeg
-    co2e_low_g: NonNeg | None = None
-    co2e_high_g: NonNeg | None = None
-    cost: NonNeg
-    currency: Annotated[str, Field(max_length=8)]
-    price_per_kwh: NonNeg = 0.0
+    duration_s: Duration
+    energy_j: Energy
+    energy_low_j: Energy | None = None
+    energy_high_j: Energy | None = None
+    facility_energy_j: FacilityEnergy
+    energy_kwh: Kwh
+    co2e_g: Co2e
+    co2e_low_g: Co2e | None = None
+    co2e_high_g: Co2e | None = None
+    cost: Cost
+    currency: Currency
+    price_per_kwh: PricePerKwh = 0.0
     price_source: Text = ""
-    pue: Annotated[float, Field(ge=1.0, le=10.0, allow_inf_nan=False)]
+    pue: Pue
     pue_source: Text = ""
     location: LocationIn
     components: list[ComponentIn] = Field(default_factory=list, max_length=MAX_COMPONENTS)
@@ -160,13 +203,18 @@ class RunIn(_Body):
     metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(
         default_factory=dict, max_length=MAX_METADATA_KEYS
     )
-    host: Annotated[str, Field(max_length=256)] = ""
+    host: Host = ""
     error: Text | None = None
     forecast: dict[Annotated[str, Field(max_length=64)], Any] | None = Field(default=None, max_length=64)
     meters: list[dict[Annotated[str, Field(max_length=64)], Any]] = Field(
         default_factory=list, max_length=MAX_COMPONENTS
     )
     samples: list[SampleIn] = Field(default_factory=list, max_length=MAX_SAMPLES_PER_BATCH)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bytes(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _metadata_size(v)
 
     @model_validator(mode="after")
     def _unique(self) -> RunIn:
@@ -186,10 +234,10 @@ class RunStartIn(_Body):
     project: Name
     started_at: Annotated[str, Field(min_length=10, max_length=40)]
     pid: Int32 = 0
-    host: Annotated[str, Field(max_length=256)] = ""
+    host: Host = ""
     process_start_time: NonNeg = 0.0
     location: LocationIn
-    pue: Annotated[float, Field(ge=1.0, le=10.0, allow_inf_nan=False)] = 1.0
+    pue: Pue = 1.0
     metadata: dict[Annotated[str, Field(max_length=256)], Any] = Field(
         default_factory=dict, max_length=MAX_METADATA_KEYS
     )
@@ -197,21 +245,24 @@ class RunStartIn(_Body):
         default_factory=list, max_length=MAX_COMPONENTS
     )
     pue_source: Text = ""
-    price_per_kwh: NonNeg | None = None
-    currency: Annotated[str, Field(max_length=8)] = ""
+    price_per_kwh: PricePerKwh | None = None
+    currency: Currency = ""
     price_source: Text = ""
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bytes(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _metadata_size(v)
 
 
 class ProgressIn(_Body):
     """Running totals at a flush, so a killed run keeps what was measured."""
 
-    duration_s: NonNeg
-    energy_j: NonNeg
-    facility_energy_j: NonNeg
-    co2e_g: NonNeg
-    components: dict[Annotated[str, Field(min_length=1, max_length=128)], NonNeg] = Field(
-        default_factory=dict, max_length=MAX_COMPONENTS
-    )
+    duration_s: Duration
+    energy_j: Energy
+    facility_energy_j: FacilityEnergy
+    co2e_g: Co2e
+    components: dict[ComponentName, Energy] = Field(default_factory=dict, max_length=MAX_COMPONENTS)
 
 
 class SamplesIn(_Body):
@@ -264,3 +315,5 @@ class TokenInfo(BaseModel):
     created_at: float
     revoked_at: float | None = None
     last_used_at: float | None = None
+    scopes: list[str] = Field(default_factory=list)
+    owner: str = ""

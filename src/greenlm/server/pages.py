@@ -5,6 +5,11 @@ report (:mod:`greenlm.report.views`); charts are Chart.js specs drawn by the ven
 library, so the dashboard works offline. The estimator and the optimize view call
 ``greenlm.estimate`` and read optimize results files when those parts are installed, and say
 so plainly when they are not.
+
+Forms post back with a CSRF token (a double-submit cookie set with the page) and are checked
+by :func:`greenlm.server.auth.check_form`; the lifecycle plan is parsed by
+:func:`greenlm.config.load_yaml` (no aliases, bounded size and nesting), and every error shown
+is bounded (:func:`greenlm.server.app.public_message`).
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from greenlm.config import greenlm_home
+from greenlm.config import greenlm_home, load_yaml
 from greenlm.errors import ConfigError, GreenlmError
 from greenlm.report import views
 from greenlm.report.html import environment
 from greenlm.report.loaders import load_optimize
 from greenlm.report.plots import Chart, runs_overview
-from greenlm.server.auth import COOKIE, reader_ok
+from greenlm.server.app import public_message
+from greenlm.server.auth import COOKIE, CSRF_COOKIE, CSRF_FIELD, Principal, check_form, csrf_value, reader
 from greenlm.store.urls import redact_url
 from greenlm.tracking.result import STATUSES
 
@@ -51,6 +57,8 @@ SORTS: dict[str, Any] = {
 }
 DEFAULT_LOCATIONS = "FRA,SWE,DEU,GBR,USA,IND,aws:us-east-1,gcp:europe-west1"
 MAX_PLAN_CHARS = 64 * 1024
+#: How deeply a lifecycle plan may nest (a real plan nests 3 levels).
+MAX_PLAN_DEPTH = 32
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +67,9 @@ def _env() -> Any:
 
 
 def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    """A page from ``name`` with the common context (nav, settings, charts)."""
+    """A page from ``name`` with the common context (nav, settings, charts, the CSRF token)."""
     charts: list[Chart] = ctx.pop("charts", [])
+    csrf, new_csrf = csrf_value(request)
     html = (
         _env()
         .get_template(name)
@@ -69,23 +78,43 @@ def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> H
             settings=request.app.state.settings,
             charts=charts,
             store_url=redact_url(request.app.state.store.url),
+            csrf_field=CSRF_FIELD,
+            csrf=csrf,
+            signed_in=bool(request.cookies.get(COOKIE)),
             **ctx,
         )
     )
-    return HTMLResponse(html, status_code=status_code)
+    resp = HTMLResponse(html, status_code=status_code)
+    if new_csrf:
+        resp.set_cookie(
+            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+        )
+    return resp
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
-    """An error as a page (404 unknown run, 422 bad form input)."""
-    return render(request, "error.html", status_code=status, status=status, message=message)
+    """An error as a page (404 unknown run, 422 bad form input); the message is bounded."""
+    return render(request, "error.html", status_code=status, status=status, message=public_message(message))
 
 
 def _guard(request: Request) -> Response | None:
     """Redirect to sign-in when this server needs a token for reads and none is presented."""
-    if reader_ok(request):
+    if _viewer(request) is not None:
         return None
     nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={urllib.parse.quote(nxt)}", status_code=303)
+
+
+def _viewer(request: Request) -> Principal | None:
+    """Who reads this page (a bearer header counts too; a token without ``read`` is a 403)."""
+    creds = None
+    auth = request.headers.get("authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        from fastapi.security import HTTPAuthorizationCredentials
+
+        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=value.strip())
+    return reader(request, creds)
 
 
 # ------------------------------------------------------------------------------ runs
@@ -347,9 +376,9 @@ def estimate_page(request: Request) -> Response:
             )
             charts = ctx["cmp"]["charts"]
         except GreenlmError as e:
-            ctx["error"] = str(e)
-        except (TypeError, ValueError) as e:
-            ctx["error"] = f"invalid input: {e}"
+            ctx["error"] = public_message(e)
+        except (TypeError, ValueError, OverflowError) as e:
+            ctx["error"] = public_message(f"invalid input: {e}")
     elif form.get("params") is None:
         ctx["form"] = {**ESTIMATE_EXAMPLE, **form}
     return render(request, "estimate.html", charts=charts, **ctx)
@@ -368,10 +397,11 @@ async def lifecycle_post(request: Request) -> Response:
     """Estimate the posted plan: parts as stacked charts, the composite score and its weights."""
     if (r := _guard(request)) is not None:
         return r
-    form = await request.form()
+    form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_PLAN_CHARS * 4)
+    check_form(request, form)
     plan = str(form.get("plan") or "")
     if len(plan) > MAX_PLAN_CHARS:
-        raise ConfigError(f"the plan is larger than {MAX_PLAN_CHARS} characters")
+        raise ConfigError(f"the plan is {len(plan)} characters long; at most {MAX_PLAN_CHARS} are accepted")
     weights = str(form.get("weights") or "")[:200]
     locs = str(form.get("compare") or "")[:500]
     return _lifecycle(request, plan, weights, locs, run=True)
@@ -403,14 +433,15 @@ def _lifecycle(request: Request, plan_text: str, weights: str, locs: str, run: b
         "error": None,
     }
     charts: list[Chart] = []
+    status = 200
     if available and run and est is not None:
-        import yaml
-
         try:
-            try:
-                data = yaml.safe_load(plan_text)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"the plan is not valid YAML: {e}") from None
+            try:  # no aliases (a few hundred bytes of them expand to gigabytes), nothing quoted back
+                data = load_yaml(plan_text, "the plan")
+            except RecursionError:
+                raise ConfigError(f"the plan is nested too deeply (more than {MAX_PLAN_DEPTH} levels)") from None
+            if _depth(data) > MAX_PLAN_DEPTH:
+                raise ConfigError(f"the plan is nested too deeply (more than {MAX_PLAN_DEPTH} levels)")
             plan = est.parse_plan(data, "(form)")
             lc = est.lifecycle(plan, weights or None).to_dict()
             ctx["lv"] = views.lifecycle_view(lc)
@@ -420,10 +451,23 @@ def _lifecycle(request: Request, plan_text: str, weights: str, locs: str, run: b
                 ctx["cmp"] = views.comparison_view(est.compare(plan, loc_list).to_dict(), chart_id="lc-locations")
                 charts += ctx["cmp"]["charts"]
         except GreenlmError as e:
-            ctx["error"] = str(e)
-        except (TypeError, ValueError) as e:
-            ctx["error"] = f"invalid plan: {e}"
-    return render(request, "lifecycle.html", charts=charts, **ctx)
+            ctx["error"], status = public_message(e), 422
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            ctx["error"], status = public_message(f"invalid plan: {type(e).__name__}: {e}"), 422
+    return render(request, "lifecycle.html", status_code=status, charts=charts, **ctx)
+
+
+def _depth(value: Any, limit: int = 64) -> int:
+    """How deeply ``value`` nests lists and mappings (stops counting past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d > limit:
+                return d
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
 
 
 # ------------------------------------------------------------------------------ optimize
@@ -465,30 +509,52 @@ def optimize_page(request: Request, i: Annotated[int, Query(ge=0, le=10_000)] = 
 # ------------------------------------------------------------------------------ sign-in
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
-    """Sign in with a token (team servers that are not on loopback)."""
+    """Sign in with a token that can read (servers whose reads need a token)."""
     return render(request, "login.html", next=_safe_next(next), error=None)
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    """Check the token; keep it in an HttpOnly cookie accepted for reads only."""
-    form = await request.form()
+    """Check the token; keep a signed, read-only session (never the token) in an HttpOnly cookie."""
+    form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+    check_form(request, form)
     token = str(form.get("token") or "").strip()
     nxt = _safe_next(str(form.get("next") or "/"))
-    if request.app.state.tokens.verify(token) is None:
+    tokens = request.app.state.tokens
+    rec = tokens.verify(token)
+    if rec is None:
         return render(request, "login.html", status_code=401, next=nxt, error="invalid or revoked token")
+    if not Principal.of(rec, "bearer").can("read"):
+        return render(
+            request,
+            "login.html",
+            status_code=403,
+            next=nxt,
+            error=f"this token cannot read runs (scopes: {' '.join(rec.scopes)}): sign in with a token made with "
+            "--scope read",
+        )
+    from greenlm.server.tokens import SESSION_S
+
     resp = RedirectResponse(nxt, status_code=303)
     resp.set_cookie(
-        COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https", max_age=30 * 24 * 3600
+        COOKIE,
+        tokens.session_for(rec),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=SESSION_S,
+        path="/",
     )
     return resp
 
 
-@router.get("/logout")
-def logout() -> Response:
+@router.post("/logout")
+async def logout(request: Request) -> Response:
     """Forget the sign-in cookie."""
+    form = await request.form(max_files=0, max_fields=5, max_part_size=1024)
+    check_form(request, form)
     resp = RedirectResponse("/login", status_code=303)
-    resp.delete_cookie(COOKIE)
+    resp.delete_cookie(COOKIE, path="/")
     return resp
 
 

@@ -53,14 +53,20 @@ def is_part(r: RunResult) -> bool:
     return d.get("role") == "part" and isinstance(d.get("group_run_id"), str)
 
 
+def group_id(r: RunResult) -> str:
+    """The group run id of part ``r``."""
+    return str(_dist(r)["group_run_id"])
+
+
 def _range(gid: str) -> sa.ColumnElement[bool]:
     # every "<gid>.<node key>", by the primary key's order: '/' follows '.'
     return sa.and_(S.runs.c.run_id > f"{gid}.", S.runs.c.run_id < f"{gid}/")
 
 
-def _ensure_row(conn: sa.Connection, gid: str, part: RunResult) -> None:
+def _ensure_row(conn: sa.Connection, gid: str, part: RunResult, owner: str | None) -> None:
     values = {
         "run_id": gid,
+        "owner": owner,
         "project": part.project,
         "status": "running",
         "started_at": part.started_at,
@@ -94,12 +100,15 @@ def _ensure_row(conn: sa.Connection, gid: str, part: RunResult) -> None:
             pass
 
 
-def assemble(store: RunStore, part: RunResult) -> None:
-    """Update the group run of ``part`` (just saved) from every part stored for it."""
+def assemble(store: RunStore, part: RunResult, *, owner: str | None = None) -> None:
+    """Update the group run of ``part`` (just saved) from every part stored for it.
+
+    ``owner``: the owner a new group run is created for (the owner of its first part).
+    """
     d = _dist(part)
     gid = str(d["group_run_id"])
     with store.begin() as conn:
-        _ensure_row(conn, gid, part)
+        _ensure_row(conn, gid, part, owner)
         conn.execute(sa.select(S.runs.c.run_id).where(S.runs.c.run_id == gid).with_for_update()).first()
         rows = (
             conn.execute(

@@ -119,13 +119,25 @@ class PowerTrace:
 
 @dataclass(frozen=True)
 class TokenRecord:
-    """A team-server token's record: id, name, when created, revoked and last used."""
+    """A team-server token's record: id, name, when created, revoked and last used, what it may do.
+
+    ``scopes``: ``ingest`` (write its owner's runs), ``read``, ``admin`` (write any run).
+    ``owner``: whose runs it writes (the name unless the token was made with another owner):
+    tokens with one owner may change each other's runs, as when a token is replaced.
+    """
 
     id: str
     name: str
     created_at: float
     revoked_at: float | None = None
     last_used_at: float | None = None
+    scopes: tuple[str, ...] = ("ingest", "read")
+    owner: str = ""
+
+    @property
+    def active(self) -> bool:
+        """Not revoked."""
+        return self.revoked_at is None
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON (``greenlm server token list --json``)."""

@@ -42,12 +42,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from greenlm._files import private_dir, private_file
 from greenlm.carbon.accounting import J_PER_KWH, CarbonConfig
 from greenlm.carbon.intensity import GridIntensity
 from greenlm.carbon.price import Price, resolve_price
 from greenlm.carbon.pue import Pue
 from greenlm.config import default_store_url
-from greenlm.errors import ConfigError, RunNotFoundError, StoreError
+from greenlm.errors import ConfigError, RunNotFoundError, RunOwnedError, StoreError
 from greenlm.store import groups
 from greenlm.store import samples as SM
 from greenlm.store import schema as S
@@ -76,6 +77,39 @@ def _is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+#: The database password, for a store URL that has none (so it need not be on a command line).
+PASSWORD_ENV = "GREENLM_STORE_PASSWORD"
+#: A file holding the database password (one line; a final newline is not part of it).
+PASSWORD_FILE_ENV = "GREENLM_STORE_PASSWORD_FILE"
+
+
+def store_password() -> str | None:
+    """The store password from ``$GREENLM_STORE_PASSWORD`` or the file ``$GREENLM_STORE_PASSWORD_FILE``.
+
+    None when neither is set. Used only for a URL without a password of its own; the
+    password never becomes part of the URL greenlm shows or keeps.
+    """
+    direct = os.environ.get(PASSWORD_ENV) or None
+    file = os.environ.get(PASSWORD_FILE_ENV) or None
+    if direct is not None and file is not None:
+        raise ConfigError(f"Both {PASSWORD_ENV} and {PASSWORD_FILE_ENV} are set: set only one.")
+    if direct is not None:
+        return direct
+    if file is None:
+        return None
+    path = Path(file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise StoreError(f"{PASSWORD_FILE_ENV}={path}: the file is not UTF-8 text.") from None
+    except OSError as e:
+        raise StoreError(f"{PASSWORD_FILE_ENV}={path}: cannot read the password file ({e.strerror or e}).") from None
+    password = text.rstrip("\r\n")
+    if not password or "\n" in password:
+        raise StoreError(f"{PASSWORD_FILE_ENV}={path}: the file must hold the password on one line.")
+    return password
+
+
 class _Damaged(Exception):
     """A row cannot be read; the message says which part and why."""
 
@@ -97,8 +131,12 @@ class RunStore:
         except sa.exc.ArgumentError as e:
             raise StoreError(
                 f"Invalid store URL {redact_url(url)!r}: {e}. Use sqlite:///path/to/runs.db or "
-                "postgresql+psycopg://user:pass@host/db."
+                "postgresql+psycopg://user@host/db (the password in GREENLM_STORE_PASSWORD_FILE)."
             ) from e
+        if not _is_sqlite(url) and self._u.password is None:
+            password = store_password()
+            if password is not None:
+                self._u = self._u.set(password=password)
         if read_only:
             self._open_reader()
         else:
@@ -115,11 +153,16 @@ class RunStore:
         kwargs: dict[str, Any] = {"future": True}
         if _is_sqlite(self.url):
             if u.database and u.database != ":memory:":
-                parent = Path(u.database).expanduser().parent
+                path = Path(u.database).expanduser()
                 try:
-                    parent.mkdir(parents=True, exist_ok=True)
+                    private_dir(path.parent)
                 except OSError as e:
-                    raise StoreError(f"Cannot create the store's folder {parent}: {e.strerror or e}") from e
+                    raise StoreError(f"Cannot create the store's folder {path.parent}: {e.strerror or e}") from e
+                try:
+                    # 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode
+                    private_file(path)
+                except OSError as e:
+                    raise StoreError(f"Cannot create the store {path}: {e.strerror or e}") from e
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
@@ -327,11 +370,14 @@ class RunStore:
             yield conn
 
     # ----------------------------------------------------------------- writes
-    def begin_run(self, start: RunStart) -> bool:
+    def begin_run(self, start: RunStart, *, owner: str | None = None, admin: bool = False) -> bool:
         """Record a run as running; False when a run with this id is already stored.
 
         Race-free: concurrent calls with one id create one row (``INSERT ... ON CONFLICT DO
-        NOTHING`` on SQLite and PostgreSQL), and the others get False.
+        NOTHING`` on SQLite and PostgreSQL), and the others get False. ``owner`` (a team
+        server's writer): a new run is created as that owner's, and a run that exists must be
+        that owner's (:class:`RunOwnedError` otherwise) unless ``admin``. Without an owner
+        (the tracker writing its own store) nothing is checked.
         """
         row = {
             "run_id": start.run_id,
@@ -363,21 +409,30 @@ class RunStore:
                 default=str,
             ),
         }
+        if owner is not None:
+            row["owner"] = owner
         with self.begin() as conn:
-            return _insert_ignore(conn, S.runs, row)
+            if _insert_ignore(conn, S.runs, row):
+                return True
+            self._check_owner(conn, start.run_id, owner, admin)
+            return False
 
-    def add_samples(self, run_id: str, rows: list[SampleRow], progress: Progress) -> None:
+    def add_samples(
+        self, run_id: str, rows: list[SampleRow], progress: Progress, *, owner: str | None = None, admin: bool = False
+    ) -> None:
         """Append samples and update the running totals (one transaction).
 
         The run's samples that have become old are downsampled in the same transaction
         (:mod:`greenlm.store.samples`). Idempotent: rows at or before a component's last
         stored sample time are skipped (a batch delivered twice after a crash, a spool
-        replay), and a run that already has its final result keeps its totals.
+        replay), and a run that already has its final result keeps its totals. ``owner``:
+        the run must be that owner's unless ``admin`` (:class:`RunOwnedError`).
         """
         with self.begin() as conn:
             row = conn.execute(sa.select(S.runs.c.result_json).where(S.runs.c.run_id == run_id)).first()
             if row is None:
                 raise RunNotFoundError(f"No run {run_id!r} in {self.display_url}: its start was not recorded.")
+            self._check_owner(conn, run_id, owner, admin)
             last = dict(
                 conn.execute(
                     sa.select(S.samples.c.component, sa.func.max(S.samples.c.t_s))
@@ -418,15 +473,32 @@ class RunStore:
                 _upsert(conn, S.components, {"run_id": run_id, "name": name}, {"energy_j": e})
             self._compact(conn, [run_id], time.time())
 
-    def save_result(self, result: RunResult | Mapping[str, Any], *, conn: sa.Connection | None = None) -> bool:
+    def save_result(
+        self,
+        result: RunResult | Mapping[str, Any],
+        *,
+        conn: sa.Connection | None = None,
+        owner: str | None = None,
+        admin: bool = False,
+    ) -> bool:
         """Write a finished run; True when it was new (saving it again replaces it).
 
         ``conn``: write inside that open transaction instead of a new one. A node's *part*
         of a distributed run (``metadata.distributed.role == "part"``) also updates its group
         run (:mod:`greenlm.store.groups`).
+        ``owner``: a new run is created as that owner's; an existing one is replaced only if it
+        is that owner's, or by an ``admin`` (:class:`RunOwnedError` otherwise, nothing written).
+        A part may join only a group run of the same owner: one tenant cannot add nodes to
+        another tenant's job.
         """
         r = result if isinstance(result, RunResult) else RunResult.from_dict(dict(result))
         d = r.to_dict(timeline=True)
+        part = groups.is_part(r)
+        if part and owner is not None and not admin:
+            with self.begin() as c:
+                gid = groups.group_id(r)
+                if c.execute(sa.select(S.runs.c.run_id).where(S.runs.c.run_id == gid)).first() is not None:
+                    self._check_owner(c, gid, owner, admin)
         with contextlib.nullcontext(conn) if conn is not None else self.begin() as conn:
             values = {
                 "project": r.project,
@@ -447,7 +519,13 @@ class RunStore:
                 "host": r.host,
                 "result_json": json.dumps(d, default=str),
             }
-            created = _upsert(conn, S.runs, {"run_id": r.run_id}, values)
+            if owner is None:
+                created = _upsert(conn, S.runs, {"run_id": r.run_id}, values)
+            else:
+                created = _insert_ignore(conn, S.runs, {"run_id": r.run_id, **values, "owner": owner})
+                if not created:
+                    self._check_owner(conn, r.run_id, owner, admin)
+                    conn.execute(S.runs.update().where(S.runs.c.run_id == r.run_id).values(**values))
             conn.execute(S.components.delete().where(S.components.c.run_id == r.run_id))
             if r.components:
                 conn.execute(
@@ -483,8 +561,8 @@ class RunStore:
                     ],
                 )
             self._compact(conn, [r.run_id], time.time())
-        if groups.is_part(r):
-            groups.assemble(self, r)
+        if part:
+            groups.assemble(self, r, owner=owner)
         return created
 
     def mark(self, run_id: str, status: str) -> None:
@@ -538,6 +616,30 @@ class RunStore:
         return removed
 
     # ----------------------------------------------------------------- team server
+    def run_owner(self, run_id: str) -> str | None:
+        """The owner of run ``run_id`` (None: written directly to the store); RunNotFoundError if none."""
+        with self._read() as conn:
+            row = None
+            if conn is not None:
+                col = S.runs.c.owner if self._schema_at() >= S.OWNERS_FROM else sa.null()
+                row = conn.execute(sa.select(col).where(S.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise RunNotFoundError(f"No run {run_id!r} in {self.display_url}.")
+        return None if row[0] is None else str(row[0])
+
+    def _check_owner(self, conn: sa.Connection, run_id: str, owner: str | None, admin: bool) -> None:
+        """Refuse (RunOwnedError) a writer ``owner`` changing a run that is not its own."""
+        if owner is None or admin:
+            return
+        row = conn.execute(sa.select(S.runs.c.owner).where(S.runs.c.run_id == run_id)).first()
+        if row is None:
+            raise RunNotFoundError(f"No run {run_id!r} in {self.display_url}.")
+        if row[0] != owner:
+            raise RunOwnedError(
+                f"Run {run_id!r} belongs to another owner: a token can change only the runs its owner created "
+                "(an admin token can change any)."
+            )
+
     def claim_batch(self, run_id: str, seq: int) -> bool:
         """Claim sample batch ``seq`` of ``run_id`` for storing; False when it is already claimed."""
         with self.begin() as conn:
@@ -548,36 +650,79 @@ class RunStore:
         with self.begin() as conn:
             conn.execute(S.batches.delete().where(S.batches.c.run_id == run_id, S.batches.c.seq == seq))
 
-    def add_token(self, token_id: str, name: str, token_hash: str) -> TokenRecord:
-        """Store a new token's hash under ``token_id``."""
-        rec = TokenRecord(token_id, name, time.time())
+    def add_token(
+        self,
+        token_id: str,
+        name: str,
+        token_hash: str,
+        scopes: tuple[str, ...] = ("ingest", "read"),
+        owner: str | None = None,
+    ) -> TokenRecord:
+        """Store a new token's hash under ``token_id``, with its scopes and owner (default: ``name``)."""
+        rec = TokenRecord(token_id, name, time.time(), scopes=tuple(scopes), owner=owner or name)
         with self.begin() as conn:
             conn.execute(
-                S.tokens.insert().values(id=token_id, name=name, token_hash=token_hash, created_at=rec.created_at)
+                S.tokens.insert().values(
+                    id=token_id,
+                    name=name,
+                    token_hash=token_hash,
+                    created_at=rec.created_at,
+                    scopes=" ".join(rec.scopes),
+                    owner=owner,
+                )
             )
         return rec
 
+    def _token_columns(self) -> list[Any]:
+        cols = list(S.TOKEN_READ_COLUMNS)
+        if self._schema_at() >= S.OWNERS_FROM:
+            cols += [S.tokens.c.scopes, S.tokens.c.owner]
+        return cols
+
+    @staticmethod
+    def _token_record(row: Any) -> TokenRecord:
+        scopes = str(row.get("scopes") or S.LEGACY_SCOPES).split()
+        return TokenRecord(
+            str(row["id"]),
+            str(row["name"]),
+            float(row["created_at"]),
+            _opt_float(row.get("revoked_at")),
+            _opt_float(row.get("last_used_at")),
+            scopes=tuple(scopes),
+            owner=str(row.get("owner") or row["name"]),
+        )
+
     def tokens(self) -> list[TokenRecord]:
         """Every token's record, oldest first (empty for a store without tokens)."""
-        t = S.tokens.c
         with self._read() as conn:
             if conn is None or not self._has_tokens(conn):
                 return []
-            rows = conn.execute(
-                sa.select(t.id, t.name, t.created_at, t.revoked_at, t.last_used_at).order_by(t.created_at)
-            ).all()
-        return [TokenRecord(str(r[0]), str(r[1]), float(r[2]), _opt_float(r[3]), _opt_float(r[4])) for r in rows]
+            rows = conn.execute(sa.select(*self._token_columns()).order_by(S.tokens.c.created_at)).mappings().all()
+        return [self._token_record(r) for r in rows]
 
-    def active_token(self, token_hash: str) -> tuple[str, str] | None:
-        """``(id, stored hash)`` of the active token with this hash, or None."""
+    def active_token(self, token_hash: str) -> tuple[TokenRecord, str] | None:
+        """``(record, stored hash)`` of the active token with this hash, or None."""
         t = S.tokens.c
         with self._read() as conn:
             if conn is None or not self._has_tokens(conn):
                 return None
-            row = conn.execute(
-                sa.select(t.id, t.token_hash).where(t.token_hash == token_hash, t.revoked_at.is_(None))
-            ).first()
-        return (str(row[0]), str(row[1])) if row is not None else None
+            row = (
+                conn.execute(
+                    sa.select(*self._token_columns()).where(t.token_hash == token_hash, t.revoked_at.is_(None))
+                )
+                .mappings()
+                .first()
+            )
+        return (self._token_record(row), str(row["token_hash"])) if row is not None else None
+
+    def token_by_id(self, token_id: str) -> tuple[TokenRecord, str] | None:
+        """``(record, stored hash)`` of the token with this id (revoked ones too), or None."""
+        t = S.tokens.c
+        with self._read() as conn:
+            if conn is None or not self._has_tokens(conn):
+                return None
+            row = conn.execute(sa.select(*self._token_columns()).where(t.id == token_id)).mappings().first()
+        return (self._token_record(row), str(row["token_hash"])) if row is not None else None
 
     def revoke_tokens(self, id_or_name: str) -> int:
         """Revoke the active token with this id, or else every active token with this name."""
@@ -600,9 +745,11 @@ class RunStore:
     def _has_tokens(self, conn: sa.Connection) -> bool:
         if not self.read_only:
             return True
-        return int(getattr(self, "_version", S.SCHEMA_VERSION)) >= S.TOKENS_FROM or sa.inspect(conn).has_table(
-            S.tokens.name
-        )
+        return self._schema_at() >= S.TOKENS_FROM or sa.inspect(conn).has_table(S.tokens.name)
+
+    def _schema_at(self) -> int:
+        """The schema version reads can rely on (a writer has migrated to the newest)."""
+        return int(getattr(self, "_version", S.SCHEMA_VERSION)) if self.read_only else S.SCHEMA_VERSION
 
     # ----------------------------------------------------------------- reads
     def list_runs(

@@ -22,6 +22,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+#: The scopes of a token made before tokens had scopes (schema v3): what any token could do then.
+LEGACY_SCOPES = "ingest read"
+
 meta = sa.Table(
     "greenlm_meta",
     metadata,
@@ -55,6 +58,10 @@ runs = sa.Table(
     sa.Column("result_json", sa.Text),  # the final RunResult JSON, once finished
     # v2: samples before this run time (s) are downsampled (see greenlm.store.samples)
     sa.Column("samples_compacted_to_s", sa.Float, nullable=False, server_default="0"),
+    # v3: who may change the run through the team server (the owner of the token that created
+    # it); NULL for runs written directly to the store (a tracker's own store), which only an
+    # admin token may change through a server
+    sa.Column("owner", sa.String(128)),
 )
 
 components = sa.Table(
@@ -104,6 +111,10 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
     sa.Column("last_used_at", sa.Float),
+    # v3: what the token may do (space-separated: ingest, read, admin) and whose runs it writes
+    # (NULL: the token's name). Tokens made before v3 keep what they could do then.
+    sa.Column("scopes", sa.String(64), nullable=False, server_default=LEGACY_SCOPES),
+    sa.Column("owner", sa.String(128)),
 )
 
 #: Sample batches a team server already stored, so a re-posted batch is not stored twice.
@@ -116,7 +127,9 @@ batches = sa.Table(
 )
 
 #: The ``runs`` columns every readable version has (reads select these, never ``runs.*``).
-RUN_READ_COLUMNS = tuple(c for c in runs.c if c.name != "samples_compacted_to_s")
+RUN_READ_COLUMNS = tuple(c for c in runs.c if c.name not in ("samples_compacted_to_s", "owner"))
+#: The token columns every version with tokens has.
+TOKEN_READ_COLUMNS = tuple(c for c in tokens.c if c.name not in ("scopes", "owner"))
 
 
 def _v1(conn: sa.Connection) -> None:
@@ -138,14 +151,35 @@ def _v2(conn: sa.Connection) -> None:
         t.create(conn, checkfirst=True)
 
 
+def _v3(conn: sa.Connection) -> None:
+    """Ownership and scopes: a run belongs to the owner of the token that created it.
+
+    Existing runs get no owner (only an admin token may change them through a server);
+    existing tokens keep what every token could do before (``ingest read``).
+    """
+    insp = sa.inspect(conn)
+    have = {c["name"] for c in insp.get_columns("runs")}
+    if "owner" not in have:
+        conn.execute(sa.text("ALTER TABLE runs ADD COLUMN owner VARCHAR(128)"))
+    have = {c["name"] for c in insp.get_columns(tokens.name)}
+    if "scopes" not in have:
+        conn.execute(
+            sa.text(f"ALTER TABLE {tokens.name} ADD COLUMN scopes VARCHAR(64) NOT NULL DEFAULT '{LEGACY_SCOPES}'")
+        )
+    if "owner" not in have:
+        conn.execute(sa.text(f"ALTER TABLE {tokens.name} ADD COLUMN owner VARCHAR(128)"))
+
+
 #: PostgreSQL advisory lock taken by the migrating transaction: processes that open a new
 #: store at once (the nodes of a distributed job) migrate one after the other.
 MIGRATION_LOCK_KEY = 0x67726E6C6D  # "grnlm"
 
 #: Ordered migrations; index + 1 is the schema version each one produces.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The oldest schema version a reader can read without migrating it.
 READABLE_FROM = 1
 #: The version from which the token and batch tables are part of the store.
 TOKENS_FROM = 2
+#: The version from which tokens have scopes and owners, and runs an owner.
+OWNERS_FROM = 3

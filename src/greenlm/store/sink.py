@@ -154,9 +154,11 @@ def check_url(url: str) -> None:
     except Exception as e:  # missing driver (psycopg), unknown dialect
         raise StoreError(f"Cannot use store {shown!r}: {type(e).__name__}: {e}") from None
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        from greenlm._files import private_dir
+
         folder = Path(u.database).expanduser().parent
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         except OSError as e:
             raise StoreError(f"Cannot create the store's folder {folder}: {e.strerror or e}") from None
 

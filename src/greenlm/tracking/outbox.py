@@ -136,7 +136,9 @@ class Delivery:
         if r.status_code < 300:
             return Outcome.ok()
         reason = f"HTTP {r.status_code}: {r.text[:2000]}"
-        if r.status_code in (413, 422) or (r.status_code == 404 and kind == "samples"):
+        if r.status_code in (413, 422) or (r.status_code == 404 and kind == "samples") or _not_owner(r):
+            # 403 "not_owner": the run belongs to another owner on the server; this token will
+            # never be allowed to write it, so waiting would only block the runs behind it
             # 404 for samples: the server never got this run's start (it was rejected), so
             # these samples cannot be stored; the result can, without them.
             self._warn_once(
@@ -177,6 +179,16 @@ class Delivery:
     def drain(self, deadline: float | None = None) -> DrainReport:
         """Deliver every run in the outbox, oldest first."""
         return drain(self.outbox, self, deadline)
+
+
+def _not_owner(r: Any) -> bool:
+    """A 403 for a run of another owner (the server's ``"reason": "not_owner"``)."""
+    if r.status_code != 403:
+        return False
+    try:
+        return bool(r.json().get("reason") == "not_owner")
+    except (ValueError, AttributeError):
+        return False
 
 
 def _token_file(outbox: Outbox) -> Path:
