@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pathlib
 import re
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -283,19 +285,24 @@ class InputFile(Text):
 
     kind = "input-file"
 
-    def __init__(self, *, example: str = "") -> None:
+    def __init__(
+        self, *, example: str = "", allow_dir: bool = False, as_path: bool = False, dir_holds: Sequence[str] = ()
+    ) -> None:
         super().__init__(PATH_CHARS, example=example)
+        self.allow_dir, self.as_path, self.dir_holds = allow_dir or bool(dir_holds), as_path, tuple(dir_holds)
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str) -> Any:
         self.check(text)
         p = os.path.expanduser(text)
-        if os.path.isdir(p):
+        if os.path.isdir(p) and not self.allow_dir:
             raise argparse.ArgumentTypeError(f"{text} is a folder; give a file")
-        if not os.path.isfile(p):
-            raise argparse.ArgumentTypeError(f"{text}: no such file")
+        if not os.path.exists(p):
+            raise argparse.ArgumentTypeError(f"{text}: no such {'file or folder' if self.allow_dir else 'file'}")
         if not os.access(p, os.R_OK):
-            raise argparse.ArgumentTypeError(f"{text}: the file is not readable (permission denied)")
-        return text
+            raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
+        if self.dir_holds and os.path.isdir(p) and not any(os.path.isfile(os.path.join(p, n)) for n in self.dir_holds):
+            raise argparse.ArgumentTypeError(f"{text} is a folder without {' or '.join(self.dir_holds)}")
+        return pathlib.Path(text) if self.as_path else text
 
 
 def check_output_file(path: str, example: str = "out.csv") -> None:
@@ -311,6 +318,16 @@ def check_output_file(path: str, example: str = "out.csv") -> None:
         raise ValueError(f"{path}: the folder {folder} does not exist; create it first or choose another path")
     if os.path.exists(p) and not os.access(p, os.W_OK):
         raise ValueError(f"{path}: the file is not writable (permission denied)")
+    try:
+        if os.path.exists(p):  # opened to append without writing: refuses /proc files, even for root
+            with open(p, "ab"):
+                pass
+        # greenlm replaces files atomically through a temporary file in the same folder: an unnamed
+        # one (O_TMPFILE) shows that works there and leaves nothing behind
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be written ({e.strerror or e}); choose another path") from None
     if not os.path.exists(p) and not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{path}: cannot create files in {folder} (permission denied)")
 
@@ -337,10 +354,15 @@ class OutputDir(Text):
 
     kind = "output-dir"
 
-    def __init__(self, *, example: str = "results") -> None:
+    def __init__(self, *, example: str = "results", as_path: bool = False) -> None:
         super().__init__(PATH_CHARS, example=example)
+        self.as_path = as_path
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str) -> Any:
+        checked = self._check_dir(text)
+        return pathlib.Path(checked) if self.as_path else checked
+
+    def _check_dir(self, text: str) -> str:
         self.check(text)
         p = os.path.abspath(os.path.expanduser(text))
         if os.path.exists(p) and not os.path.isdir(p):

@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--host", type=t.HOST, default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     # the old spelling, kept working, not shown: one name for one thing across commands
     s.add_argument("--addr", dest="host", type=t.HOST, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    s.add_argument("--model", type=t.NAME, default="", help="value of the model label (default: '_', no model named)")
+    s.add_argument("--model", type=t.NAME, help="value of the model label (default: '_', no model named)")
     s.add_argument("--project", type=t.PROJECT, help="project of the serving run")
     s.add_argument("--location", type=t.LOCATION, help="grid location (DEU, US-CA, aws:us-east-1, ...)")
     s.add_argument("--interval", dest="interval_s", type=t.INTERVAL_S, help="sampling interval, s (default 1)")
@@ -68,7 +68,7 @@ def cmd_monitor_serve(args: argparse.Namespace) -> int:
     from greenlm.integrations.monitor import Monitor
 
     mon = Monitor(
-        model=args.model,
+        model=args.model or "",
         project=args.project,
         location=args.location,
         interval_s=args.interval_s,

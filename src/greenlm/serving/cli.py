@@ -10,6 +10,7 @@ from typing import Any
 from greenlm import argtypes as t
 from greenlm import limits
 from greenlm.carbon.pue import SETTINGS
+from greenlm.errors import ConfigError
 
 
 def _tracker_options(p: argparse.ArgumentParser) -> None:
@@ -195,6 +196,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
+    if cmd and not cmd[0].strip():
+        raise ConfigError("The ENGINE command after -- is empty; give a program, e.g. -- transformers serve MODEL.")
     tracker: dict[str, Any] = {
         k: getattr(args, k)
         for k in (
