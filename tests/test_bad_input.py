@@ -106,10 +106,12 @@ def bad_values(action: argparse.Action, tmp: Path) -> list[str]:
         return ["bogus", ""]
     kind = getattr(t, "kind", None)
     missing = str(tmp / "no-such-folder" / "f.txt")
+    # just past the top of the type's range (--port 70000 for a port), where the type has one
+    above = [f"{t.hi * 10:g}" if kind == "number" else str(t.hi + 1)] if hasattr(t, "hi") else []
     if kind == "number" or t is float:
-        return ["abc", "", "nan", "inf", "-inf", "-5", "-7e9", "1e308", "-1e308", "9" * 5000]
+        return ["abc", "", "nan", "inf", "-inf", "-5", "-7e9", "1e308", "-1e308", "9" * 5000, *above]
     if kind == "integer" or t is int:
-        return ["abc", "", "1.5", "-5", "nan", "inf", "1e308", "9" * 5000]
+        return ["abc", "", "1.5", "-5", "nan", "inf", "1e308", "9" * 5000, *above]
     if kind == "output-file":
         return ["", LONG, missing, str(tmp), "/proc/version"]
     if kind == "output-dir":
@@ -400,3 +402,214 @@ def test_bad_values_are_refused_clearly(command, name, tmp_path, monkeypatch):
         if v:
             problems.append(f"{_short(value)!r}: {v}: {o.describe()}")
     assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------------ the cases named in the issue
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["runs", "export", "-o", "{tmp}/missing/runs.csv"], "does not exist"),
+        (["report", "--estimate", "plan.yaml", "-o", "{tmp}/missing/r.html"], "does not exist"),
+        (["server", "openapi", "-o", "{tmp}/missing/openapi.json"], "does not exist"),
+        (["server", "openapi", "-o", "{tmp}"], "is a folder"),
+        (["monitor", "serve", "--port", "70000"], "argument --port: must be a whole number (1-65535), got 70000"),
+        (["dashboard", "--port", "70000"], "argument --port: must be a whole number (1-65535)"),
+        (["server", "serve", "--port", "0"], "argument --port: must be a whole number (1-65535)"),
+        (["serve", "--port", "70000", "--", "engine"], "argument --port: must be a whole number (1-65535)"),
+        (["estimate", "train", "--params", "1e300", "--tokens", "1e300", "--hardware", "A100"], "--params: must be"),
+        (["estimate", "train", "--params", "7e9", "--tokens", "1e300", "--hardware", "A100", "--json"], "--tokens"),
+        (["estimate", "train", "--params", "-7e9", "--tokens", "1e12", "--hardware", "A100"], "--params: must be >= 1"),
+        (["estimate", "train", "--params", "inf", "--tokens", "1e12", "--hardware", "A100"], "finite"),
+        (["track", "--price", "1e308", "--", "true"], "argument --price: must be"),
+        (["track", "--pue", "1e308", "--", "true"], "argument --pue: must be >= 1 and <= 5"),
+        (["track", "--cpu-tdp", "1e30", "--", "true"], "argument --cpu-tdp: must be"),
+        (["track", "--project", "p" * 5000, "--", "true"], "5000 characters long"),
+        (["track", "--currency", "TOOLONGCURRENCYCODE", "--", "true"], "3-letter ISO 4217 code"),
+        (["estimate", "train", "--params", "7e9", "--tokens", "1e12", "--hardware", "A100", "--pue", "1e308"], "--pue"),
+        (
+            ["estimate", "train", "--params", "7e9", "--tokens", "1e12", "--hardware", "A100", "--price", "1e308"],
+            "--price",
+        ),
+        (
+            ["estimate", "inference", "--params", "7e9", "--hardware", "A100", "--currency", "TOOLONGCURRENCYCODE"],
+            "ISO",
+        ),
+        (["monitor", "serve", "--project", "p" * 5000], "5000 characters long"),
+    ],
+    ids=lambda x: _short(" ".join(x), 60) if isinstance(x, list) else None,
+)
+def test_the_cases_named_in_the_issue(argv, says, tmp_path, monkeypatch):
+    _boundaries(monkeypatch)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    o = call(argv, tmp_path / "c", monkeypatch)
+    assert o.rc == 2 and not o.crash and "Traceback" not in o.err, o.describe()
+    assert says in o.err, o.describe()
+    assert not o.written and not o.work, o.describe()
+    assert "inf" not in o.out.lower() and "Infinity" not in o.out and "NaN" not in o.out
+
+
+def test_monitor_serve_keeps_addr_as_a_hidden_alias_of_host(capsys):
+    """One name for one thing: --host everywhere; the old --addr still works but is not offered."""
+    p = build_parser()
+    assert p.parse_args(["monitor", "serve", "--addr", "127.0.0.2"]).host == "127.0.0.2"
+    assert p.parse_args(["monitor", "serve", "--host", "127.0.0.3"]).host == "127.0.0.3"
+    assert main(["monitor", "serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--host" in out and "--addr" not in out
+
+
+# ------------------------------------------------------------------------------ the Python API
+BAD_NUMBERS = [-5, float("nan"), float("inf"), -float("inf"), 1e308, "abc", True, [1]]
+
+
+def _api_ok(f, *, names: tuple[str, ...]) -> str | None:
+    """None when ``f()`` raises a GreenlmError naming one of ``names``; else what happened."""
+    from greenlm.errors import GreenlmError
+
+    try:
+        f()
+    except GreenlmError as e:
+        msg = str(e)
+        if not any(n in msg for n in names):
+            return f"{type(e).__name__} does not name {names[0]}: {msg[:120]}"
+        return None
+    except Exception as e:
+        return f"{type(e).__name__}: {str(e)[:120]}"
+    return "accepted"
+
+
+API_RESULTS: list[tuple[str, str | None]] = []
+
+
+@pytest.mark.parametrize(
+    "setting", ["pue", "price_per_kwh", "cpu_tdp_w", "interval_s", "project", "currency", "location"]
+)
+def test_energy_tracker_refuses_bad_settings(setting, tmp_path, monkeypatch):
+    from greenlm import EnergyTracker
+
+    monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
+    values: list[object] = [*BAD_NUMBERS] if setting not in ("project", "currency", "location") else []
+    values += ["", "x" * 5000, "a\nb"]  # a number where text is expected is read as its text ("5")
+    if setting == "currency":
+        values.append("TOOLONGCURRENCYCODE")
+    problems = []
+    for v in values:
+        r = _api_ok(lambda v=v: EnergyTracker(**{setting: v}), names=(setting, setting.split("_")[0]))
+        API_RESULTS.append((f"EnergyTracker({setting}={_short(repr(v))})", r))
+        if r:
+            problems.append(f"{setting}={_short(repr(v))}: {r}")
+    assert not problems, "\n".join(problems)
+    assert not (tmp_path / "home" / "runs.db").exists()
+
+
+def test_step_and_phase_refuse_bad_values_and_the_run_still_completes(tmp_path, monkeypatch):
+    """Wrong use inside the job is a ConfigError where it happens; __exit__ never raises it again."""
+    from greenlm import EnergyTracker
+
+    monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
+    problems = []
+    with EnergyTracker(interval_s=0.05, project="bad-input") as tr:
+        for v in [-5, 0, 1.5, "3", float("inf"), float("nan"), True, None, 10**30]:
+            r = _api_ok(lambda v=v: tr.step(v), names=("step",))
+            API_RESULTS.append((f"step({v!r})", r))
+            if r:
+                problems.append(f"step({v!r}): {r}")
+        for name in ["", "x" * 5000, None, 5, "a\nb", "a/b"]:
+
+            def phase(name=name):
+                with tr.phase(name):
+                    pass
+
+            r = _api_ok(phase, names=("phase",))
+            API_RESULTS.append((f"phase({_short(repr(name))})", r))
+            if r:
+                problems.append(f"phase({_short(repr(name))}): {r}")
+        tr.step(2)
+    assert not problems, "\n".join(problems)
+    assert tr.result is not None and tr.result.status == "completed" and tr.steps == 2
+
+
+ESTIMATE_BAD = [
+    ("params", [0, -7e9, 1e300, float("inf"), float("nan"), "7e9", True]),
+    ("tokens", [-1, 1e300, float("inf"), "x"]),
+    ("chips", [0, -1, 1.5, 1e30, float("nan"), "8"]),
+    ("mfu", [0, -0.1, 2, float("nan")]),
+    ("pue", [0.5, 1e308, float("inf")]),
+    ("price_per_kwh", [-1, 1e308]),
+    ("intensity_kg_per_kwh", [-1, 1e308]),
+    ("hours", [-3, 1e300]),
+    ("power_w", [-1, 1e308]),
+    ("location", ["x" * 5000, "", 5]),
+    ("currency", ["TOOLONGCURRENCYCODE", 5]),
+    ("hardware", [5, "x" * 5000, ""]),
+]
+
+
+@pytest.mark.parametrize("fn", ["train", "finetune"])
+def test_estimators_refuse_bad_values_by_name(fn):
+    from greenlm import estimate
+
+    f = getattr(estimate, fn)
+    base = {"params": 7e9, "tokens": 1e12, "hardware": "A100"}
+    problems = []
+    for name, values in ESTIMATE_BAD:
+        for v in values:
+            r = _api_ok(lambda name=name, v=v: f(**{**base, name: v}), names=(name, name.replace("_", " ")))
+            API_RESULTS.append((f"estimate.{fn}({name}={_short(repr(v))})", r))
+            if r and not (name == "hardware" and r.startswith("HardwareNotFound")):
+                problems.append(f"{name}={_short(repr(v))}: {r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_inference_estimate_refuses_bad_values_by_name():
+    from greenlm import estimate
+
+    base = {
+        "params": 7e9,
+        "hardware": "A100",
+        "queries_per_day": 1000,
+        "days": 30,
+        "input_tokens": 500,
+        "output_tokens": 200,
+    }
+    bad = [
+        ("params", [1e300, -1, float("nan")]),
+        ("queries_per_day", [-1, float("inf"), 1e300]),
+        ("days", [0, -1, 1e300]),
+        ("input_tokens", [-1, 1e300, "x"]),
+        ("batch_size", [0, 1e308]),
+        ("hours_per_day", [25, -1]),
+        ("pue", [1e308]),
+    ]
+    problems = []
+    for name, values in bad:
+        for v in values:
+            words = (name, name.replace("_", " "), name.split("_")[0])
+            r = _api_ok(lambda name=name, v=v: estimate.inference(**{**base, name: v}), names=words)
+            API_RESULTS.append((f"estimate.inference({name}={_short(repr(v))})", r))
+            if r:
+                problems.append(f"{name}={_short(repr(v))}: {r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_monitor_decorator_refuses_bad_arguments_where_given():
+    import greenlm
+
+    problems = []
+    for kw in [{"model": "x" * 5000}, {"model": 5}, {"route": ""}, {"route": "a\nb"}, {"tokens": 5}, {"monitor": 5}]:
+        (name,) = kw
+        r = _api_ok(lambda kw=kw: greenlm.monitor(**kw), names=(name,))
+        API_RESULTS.append((f"greenlm.monitor({_short(repr(kw))})", r))
+        if r:
+            problems.append(f"{kw!r:.60}: {r}")
+    r = _api_ok(lambda: greenlm.monitor(5), names=("function",))
+    API_RESULTS.append(("greenlm.monitor(5)", r))
+    assert not problems and r is None, "\n".join(problems) + f"\nmonitor(5): {r}"
+
+
+def test_zz_api_counts(request):
+    """Print the API half's counts (runs last in this file)."""
+    ok = sum(1 for _, v in API_RESULTS if v is None)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and API_RESULTS:
+        reporter.write_line(f"bad-input matrix: {len(API_RESULTS)} API inputs tried, {ok} answered right")

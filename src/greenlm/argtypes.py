@@ -286,10 +286,17 @@ class InputFile(Text):
     kind = "input-file"
 
     def __init__(
-        self, *, example: str = "", allow_dir: bool = False, as_path: bool = False, dir_holds: Sequence[str] = ()
+        self,
+        *,
+        example: str = "",
+        allow_dir: bool = False,
+        as_path: bool = False,
+        dir_holds: Sequence[str] = (),
+        dir_what: str = "results",
     ) -> None:
         super().__init__(PATH_CHARS, example=example)
         self.allow_dir, self.as_path, self.dir_holds = allow_dir or bool(dir_holds), as_path, tuple(dir_holds)
+        self.dir_what = dir_what
 
     def __call__(self, text: str) -> Any:
         self.check(text)
@@ -301,7 +308,9 @@ class InputFile(Text):
         if not os.access(p, os.R_OK):
             raise argparse.ArgumentTypeError(f"{text}: not readable (permission denied)")
         if self.dir_holds and os.path.isdir(p) and not any(os.path.isfile(os.path.join(p, n)) for n in self.dir_holds):
-            raise argparse.ArgumentTypeError(f"{text} is a folder without {' or '.join(self.dir_holds)}")
+            raise argparse.ArgumentTypeError(
+                f"No {self.dir_what} in {text}: expected {' or '.join(self.dir_holds)} there"
+            )
         return pathlib.Path(text) if self.as_path else text
 
 

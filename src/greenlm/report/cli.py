@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--optimize",
-        type=at.InputFile(example="results", dir_holds=OPTIMIZE_FILES),
+        type=at.InputFile(example="results", dir_holds=OPTIMIZE_FILES, dir_what="optimize results"),
         metavar="DIR",
         help="an optimize results directory or JSON file",
     )

@@ -136,7 +136,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--optimize",
-        type=at.InputFile(example="results/optimize.json", dir_holds=OPTIMIZE_FILES),
+        type=at.InputFile(example="results/optimize.json", dir_holds=OPTIMIZE_FILES, dir_what="optimize results"),
         action="append",
         default=[],
         metavar="DIR",
