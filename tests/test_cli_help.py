@@ -154,3 +154,27 @@ def test_fish_completes_a_subcommand_and_an_option(tmp_path, capsys):
 def test_unknown_shell_is_a_usage_error(capsys):
     assert main(["completion", "tcsh"]) == 2
     assert "invalid choice: 'tcsh'" in capsys.readouterr().err
+
+
+def test_runs_list_fits_80_columns_and_json_keeps_the_full_values(tmp_path, monkeypatch, capsys):
+    import json
+
+    from greenlm import EnergyTracker
+
+    monkeypatch.setenv("GREENLM_HOME", str(tmp_path / "home"))
+    long_project = "a-project-name-much-longer-than-any-table-column-" + "x" * 60
+    for project in (long_project, "short"):
+        with EnergyTracker(project=project, interval_s=0.05, location="DEU"):
+            pass
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["runs", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    assert any("\u2026" in line and line.split()[1].startswith("a-project-name") for line in lines)
+    assert any(" short " in line and "completed" in line and "J" in line for line in lines)
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["runs", "list"]) == 0
+    wide = capsys.readouterr().out
+    assert long_project in wide and "provenance" in wide
+    assert main(["runs", "list", "--json"]) == 0
+    assert long_project in {r["project"] for r in json.loads(capsys.readouterr().out)}
