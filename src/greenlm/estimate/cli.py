@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from greenlm import argtypes as t
@@ -517,6 +518,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: From this many runs on, ``estimate calibrate`` shows its progress on stderr.
+PROGRESS_MIN_RUNS = 20
+
+
+def _with_progress(stored: list[Any]) -> Iterator[dict[str, Any]]:
+    """Each run's dict, as the fit consumes it, with ``greenlm.progress`` lines on stderr for many runs."""
+    if len(stored) < PROGRESS_MIN_RUNS:
+        yield from (r.to_dict() for r in stored)
+        return
+    from greenlm.progress import Progress
+
+    p = Progress("estimate calibrate")
+    try:
+        for i, r in enumerate(stored, 1):
+            p.update(f"fitting run {i}/{len(stored)}", i, len(stored))
+            yield r.to_dict()
+    finally:
+        p.close()
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from greenlm.estimate import calibration as cal
 
@@ -540,8 +561,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         from greenlm.store import open_store
 
-        stored = open_store(args.store, read_only=True).list_runs(project=args.project, limit=args.limit)
-        result = cal.calibrate([r.to_dict() for r in stored if r.ok])
+        stored = [
+            r for r in open_store(args.store, read_only=True).list_runs(project=args.project, limit=args.limit) if r.ok
+        ]
+        result = cal.calibrate(_with_progress(stored))
     d = result.to_dict()
     if args.json:
         print(json.dumps(d, indent=2))
