@@ -14,6 +14,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,43 +37,49 @@ PLUGINS = (
 
 
 def _tracker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--project", help="project name (default: $GREENLM_PROJECT or 'default')")
-    p.add_argument("--location", help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)")
-    p.add_argument("--pue", type=float, help="power usage effectiveness, >= 1 (default: by --setting)")
-    p.add_argument("--setting", dest="pue_setting", help="PUE default: auto, local, on-premise, aws, gcp, azure")
-    p.add_argument("--price", dest="price_per_kwh", type=float, help="electricity price per kWh")
-    p.add_argument("--currency", help="currency of --price (default USD)")
-    p.add_argument("--interval", dest="interval_s", type=float, help="sampling interval in seconds (default 1)")
-    p.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=float, help="CPU package TDP in W (overrides the table)")
+    from greenlm import argtypes as t
+    from greenlm.carbon.pue import SETTINGS
+
+    p.add_argument("--project", type=t.PROJECT, help="project name (default: $GREENLM_PROJECT or 'default')")
+    p.add_argument(
+        "--location",
+        type=t.LOCATION,
+        help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)",
+    )
+    p.add_argument("--pue", type=t.PUE, help="power usage effectiveness, 1-5 (default: by --setting)")
+    p.add_argument("--setting", dest="pue_setting", choices=SETTINGS, help="where it runs, for the default PUE")
+    p.add_argument("--price", dest="price_per_kwh", type=t.PRICE, help="electricity price per kWh, in --currency")
+    p.add_argument("--currency", type=t.CURRENCY, help="ISO 4217 code of --price (default USD)")
+    p.add_argument("--interval", dest="interval_s", type=t.INTERVAL_S, help="sampling interval in seconds (default 1)")
+    p.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=t.CPU_TDP_W, help="CPU package TDP in W (overrides the table)")
     p.add_argument("--attribution", choices=["process", "machine"], help="charge the process tree or the machine")
-    p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    p.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
     p.add_argument(
         "--meta",
         action="append",
         default=[],
+        type=t.META,
         metavar="KEY=VALUE",
         help="record a fact with the run (params=125e6, tokens=2e9, hardware=A100); repeatable",
     )
 
 
+#: The help of every --store option.
+STORE_HELP = "store URL, e.g. sqlite:///runs.db (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)"
+
+
 def _meta(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for it in items:
-        key, sep, raw = it.partition("=")
-        if not sep or not key:
-            raise GreenlmError(f"--meta expects KEY=VALUE, got {it!r}")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+    from greenlm.argtypes import meta_items
+
+    return meta_items(items)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (core commands + registered plugins)."""
     from greenlm import __version__
+    from greenlm import argtypes as t
 
-    parser = argparse.ArgumentParser(
+    parser = t.Parser(
         prog="greenlm",
         description="Measure, predict and cut the energy and carbon of language models.",
     )
@@ -86,52 +93,82 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run COMMAND, measure its process tree, store the run, and exit with COMMAND's exit code.",
     )
     _tracker_args(p)
-    p.add_argument("--output", help="append a row to this CSV (CodeCarbon emissions.csv layout)")
+    p.add_argument(
+        "--output",
+        type=t.OutputFile(example="emissions.csv"),
+        metavar="PATH",
+        help="append a row to this CSV (CodeCarbon emissions.csv layout)",
+    )
     p.add_argument(
         "--json", action="store_true", help="print the result as one JSON object on stdout (shared with COMMAND's)"
     )
-    p.add_argument("--json-file", metavar="PATH", help="write the result as one JSON object to PATH")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and its arguments")
+    p.add_argument(
+        "--json-file",
+        type=t.OutputFile(example="run.json"),
+        metavar="PATH",
+        help="write the result as one JSON object to PATH",
+    )
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- command and its arguments")
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser("runs", help="list, show and export stored runs")
     rs = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     q = rs.add_parser("list", help="stored runs, newest first")
-    q.add_argument("--project")
-    q.add_argument("--status", choices=["running", "completed", "failed", "interrupted"])
-    q.add_argument("--limit", type=positive_int, help="newest N runs only (1 or more)")
-    q.add_argument("--store")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--project", type=t.PROJECT, help="only runs of this project")
+    q.add_argument(
+        "--status", choices=["running", "completed", "failed", "interrupted"], help="only runs in this state"
+    )
+    q.add_argument("--limit", type=t.Whole(1, 10**9, what="of runs"), help="newest N runs only (1 or more)")
+    q.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
+    q.add_argument("--json", action="store_true", help="print the runs as JSON (every field, full precision)")
     q.set_defaults(func=cmd_runs_list)
     q = rs.add_parser("show", help="one run in full")
-    q.add_argument("run_id")
-    q.add_argument("--store")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("run_id", type=t.RUN_ID, metavar="RUN_ID", help="run id or a unique prefix of it")
+    q.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
+    q.add_argument("--json", action="store_true", help="print the run as one JSON object")
     q.add_argument("--timeline", action="store_true", help="include stored samples in --json")
     q.set_defaults(func=cmd_runs_show)
     q = rs.add_parser("export", help="all runs as CSV (CodeCarbon layout) or JSON")
-    q.add_argument("--format", choices=["csv", "json"], default="csv")
-    q.add_argument("--project")
-    q.add_argument("--store")
-    q.add_argument("-o", "--output", help="file to write (default: stdout)")
+    q.add_argument("--format", choices=["csv", "json"], default="csv", help="output format: csv or json (default csv)")
+    q.add_argument("--project", type=t.PROJECT, help="only runs of this project")
+    q.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
+    q.add_argument(
+        "-o",
+        "--output",
+        type=t.OutputFile(example="runs.csv"),
+        metavar="PATH",
+        help="file to write (default: stdout)",
+    )
     q.set_defaults(func=cmd_runs_export)
     q = rs.add_parser("sync", help="write runs still waiting in the spool (after a store outage) to the store")
-    q.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
-    q.add_argument("--timeout", type=float, default=30.0, help="seconds to keep trying (default 30)")
+    q.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
+    q.add_argument("--timeout", type=t.SECONDS, default=30.0, help="seconds to keep trying (default 30)")
     q.set_defaults(func=cmd_runs_sync)
 
     p = sub.add_parser("detect", help="which meters this machine has, and why not the others")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the verdicts and meters as JSON")
     p.add_argument(
         "--rapl-root",
+        type=t.Text(t.PATH_CHARS, example="/sys/class/powercap"),
+        metavar="PATH",
         help="the powercap sysfs tree to read RAPL counters from (default: $GREENLM_RAPL_ROOT or /sys/class/powercap)",
     )
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("locations", help="list known grid locations (or search them)")
-    p.add_argument("query", nargs="?", help="filter by code or name")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("query", nargs="?", type=t.Text(100, example="virginia"), help="filter by code or name")
+    p.add_argument("--json", action="store_true", help="print the locations as JSON")
     p.set_defaults(func=cmd_locations)
+
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh or fish)",
+        description="Print a completion script for SHELL, generated from greenlm's own parser. "
+        'bash: eval "$(greenlm completion bash)" in ~/.bashrc; zsh: eval "$(greenlm completion zsh)" in '
+        "~/.zshrc; fish: greenlm completion fish > ~/.config/fish/completions/greenlm.fish",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+    p.set_defaults(func=cmd_completion)
 
     for mod in PLUGINS:
         try:
@@ -162,6 +199,10 @@ def cmd_track(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise GreenlmError("greenlm track needs a command: greenlm track [options] -- python train.py")
+    if not shutil.which(cmd[0]):  # before the window opens: nothing is measured or stored for a typo
+        raise GreenlmError(
+            f"COMMAND {cmd[0][:200]!r} cannot be run: it is neither a program on PATH nor an executable file"
+        )
     for flag, path in (("--output", args.output), ("--json-file", args.json_file)):
         if path:
             check_output_path(flag, path)
@@ -292,16 +333,12 @@ def _slurm_accounting(tracker: Any) -> None:
 
 def check_output_path(flag: str, path: str) -> None:
     """A file greenlm will write must be writable before any work starts (exit 2 otherwise)."""
-    p = os.path.abspath(os.path.expanduser(path))
-    if os.path.isdir(p):
-        raise GreenlmError(f"{flag} {path}: is a directory; give a file path, e.g. {flag} runs/emissions.csv")
-    folder = os.path.dirname(p) or "."
-    if not os.path.isdir(folder):
-        raise GreenlmError(f"{flag} {path}: the folder {folder} does not exist; create it first or choose another path")
-    if os.path.exists(p) and not os.access(p, os.W_OK):
-        raise GreenlmError(f"{flag} {path}: the file is not writable")
-    if not os.path.exists(p) and not os.access(folder, os.W_OK | os.X_OK):
-        raise GreenlmError(f"{flag} {path}: cannot create files in {folder} (permission denied)")
+    from greenlm.argtypes import check_output_file
+
+    try:
+        check_output_file(path)
+    except ValueError as e:
+        raise GreenlmError(f"{flag} {e}") from None
 
 
 def _die_with_parent() -> None:
@@ -372,17 +409,6 @@ def cmd_runs_sync(args: argparse.Namespace) -> int:
     return 1 if rep.pending else 0
 
 
-def positive_int(text: str) -> int:
-    """Argparse type: a whole number >= 1 (``--limit``)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of runs (1 or more), got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {n}")
-    return n
-
-
 def _note_damaged(runs: Sequence[Any]) -> None:
     bad = [r for r in runs if r.damaged]
     for r in bad:
@@ -397,9 +423,83 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
         _note_damaged(runs)
-    else:
+    elif not runs:
         sys.stdout.write(runs_table(runs))
+    else:
+        sys.stdout.write(_runs_table_fitted(runs, shutil.get_terminal_size((80, 24)).columns))
     return 0
+
+
+def _runs_table_fitted(runs: Sequence[Any], width: int) -> str:
+    """``runs list`` at the terminal's width: optional columns go first, then the project is cut with "…".
+
+    The run id is shown by its first 8 characters (``runs show`` takes a unique prefix); the full
+    values are in ``--json``.
+    """
+    from greenlm.report.summary import fmt_co2e_g, fmt_energy_j
+
+    headers = ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
+    rows = []
+    for sr in runs:
+        r = sr.result
+        if r is None:
+            rows.append(
+                [
+                    sr.run_id[:8],
+                    sr.project,
+                    "DAMAGED",
+                    sr.started_at[5:16].replace("T", " "),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"({sr.damaged})",
+                ]
+            )
+            continue
+        rows.append(
+            [
+                r.run_id[:8],
+                r.project,
+                r.status,
+                r.started_at[5:16].replace("T", " "),
+                f"{r.duration_s:.1f} s",
+                fmt_energy_j(r.energy_j),
+                fmt_co2e_g(r.co2e_g),
+                str(r.location.get("code") or "-"),
+                r.provenance or "-",
+            ]
+        )
+    keep = list(range(len(headers)))
+
+    def widths() -> dict[int, int]:
+        return {i: max(len(headers[i]), *(len(row[i]) for row in rows)) for i in keep}
+
+    def needed() -> int:  # with the project cut to 16 characters at most
+        w = widths()
+        return sum(w.values()) - w[1] + min(w[1], 16) + 2 * (len(keep) - 1)
+
+    for optional in (8, 7, 4, 3):  # provenance, location, duration, started
+        if needed() <= width:
+            break
+        keep.remove(optional)
+    w = widths()
+    over = sum(w.values()) + 2 * (len(keep) - 1) - width
+    if over > 0:
+        w[1] = max(len(headers[1]), w[1] - over)
+
+    def cut(text: str, n: int) -> str:
+        return text if len(text) <= n else text[: max(n - 1, 0)] + "\u2026"
+
+    lines = ["  ".join(cut(headers[i], w[i]).ljust(w[i]) for i in keep).rstrip()]
+    lines.append("  ".join("-" * w[i] for i in keep))
+    lines += ["  ".join(cut(row[i], w[i]).ljust(w[i]) for i in keep).rstrip() for row in rows]
+    ok = [sr.result for sr in runs if sr.result is not None]
+    damaged = len(runs) - len(ok)
+    tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
+    total = f"{len(runs)} runs, {fmt_energy_j(sum(r.energy_j for r in ok))} IT energy, "
+    total += f"{fmt_co2e_g(sum(r.co2e_g for r in ok))}{tail}"
+    return "\n".join(lines) + "\n\n" + total + "\n"
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
@@ -433,7 +533,10 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     if args.output:
         from greenlm._files import write_text_atomic
 
-        out = write_text_atomic(args.output, text)
+        try:
+            out = write_text_atomic(args.output, text)
+        except OSError as e:
+            raise GreenlmError(f"--output {args.output}: cannot write it ({e.strerror or e})") from None
         print(f"wrote {len(runs)} runs to {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -478,11 +581,23 @@ def cmd_locations(args: argparse.Namespace) -> int:
     if args.query:
         q = args.query.lower()
         locs = [g for g in locs if q in g.code.lower() or q in g.name.lower()]
+        if not locs:
+            print(f"no known location matches {args.query!r}; `greenlm locations` lists them all", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps([g.to_dict() for g in locs], indent=2))
     else:
         for g in locs:
             print(f"{g.code:<22} {g.intensity_g_per_kwh:>8.1f} g/kWh  {g.year or '':<5} {g.region_type:<22} {g.name}")
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print the completion script for ``args.shell``, generated from this parser."""
+    from greenlm import __version__
+    from greenlm.completion import script
+
+    sys.stdout.write(script(args.shell, build_parser(), __version__))
     return 0
 
 
@@ -499,10 +614,28 @@ def _check_home() -> None:
         )
 
 
+#: Longest error message printed: a message quoting a 5,000-character value is cut.
+ERROR_CHARS = 2000
+
+
+def _bounded(text: str) -> str:
+    if len(text) <= ERROR_CHARS:
+        return text
+    return f"{text[: ERROR_CHARS - 40]}... ({len(text) - ERROR_CHARS + 40} characters cut)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 for a user error)."""
+    """Entry point; returns the exit code (2 for a user error, 1 for a failure, 130 for Ctrl-C).
+
+    No traceback reaches the user: a ``GreenlmError`` is a one-line error (exit 2), an error of
+    the environment (a full disk, a permission) names the file and the reason (exit 1), and
+    anything else is reported as a bug in one line (``-v`` prints its traceback).
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (2, already printed) or --help/--version (0)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -515,10 +648,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_home()
         return int(args.func(args) or 0)
     except GreenlmError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_bounded(str(e))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `greenlm runs list | head`
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
         return 0
+    except KeyboardInterrupt:
+        print("greenlm: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {_bounded(where + (e.strerror or str(e)))}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(
+            f"error: greenlm failed unexpectedly ({type(e).__name__}: {_bounded(str(e))}). This is a bug: "
+            f"please report it with the output of `greenlm -v {args.command} ...`",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

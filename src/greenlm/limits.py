@@ -65,6 +65,44 @@ ENERGY_J_MAX = 1e16
 #: Duration of a run or phase, seconds (ten years).
 DURATION_S_MAX = 10 * 365.25 * 86400
 
+# ----------------------------------------------------------------- estimator inputs
+# Wide enough for any model or run published (the largest: ~2e12 parameters, ~4e13 tokens,
+# ~5e26 FLOPs, ~1e5 accelerators), tight enough that every figure derived from them stays
+# finite (``--params 1e300 --tokens 1e300`` once printed ``inf MWh``).
+#: Parameters of a model (total or active per token).
+PARAMS = (1.0, 1e15)
+#: Tokens processed (training, fine-tuning).
+TOKENS = (1.0, 1e17)
+#: Total FLOPs of a run.
+FLOPS = (1.0, 1e33)
+#: Accelerators of a job.
+CHIPS = (1, 10**7)
+#: Accelerator-hours of a job, and wall-clock hours.
+CHIP_HOURS = (0.0, 1e11)
+HOURS = (0.0, 1e6)
+#: Average power of one accelerator with its host share, watts.
+CHIP_POWER_W = (0.0, 1e5)
+#: Grid intensity, kg CO2e per kWh (the dirtiest grids are about 1.1).
+INTENSITY_KG_PER_KWH = (0.0, 5.0)
+#: Development runs as a multiple of the final run.
+DEVELOPMENT_FACTOR = (0.0, 100.0)
+#: Model shape: layers, widths, sequence length, LoRA rank, parallel degrees.
+LAYERS = (1, 100_000)
+WIDTH = (1, 10**8)
+SEQ_LEN = (1, 10**9)
+LORA_RANK = (1, 10**6)
+PARALLEL = (1, 10**6)
+#: Serving: queries a day, days, tokens per query, batch, KV-cache bytes per token.
+QUERIES_PER_DAY = (0.0, 1e14)
+DAYS = (0.0, 36525.0)
+TOKENS_PER_QUERY = (0.0, 1e9)
+BATCH = (1.0, 1e7)
+KV_BYTES_PER_TOKEN = (0.0, 1e10)
+HOURS_PER_DAY = (0.0, 24.0)
+
+#: TCP ports greenlm listens on or connects to.
+PORT = (1, 65535)
+
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -82,6 +120,23 @@ def number(name: str, value: object, lo: float, hi: float, *, hint: str = "", lo
         lo_txt = f"> {lo:g}" if lo_open else f">= {lo:g}"
         raise ConfigError(f"{name} must be {lo_txt} and <= {hi:g}, got {x:g}.{hint}")
     return x
+
+
+def whole(name: str, value: object, lo: int, hi: int, *, hint: str = "") -> int:
+    """``value`` as an ``int`` within ``[lo, hi]`` (a float with no fraction is accepted), or ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a whole number ({lo}-{hi}), got {value!r}.{hint}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise ConfigError(f"{name} must be a whole number ({lo}-{hi}), got {value!r}.{hint}")
+    n = int(value)
+    if not lo <= n <= hi:
+        raise ConfigError(f"{name} must be {lo}-{hi}, got {n}.{hint}")
+    return n
+
+
+def port(name: str, value: object) -> int:
+    """A TCP port, 1-65535."""
+    return whole(name, value, *PORT, hint=" Give a port such as 8787.")
 
 
 def text(name: str, value: object, max_chars: int, *, allow_empty: bool = False, hint: str = "") -> str:

@@ -259,7 +259,7 @@ def test_through_the_greenlm_command():
         timeout=60,
     )
     assert bad.returncode == 2
-    assert bad.stderr.startswith("error: params must be > 0")
+    assert "error: argument --params: must be >= 1" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_lifecycle_example_prints_a_plan_that_runs(capsys, tmp_path):
@@ -412,3 +412,33 @@ def test_calibrate_bench_command(capsys, tmp_path):
     assert "--calibrated" in capsys.readouterr().out
     assert run(["calibrate", "--show"]) == 0  # a serving calibration alone can be shown
     assert "serving NVIDIA H100" in capsys.readouterr().out
+
+
+def test_calibrate_on_many_runs_shows_progress_on_stderr(store_url, capsys, monkeypatch):
+    """Progress lines (greenlm.progress) go to stderr; stdout stays one JSON object."""
+    from greenlm.estimate import cli as est_cli
+    from greenlm.store import open_store
+
+    from .test_calibration import RUNS
+
+    monkeypatch.setattr(est_cli, "PROGRESS_MIN_RUNS", 2)
+    store = open_store(store_url)
+    base = {
+        "started_at": "2025-01-01T00:00:00Z",
+        "facility_energy_j": 1.0,
+        "energy_kwh": 1.0,
+        "co2e_g": 1.0,
+        "cost": 0.1,
+        "currency": "USD",
+        "pue": 1.0,
+        "location": {"code": "FRA"},
+        "phases": [],
+        "steps": 0,
+    }
+    for r in RUNS:
+        comps = [{**c, "provenance": "counter", "low_j": 0, "high_j": 0} for c in r["components"]]
+        store.save_result({**base, **r, "components": comps})
+    assert run(["calibrate", "--store", store_url, "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["hardware"]
+    assert "estimate calibrate" in cap.err and f"/{len(RUNS)}" in cap.err

@@ -77,11 +77,17 @@ def chat(url: str, n: int = 3) -> httpx.Response:
         (["serve", "--pid", "123"], "--pid needs --upstream URL"),
         (["serve", "--upstream", "http://127.0.0.1:9"], "needs its process id"),
         (["serve", "--port", "8000", "--", "transformers", "serve", "m"], "would both use port 8000"),
-        (["serve", "--upstream", "localhost:8001", "--pid", "1"], "http(s) URL"),
+        (["serve", "--upstream", "localhost:8001", "--pid", "1"], "expected an http:// or https:// URL"),
         (["serve", "--", "./my-engine", "--model", "m"], "give the engine a --port"),
-        (["serve", "--port", "70000", "--", "x"], "--port must be 0-65535"),
-        (["bench", "serve", "--url", "http://127.0.0.1:9", "--concurrency", "1,two"], "comma-separated positive"),
-        (["bench", "serve", "--url", "http://127.0.0.1:9", "--requests", "0"], "--requests must be a positive"),
+        (["serve", "--port", "70000", "--", "x"], "argument --port: must be a whole number (1-65535), got 70000"),
+        (
+            ["bench", "serve", "--url", "http://127.0.0.1:9", "--concurrency", "1,two"],
+            "argument --concurrency: expected comma-separated whole numbers",
+        ),
+        (
+            ["bench", "serve", "--url", "http://127.0.0.1:9", "--requests", "0"],
+            "argument --requests: must be a whole number",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_what_would_be_right(argv, message, capsys):

@@ -10,65 +10,79 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Iterator
 from typing import Any
 
+from greenlm import argtypes as t
 
-def _number(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number such as 7e9, got {text!r}") from None
-    if math.isnan(x) or math.isinf(x):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return x
+
+def _r(name: str) -> Any:
+    """The argument type of the estimator input ``name``: its range from :mod:`greenlm.estimate.bounds`."""
+    from greenlm.estimate.bounds import RANGES
+
+    r = RANGES[name]
+    if r.whole:
+        return t.Whole(int(r.lo), int(r.hi), example=r.example)
+    return t.Number(r.lo, r.hi, lo_open=r.lo_open, example=r.example)
 
 
 def _carbon_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument(
         "--location",
+        type=t.LOCATION,
         help="grid location: FRA, US-CA, aws:us-east-1, ... (default: world average, flagged)",
     )
     g.add_argument(
         "--intensity",
-        type=_number,
+        type=_r("intensity_kg_per_kwh"),
         metavar="KG_PER_KWH",
         help="grid intensity in kgCO2e/kWh instead of a location",
     )
     p.add_argument(
         "--pue",
-        type=_number,
+        type=_r("pue"),
         help="power usage effectiveness >= 1 (default: cloud "
         "provider's fleet PUE, else a data-centre default with a range)",
     )
-    p.add_argument("--price", dest="price_per_kwh", type=_number, help="electricity price per kWh")
-    p.add_argument("--currency", help="currency of --price (default USD)")
+    p.add_argument("--price", dest="price_per_kwh", type=_r("price_per_kwh"), help="electricity price per kWh")
+    p.add_argument("--currency", type=t.CURRENCY, help="ISO 4217 code of --price (default USD)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--explain", action="store_true", help="list every input with its source")
 
 
 def _model_args(p: argparse.ArgumentParser, *, tokens: bool = True) -> None:
-    p.add_argument("--params", type=_number, required=True, help="parameters, e.g. 7e9")
-    p.add_argument("--active-params", type=_number, help="active parameters per token (MoE)")
+    p.add_argument("--params", type=_r("params"), required=True, help="parameters, e.g. 7e9")
+    p.add_argument("--active-params", type=_r("active_params"), help="active parameters per token (MoE)")
     if tokens:
         p.add_argument(
             "--tokens",
-            type=_number,
+            type=_r("tokens"),
             help="tokens processed, e.g. 2e12 (needed unless --chip-hours or --hours is given)",
         )
-    p.add_argument("--hardware", required=True, help="accelerator: A100, H100, TPU v4, MI250X ...")
-    p.add_argument("--chips", type=_number, help="number of accelerators")
-    p.add_argument("--precision", default="bf16", help="bf16 (default), fp16, fp8, tf32, fp32, int8")
-    p.add_argument("--layers", type=int, help="transformer layers (optional)")
-    p.add_argument("--hidden-size", type=int, help="model width d_model (optional)")
+    p.add_argument(
+        "--hardware",
+        type=t.Text(200, example="A100"),
+        required=True,
+        help="accelerator: A100, H100, TPU v4, MI250X ... (`greenlm estimate hardware` lists them)",
+    )
+    p.add_argument("--chips", type=_r("chips"), help="number of accelerators")
+    p.add_argument(
+        "--precision",
+        type=t.Text(16, example="bf16"),
+        default="bf16",
+        help="bf16 (default), fp16, fp8, tf32, fp32, int8",
+    )
+    p.add_argument("--layers", type=_r("layers"), help="transformer layers (optional)")
+    p.add_argument("--hidden-size", type=_r("hidden_size"), help="model width d_model (optional)")
 
 
 def _time_power_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chip-hours", type=_number, help="accelerator-hours, if known")
-    p.add_argument("--hours", type=_number, help="wall-clock hours (with --chips)")
-    p.add_argument("--mfu", type=_number, help="model FLOPs utilisation in (0, 1]")
+    p.add_argument("--chip-hours", type=_r("chip_hours"), help="accelerator-hours, if known")
+    p.add_argument("--hours", type=_r("hours"), help="wall-clock hours (with --chips)")
+    p.add_argument("--mfu", type=_r("mfu"), help="model FLOPs utilisation in (0, 1]")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--power-w", type=_number, help="average W per accelerator incl. its host")
+    g.add_argument("--power-w", type=_r("power_w"), help="average W per accelerator incl. its host")
     g.add_argument(
         "--power-basis",
         choices=["model", "tdp"],
@@ -84,17 +98,24 @@ def _time_power_args(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> None:
     """Add ``estimate`` and its sub-commands to the top-level parser's ``subparsers``."""
-    est = subparsers.add_parser("estimate", help="predict energy, CO2 and cost before running", description=__doc__)
+    est = subparsers.add_parser(
+        "estimate",
+        help="predict energy, CO2e and cost before running",
+        description="Predict energy, CO2e and cost before running: a pre-training run (train), a fine-tune "
+        "(finetune), a deployment (inference), a whole lifecycle from a plan (lifecycle), locations and "
+        "hardware side by side (compare); calibrate the estimator on measured runs (calibrate); list the "
+        "accelerators it knows (hardware).",
+    )
     sub = est.add_subparsers(dest="estimate_command", metavar="COMMAND")
     est.set_defaults(func=lambda a: _help(est))
 
     p = sub.add_parser("train", help="pre-training run")
     _model_args(p)
-    p.add_argument("--seq-len", type=int, help="sequence length (adds the attention term)")
-    p.add_argument("--flops", type=_number, help="total training FLOPs when known (replaces 6 x params x tokens)")
+    p.add_argument("--seq-len", type=_r("seq_len"), help="sequence length (adds the attention term)")
+    p.add_argument("--flops", type=_r("flops"), help="total training FLOPs when known (replaces 6 x params x tokens)")
     p.add_argument(
         "--development-factor",
-        type=_number,
+        type=_r("development_factor"),
         metavar="F",
         help="add development runs as F x the final run (e.g. 0.5: OLMo reported ~50%%)",
     )
@@ -104,33 +125,42 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("finetune", help="full or LoRA fine-tune")
     _model_args(p)
-    p.add_argument("--method", choices=["full", "lora"], default="full")
-    p.add_argument("--lora-rank", type=int, help="LoRA rank (default 8)")
-    p.add_argument("--target-modules", help="LoRA targets, e.g. q,v or q,k,v,o or all (default q,v)")
-    p.add_argument("--trainable-params", type=_number, help="trainable parameters, if known")
-    p.add_argument("--ffn-size", type=int, help="feed-forward width (default 4 x hidden size)")
+    p.add_argument("--method", choices=["full", "lora"], default="full", help="full (default) or lora")
+    p.add_argument("--lora-rank", type=_r("lora_rank"), help="LoRA rank (default 8)")
+    p.add_argument(
+        "--target-modules",
+        type=t.Text(200, example="q,v"),
+        help="LoRA targets, e.g. q,v or q,k,v,o or all (default q,v)",
+    )
+    p.add_argument("--trainable-params", type=_r("trainable_params"), help="trainable parameters, if known")
+    p.add_argument("--ffn-size", type=_r("ffn_size"), help="feed-forward width (default 4 x hidden size)")
     _time_power_args(p)
     _carbon_args(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("inference", help="serving over a deployment period")
     _model_args(p, tokens=False)
-    p.add_argument("--queries-per-day", type=_number, required=True)
-    p.add_argument("--days", type=_number, required=True)
-    p.add_argument("--input-tokens", type=_number, required=True, help="prompt tokens per query")
-    p.add_argument("--output-tokens", type=_number, required=True, help="generated tokens per query")
-    p.add_argument("--batch-size", type=_number, default=1, help="concurrent sequences per replica (default 1)")
-    p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16)
+    p.add_argument("--queries-per-day", type=_r("queries_per_day"), required=True, help="queries served a day")
+    p.add_argument("--days", type=_r("days"), required=True, help="days the deployment serves")
+    p.add_argument("--input-tokens", type=_r("input_tokens"), required=True, help="prompt tokens per query")
+    p.add_argument("--output-tokens", type=_r("output_tokens"), required=True, help="generated tokens per query")
+    p.add_argument(
+        "--batch-size", type=_r("batch_size"), default=1, help="concurrent sequences per replica (default 1)"
+    )
+    p.add_argument("--weights-bits", type=int, choices=[4, 8, 16, 32], default=16, help="bits per weight (default 16)")
     p.add_argument(
         "--weight-precision",
+        type=t.Text(16, example="int4"),
         help="weight format: bf16, fp16, fp8, int8, mxfp4, nvfp4, int4, fp32 (overrides --weights-bits)",
     )
-    p.add_argument("--tensor-parallel", type=int, help="chips per replica in tensor parallel")
-    p.add_argument("--expert-parallel", type=int, help="chips per replica in expert parallel (MoE)")
-    p.add_argument("--kv-bytes-per-token", type=_number, help="KV-cache bytes per token (default: from the shape)")
+    p.add_argument("--tensor-parallel", type=_r("tensor_parallel"), help="chips per replica in tensor parallel")
+    p.add_argument("--expert-parallel", type=_r("expert_parallel"), help="chips per replica in expert parallel (MoE)")
+    p.add_argument(
+        "--kv-bytes-per-token", type=_r("kv_bytes_per_token"), help="KV-cache bytes per token (default: from the shape)"
+    )
     p.add_argument(
         "--hours-per-day",
-        type=_number,
+        type=_r("hours_per_day"),
         default=24.0,
         help="hours a day the deployment is up; idle power counts when not busy (default 24)",
     )
@@ -139,11 +169,18 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="count busy time only (shared capacity billed per use): no idle power",
     )
-    p.add_argument("--idle-power-w", type=_number, help="idle W per accelerator (default: a share of TDP)")
-    p.add_argument("--mfu", type=_number, help="share of peak throughput reached by compute, in (0, 1]")
+    p.add_argument("--idle-power-w", type=_r("idle_power_w"), help="idle W per accelerator (default: a share of TDP)")
+    p.add_argument("--mfu", type=_r("mfu"), help="share of peak throughput reached by compute, in (0, 1]")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--power-w", type=_number, help="average W per accelerator while serving (whatever it includes)")
-    g.add_argument("--power-basis", choices=["model", "tdp"], default="model")
+    g.add_argument(
+        "--power-w", type=_r("power_w"), help="average W per accelerator while serving (whatever it includes)"
+    )
+    g.add_argument(
+        "--power-basis",
+        choices=["model", "tdp"],
+        default="model",
+        help="model (default): fraction of TDP + host share; tdp: TDP only",
+    )
     p.add_argument(
         "--calibrated",
         action="store_true",
@@ -161,22 +198,32 @@ def register(subparsers: Any) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument(
         "--config",
+        type=t.InputFile(example="plan.yaml"),
+        metavar="PLAN",
         help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
     )
     g.add_argument("--example", action="store_true", help="print the example plan (YAML) and exit")
-    p.add_argument("--weights", help="score weights, e.g. compute=0.2,energy=0.3,carbon=0.5")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--weights",
+        type=t.Text(200, example="compute=0.2,energy=0.3,carbon=0.5"),
+        help="score weights, e.g. compute=0.2,energy=0.3,carbon=0.5",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_lifecycle)
 
     p = sub.add_parser("compare", help="rank locations / hardware for a plan")
     p.add_argument(
         "--config",
+        type=t.InputFile(example="plan.yaml"),
+        metavar="PLAN",
         required=True,
         help="plan YAML (`greenlm estimate lifecycle --example > plan.yaml` writes an example)",
     )
-    p.add_argument("--locations", help="comma-separated: FRA,USA,aws:us-east-1,...")
-    p.add_argument("--hardware", help="comma-separated: A100,H100")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--locations", type=t.Text(2000, example="FRA,USA"), help="comma-separated: FRA,USA,aws:us-east-1,..."
+    )
+    p.add_argument("--hardware", type=t.Text(2000, example="A100,H100"), help="comma-separated: A100,H100")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
@@ -186,16 +233,21 @@ def register(subparsers: Any) -> None:
         "tokens; the tracker records the hardware), or, with --bench FILE, the serving model's time and "
         "energy scales on a `greenlm bench serve` result.",
     )
-    p.add_argument("--bench", metavar="FILE", help="a `greenlm bench serve` JSON file: fit serving scales")
-    p.add_argument("--project", help="only runs of this project")
-    p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
-    p.add_argument("--limit", type=int, help="newest N runs only")
+    p.add_argument(
+        "--bench",
+        type=t.InputFile(example="bench.json"),
+        metavar="FILE",
+        help="a `greenlm bench serve` JSON file: fit serving scales",
+    )
+    p.add_argument("--project", type=t.PROJECT, help="only runs of this project")
+    p.add_argument("--store", type=t.STORE_URL, help="store URL (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)")
+    p.add_argument("--limit", type=t.Whole(1, 10**9, what="of runs"), help="newest N runs only")
     p.add_argument("--show", action="store_true", help="show the saved calibration, fit nothing")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("hardware", help="list the accelerators the estimator knows")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=cmd_hardware)
 
 
@@ -485,6 +537,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+#: From this many runs on, ``estimate calibrate`` shows its progress on stderr.
+PROGRESS_MIN_RUNS = 20
+
+
+def _with_progress(stored: list[Any]) -> Iterator[dict[str, Any]]:
+    """Each run's dict, as the fit consumes it, with ``greenlm.progress`` lines on stderr for many runs."""
+    if len(stored) < PROGRESS_MIN_RUNS:
+        yield from (r.to_dict() for r in stored)
+        return
+    from greenlm.progress import Progress
+
+    p = Progress("estimate calibrate")
+    try:
+        for i, r in enumerate(stored, 1):
+            p.update(f"fitting run {i}/{len(stored)}", i, len(stored))
+            yield r.to_dict()
+    finally:
+        p.close()
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from greenlm.estimate import calibration as cal
 
@@ -508,8 +580,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         from greenlm.store import open_store
 
-        stored = open_store(args.store, read_only=True).list_runs(project=args.project, limit=args.limit)
-        result = cal.calibrate([r.to_dict() for r in stored if r.ok])
+        stored = [
+            r for r in open_store(args.store, read_only=True).list_runs(project=args.project, limit=args.limit) if r.ok
+        ]
+        result = cal.calibrate(_with_progress(stored))
     d = result.to_dict()
     if args.json:
         print(json.dumps(d, indent=2))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from greenlm._validate import finite
 from greenlm.errors import ConfigError
+from greenlm.estimate import bounds as _bounds
 from greenlm.estimate import defaults, fitted
 from greenlm.estimate import flops as _flops
 from greenlm.estimate import serving_model as sm
@@ -257,6 +258,7 @@ def inference(
     parameters. ``hours_per_day`` the deployment is up (idle power counts for the rest;
     ``None``: busy time only).
     """
+    _bounds.check(locals())  # every argument in its range, before anything is derived from it
     inputs: dict[str, Input] = {}
     warnings: list[str] = []
     hw = find_hardware(hardware)

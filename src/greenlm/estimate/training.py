@@ -13,6 +13,7 @@ from typing import Any
 
 from greenlm._validate import finite
 from greenlm.errors import ConfigError
+from greenlm.estimate import bounds as _bounds
 from greenlm.estimate import calibration as _cal
 from greenlm.estimate import defaults, timing
 from greenlm.estimate import flops as _flops
@@ -297,6 +298,7 @@ def train(
     ``location`` code or ``intensity_kg_per_kwh``; ``development_factor``: development runs
     as a multiple of the final run (e.g. 0.5, OLMo), added to its chip-hours and energy.
     """
+    _bounds.check(locals())  # every argument in its range, before anything is derived from it
     inputs: dict[str, Input] = {}
     warnings: list[str] = []
     n = _params(params, active_params, inputs, warnings)
@@ -375,6 +377,7 @@ def finetune(
     and ``target_modules`` on the model's shape (given by ``layers``/``hidden_size`` or
     inferred from ``params``).
     """
+    _bounds.check(locals())  # every argument in its range, before anything is derived from it
     inputs: dict[str, Input] = {}
     warnings: list[str] = []
     m = str(method).lower()

@@ -20,42 +20,46 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add ``greenlm monitor`` to the top-level parser."""
+    from greenlm import argtypes as t
+
     p = subparsers.add_parser("monitor", help="serve live energy metrics (Prometheus sidecar)")
-    sub = p.add_subparsers(dest="monitor_cmd", required=True)
+    sub = p.add_subparsers(dest="monitor_cmd", metavar="ACTION", required=True)
     s = sub.add_parser("serve", help="expose this machine's power and energy on /metrics")
-    s.add_argument("--port", type=int, default=9464, help="port of /metrics (default 9464)")
-    s.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--model", default="", help="value of the model label")
-    s.add_argument("--project", help="project of the serving run")
-    s.add_argument("--location", help="grid location (DEU, US-CA, aws:us-east-1, ...)")
-    s.add_argument("--interval", dest="interval_s", type=float, help="sampling interval, s")
+    s.add_argument("--port", type=t.PORT, default=9464, help="port of /metrics (default 9464)")
+    s.add_argument("--host", type=t.HOST, default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    # the old spelling, kept working, not shown: one name for one thing across commands
+    s.add_argument("--addr", dest="host", type=t.HOST, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    s.add_argument("--model", type=t.NAME, help="value of the model label (default: '_', no model named)")
+    s.add_argument("--project", type=t.PROJECT, help="project of the serving run")
+    s.add_argument("--location", type=t.LOCATION, help="grid location (DEU, US-CA, aws:us-east-1, ...)")
+    s.add_argument("--interval", dest="interval_s", type=t.INTERVAL_S, help="sampling interval, s (default 1)")
     s.add_argument(
         "--window",
         dest="window_s",
-        type=float,
+        type=t.SECONDS,
         default=300.0,
         help="roll-up window saved with the run, s (default 300)",
     )
     s.add_argument(
         "--duration",
         dest="duration_s",
-        type=float,
+        type=t.LONG_SECONDS,
         default=None,
         help="stop after this many seconds (default: until Ctrl-C / SIGTERM)",
     )
     s.set_defaults(func=cmd_monitor_serve)
 
     p = subparsers.add_parser("slurm", help="compare stored runs with Slurm's accounting")
-    sub = p.add_subparsers(dest="slurm_cmd", required=True)
+    sub = p.add_subparsers(dest="slurm_cmd", metavar="ACTION", required=True)
     s = sub.add_parser(
         "check",
         help="a run of a Slurm job beside sacct: elapsed time, allocation, ConsumedEnergy",
         description="Read sacct for the job step a stored run ran in (accounting storage, else the job "
         "completion log) and print Slurm's elapsed time, allocation and ConsumedEnergy beside greenlm's figures.",
     )
-    s.add_argument("run_id")
-    s.add_argument("--store")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("run_id", type=t.RUN_ID, metavar="RUN_ID", help="run id or a unique prefix of it")
+    s.add_argument("--store", type=t.STORE_URL, help="store URL (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)")
+    s.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
     s.set_defaults(func=cmd_slurm_check)
 
 
@@ -64,7 +68,7 @@ def cmd_monitor_serve(args: argparse.Namespace) -> int:
     from greenlm.integrations.monitor import Monitor
 
     mon = Monitor(
-        model=args.model,
+        model=args.model or "",
         project=args.project,
         location=args.location,
         interval_s=args.interval_s,
@@ -75,8 +79,9 @@ def cmd_monitor_serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     prev = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        mon.serve_metrics(args.port, args.addr)
-        print(f"greenlm: serving metrics on http://{args.addr}:{args.port}/metrics", flush=True)
+        mon.serve_metrics(args.port, args.host)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"greenlm: serving metrics on http://{host}:{args.port}/metrics", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             stop.wait(args.duration_s)
     finally:

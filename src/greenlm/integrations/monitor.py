@@ -508,6 +508,10 @@ class Monitor:
     # ----------------------------------------------------------------- metrics endpoint
     def serve_metrics(self, port: int = 9464, addr: str = "127.0.0.1") -> Any:
         """Serve ``/metrics`` on ``addr:port`` from a background thread (a sidecar endpoint)."""
+        from greenlm import limits
+
+        port = limits.port("port", port)
+        addr = limits.text("addr", addr, limits.HOST_CHARS)
         pc = _prometheus()
         if self.metrics is None:
             raise ConfigError("This monitor has no Prometheus registry (registry=False).")
@@ -567,9 +571,26 @@ def monitor(
     A request ends when the call returns: for a streaming generator, wrap the code that
     consumes it (or use the ASGI middleware, which ends a request with its last body chunk).
     """
+    _check_monitor_args(fn, model, route, tokens, monitor)
     if fn is None:
         return functools.partial(_wrap, model=model, route=route, tokens=tokens, mon=monitor)
     return _wrap(fn, model=model, route=route, tokens=tokens, mon=monitor)
+
+
+def _check_monitor_args(fn: object, model: object, route: object, tokens: object, mon: object) -> None:
+    """Refuse a wrong argument of :func:`monitor` where it is given, not at the first request."""
+    from greenlm import limits
+
+    if fn is not None and not callable(fn):
+        raise ConfigError(f"greenlm.monitor wraps a function; got {type(fn).__name__} {fn!r:.60}.")
+    if model is not None:
+        limits.text("model", model, 256, allow_empty=True, hint=" Give the model's label, e.g. model='gpt2'.")
+    if route is not None:
+        limits.text("route", route, 256, hint=" Give the route's label, e.g. route='/v1/chat'.")
+    if tokens is not None and not callable(tokens):
+        raise ConfigError(f"tokens must be a function of the result returning its token count; got {tokens!r:.60}.")
+    if mon is not None and not isinstance(mon, Monitor):
+        raise ConfigError(f"monitor must be a greenlm Monitor (greenlm.Monitor(...)); got {type(mon).__name__}.")
 
 
 def _wrap(

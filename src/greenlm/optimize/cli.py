@@ -11,9 +11,9 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+from greenlm import argtypes as at
 from greenlm.optimize.spec import DEFAULT_TECHNIQUES
 
 
@@ -21,21 +21,29 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="minilm",
+        type=at.Text(at.PATH_CHARS, example="minilm"),
         metavar="PATH|minilm|smollm2",
         help="the model: built-in minilm (all-MiniLM-L6-v2) or smollm2 "
         "(SmolLM2-135M-Instruct), or a local transformers folder",
     )
     p.add_argument(
         "--data",
-        type=Path,
+        type=at.InputFile(example="items.txt", as_path=True),
         metavar="PATH",
         help="text file, one item per line ('__label__X text' for labels); "
         "default: gensim's polarity sentences / Lee corpus",
     )
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    p.add_argument("--location", help="grid location for CO2e (DEU, US-CA, aws:us-east-1, ...)")
-    p.add_argument("--seed", type=int, default=0, help="data split and training seed")
-    p.add_argument("--report", type=Path, metavar="DIR", help="write JSON, CSV and the Pareto plot (PNG) into DIR")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs (default cpu)"
+    )
+    p.add_argument("--location", type=at.LOCATION, help="grid location for CO2e (DEU, US-CA, aws:us-east-1, ...)")
+    p.add_argument("--seed", type=at.Whole(0, 2**32 - 1, example="0"), default=0, help="data split and training seed")
+    p.add_argument(
+        "--report",
+        type=at.OutputDir(as_path=True),
+        metavar="DIR",
+        help="write JSON, CSV and the Pareto plot (PNG) into DIR",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
@@ -57,40 +65,53 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--techniques",
+        type=at.Text(1000, example=DEFAULT_TECHNIQUES),
         default=DEFAULT_TECHNIQUES,
         help=f"comma-separated; name[:arg[:key=value]], '+' stacks (default {DEFAULT_TECHNIQUES})",
     )
     p.add_argument(
         "--max-quality-drop",
-        type=float,
+        type=at.Number(0.0, 100.0, example="0.01"),
         default=0.01,
         metavar="FRACTION",
         help="quality budget: absolute for accuracy/cosine, relative rise for perplexity (default 0.01)",
     )
     p.add_argument(
-        "--repeats", type=int, default=5, help="measuring rounds: one window of every variant per round (default 5)"
+        "--repeats",
+        type=at.Whole(1, 10**4, example="5"),
+        default=5,
+        help="measuring rounds: one window of every variant per round (default 5)",
     )
     p.add_argument(
         "--max-repeats",
-        type=int,
+        type=at.Whole(1, 10**5, example="10"),
         metavar="ROUNDS",
         help="extra rounds, up to this many in all, for variants whose saving is not yet decided "
         "(default: twice --repeats)",
     )
-    p.add_argument("--samples", type=int, help="inferences per window (default 64; 8 prompts for causal-lm)")
-    p.add_argument("--batch-size", type=int, default=1, help="inputs per inference call")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="tokens generated per prompt (causal-lm)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--samples",
+        type=at.Whole(1, 10**7, example="64"),
+        help="inferences per window (default 64; 8 prompts for causal-lm)",
+    )
+    p.add_argument("--batch-size", type=at.Whole(1, 10**5, example="8"), default=1, help="inputs per inference call")
+    p.add_argument(
+        "--max-new-tokens",
+        type=at.Whole(1, 10**6, example="16"),
+        default=16,
+        help="tokens generated per prompt (causal-lm)",
+    )
+    p.add_argument("--threads", type=at.Whole(1, 4096, example="4"), help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--confidence",
-        type=float,
+        type=at.Number(0.5, 0.9999, example="0.95"),
         default=0.95,
         metavar="LEVEL",
         help="family-wise confidence of the saving intervals (default 0.95)",
     )
     p.add_argument(
         "--min-saving",
-        type=float,
+        type=at.Number(0.0, 1.0, example="0.02"),
         default=0.02,
         metavar="FRACTION",
         help="a saving counts when its whole interval is above this (default 0.02 = 2 %%)",
@@ -105,16 +126,31 @@ def register(subparsers: Any) -> None:
         "per epoch and final quality.",
     )
     _common(f)
-    f.add_argument("--task", choices=["classification", "causal-lm"], default="classification")
+    f.add_argument(
+        "--task", choices=["classification", "causal-lm"], default="classification", help="default classification"
+    )
     f.add_argument(
         "--compare",
+        type=at.Text(1000, example="full,lora"),
         default="full,lora,lora+amp",
         help="modes: full or lora[:r=N], with +amp and +accum=N (default full,lora,lora+amp)",
     )
-    f.add_argument("--epochs", type=int, default=3)
-    f.add_argument("--batch-size", type=int, default=16)
-    f.add_argument("--lr-full", type=float, default=5e-5)
-    f.add_argument("--lr-lora", type=float, default=1e-3)
+    f.add_argument("--epochs", type=at.Whole(1, 10**4, example="3"), default=3, help="epochs per mode (default 3)")
+    f.add_argument(
+        "--batch-size", type=at.Whole(1, 10**5, example="16"), default=16, help="examples per step (default 16)"
+    )
+    f.add_argument(
+        "--lr-full",
+        type=at.Number(0.0, 10.0, lo_open=True, example="5e-5"),
+        default=5e-5,
+        help="learning rate of full fine-tuning (default 5e-5)",
+    )
+    f.add_argument(
+        "--lr-lora",
+        type=at.Number(0.0, 10.0, lo_open=True, example="1e-3"),
+        default=1e-3,
+        help="learning rate of LoRA modes (default 1e-3)",
+    )
     f.set_defaults(func=cmd_finetune)
 
 

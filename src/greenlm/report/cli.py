@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from greenlm import argtypes as at
 from greenlm.errors import ConfigError
 from greenlm.report.loaders import OPTIMIZE_FILES, estimate_plan, load_optimize
 
@@ -24,16 +25,43 @@ def register(sub: Any) -> None:
         description="Write one HTML file with the charts embedded: it opens offline and can be "
         "shared as is. Give run ids (or prefixes), --project, --optimize and/or --estimate.",
     )
-    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="runs to include (id or unique prefix)")
-    p.add_argument("--project", help="include the newest runs of this project")
-    p.add_argument("--limit", type=int, default=20, help="with --project: how many runs (default 20)")
-    p.add_argument("--optimize", metavar="DIR", help="an optimize results directory or JSON file")
-    p.add_argument("--estimate", metavar="PLAN", help="a lifecycle plan (YAML) to estimate")
-    p.add_argument("--locations", help="with --estimate: compare these locations (FRA,USA,aws:us-east-1)")
-    p.add_argument("--weights", help="with --estimate: score weights compute=..,energy=..,carbon=..")
-    p.add_argument("--title", help="page title")
-    p.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
-    p.add_argument("-o", "--output", default="greenlm-report.html", help="file to write (default greenlm-report.html)")
+    p.add_argument("run_ids", nargs="*", type=at.RUN_ID, metavar="RUN_ID", help="runs to include (id or unique prefix)")
+    p.add_argument("--project", type=at.PROJECT, help="include the newest runs of this project")
+    p.add_argument(
+        "--limit",
+        type=at.Whole(1, 10**6, what="of runs", example="20"),
+        default=20,
+        help="with --project: how many runs (default 20)",
+    )
+    p.add_argument(
+        "--optimize",
+        type=at.InputFile(example="results", dir_holds=OPTIMIZE_FILES, dir_what="optimize results"),
+        metavar="DIR",
+        help="an optimize results directory or JSON file",
+    )
+    p.add_argument(
+        "--estimate", type=at.InputFile(example="plan.yaml"), metavar="PLAN", help="a lifecycle plan (YAML) to estimate"
+    )
+    p.add_argument(
+        "--locations",
+        type=at.Text(1000, example="FRA,USA"),
+        help="with --estimate: compare these locations (FRA,USA,aws:us-east-1)",
+    )
+    p.add_argument(
+        "--weights",
+        type=at.Text(200, example="carbon=2"),
+        help="with --estimate: score weights compute=..,energy=..,carbon=..",
+    )
+    p.add_argument("--title", type=at.Text(500, example="Q3 training"), help="page title")
+    p.add_argument("--store", type=at.STORE_URL, help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=at.OutputFile(example="greenlm-report.html"),
+        metavar="FILE",
+        default="greenlm-report.html",
+        help="file to write (default greenlm-report.html)",
+    )
     p.set_defaults(func=cmd_report)
 
 

@@ -12,7 +12,10 @@ import logging
 import sys
 from typing import Any
 
+from greenlm import argtypes as at
+from greenlm import limits
 from greenlm.errors import ConfigError, MissingExtraError
+from greenlm.report.loaders import OPTIMIZE_FILES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -38,7 +41,12 @@ def register(sub: Any) -> None:
         "GREENLM_SERVER / GREENLM_TOKEN. Reads need a token unless --host is loopback.",
     )
     _serve_args(q)
-    q.add_argument("--max-body-mb", type=float, default=32.0, help="largest request body (default 32 MB)")
+    q.add_argument(
+        "--max-body-mb",
+        type=at.Number(0.0, 100_000.0, lo_open=True, unit="MB", example="32"),
+        default=32.0,
+        help="largest request body (default 32 MB)",
+    )
     q.set_defaults(func=cmd_serve, open=False)
 
     q = ss.add_parser("token", help="create, list or revoke bearer tokens")
@@ -50,7 +58,7 @@ def register(sub: Any) -> None:
         "read (read runs and the dashboard where reads need a token), admin (both, and change any run). "
         "Default: ingest and read. A tracker needs only ingest, a dashboard viewer only read.",
     )
-    t.add_argument("name", help="who or what uses it (a person, a cluster)")
+    t.add_argument("name", type=at.Text(128, example="alice"), help="who or what uses it (a person, a cluster)")
     t.add_argument(
         "--scope",
         action="append",
@@ -59,36 +67,53 @@ def register(sub: Any) -> None:
     )
     t.add_argument(
         "--owner",
+        type=at.Text(128, example="alice"),
         help="whose runs it writes (default: NAME); tokens with one owner may change each other's runs",
     )
-    t.add_argument("--store", help="store URL of the server")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--store", type=at.STORE_URL, help="store URL of the server")
+    t.add_argument("--json", action="store_true", help="print the token as one JSON object")
     t.set_defaults(func=cmd_token_create)
     t = ts.add_parser("revoke", help="revoke a token by id, or every token with a name")
-    t.add_argument("id_or_name")
-    t.add_argument("--store")
+    t.add_argument("id_or_name", type=at.Text(128, example="alice"), metavar="ID|NAME", help="a token's id, or a name")
+    t.add_argument("--store", type=at.STORE_URL, help="store URL of the server")
     t.set_defaults(func=cmd_token_revoke)
     t = ts.add_parser("list", help="tokens (ids, names, dates; never the tokens)")
-    t.add_argument("--store")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--store", type=at.STORE_URL, help="store URL of the server")
+    t.add_argument("--json", action="store_true", help="print one JSON array")
     t.set_defaults(func=cmd_token_list)
 
     q = ss.add_parser("push", help="deliver runs buffered in the outbox ($GREENLM_HOME/outbox)")
-    q.add_argument("--server", help="server URL (default: $GREENLM_SERVER, else every server with runs waiting)")
-    q.add_argument("--token", help="bearer token (default: $GREENLM_TOKEN)")
-    q.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    q.add_argument(
+        "--server",
+        type=at.Url(example="https://greenlm.example.com"),
+        help="server URL (default: $GREENLM_SERVER, else every server with runs waiting)",
+    )
+    q.add_argument("--token", type=at.Text(4096, example="glm_..."), help="bearer token (default: $GREENLM_TOKEN)")
+    q.add_argument("--timeout", type=at.SECONDS, default=10.0, help="seconds per request (default 10)")
     q.set_defaults(func=cmd_push)
 
     q = ss.add_parser("openapi", help="print the API's OpenAPI spec (docs/openapi.json)")
-    q.add_argument("-o", "--output", help="write to this file instead of stdout")
+    q.add_argument(
+        "-o",
+        "--output",
+        type=at.OutputFile(example="openapi.json"),
+        metavar="FILE",
+        help="write to this file instead of stdout",
+    )
     q.set_defaults(func=cmd_openapi)
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--host",
+        type=at.HOST,
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only)",
+    )
+    p.add_argument("--port", type=at.PORT, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     p.add_argument(
         "--allowed-host",
+        type=at.Text(limits.HOST_CHARS, example="greenlm.example.com"),
         action="append",
         default=[],
         metavar="NAME",
@@ -105,11 +130,13 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--store",
+        type=at.STORE_URL,
         help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME); "
         "postgresql+psycopg://user:pass@host/db for teams",
     )
     p.add_argument(
         "--optimize",
+        type=at.InputFile(example="results/optimize.json", dir_holds=OPTIMIZE_FILES, dir_what="optimize results"),
         action="append",
         default=[],
         metavar="DIR",

@@ -7,56 +7,57 @@ import json
 import sys
 from typing import Any
 
+from greenlm import argtypes as t
+from greenlm import limits
+from greenlm.carbon.pue import SETTINGS
 from greenlm.errors import ConfigError
 
 
 def _tracker_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("measurement (as for greenlm track)")
-    g.add_argument("--project", help="project of the serving run (default: $GREENLM_PROJECT or 'default')")
-    g.add_argument("--location", help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)")
-    g.add_argument("--pue", type=float, metavar="X", help="power usage effectiveness, >= 1 (default: by --setting)")
     g.add_argument(
-        "--setting", dest="pue_setting", metavar="NAME", help="PUE default: auto, local, on-premise, aws, gcp, azure"
+        "--project", type=t.PROJECT, help="project of the serving run (default: $GREENLM_PROJECT or 'default')"
     )
-    g.add_argument("--price", dest="price_per_kwh", type=float, metavar="X", help="electricity price per kWh")
-    g.add_argument("--currency", help="currency of --price (default USD)")
+    g.add_argument(
+        "--location",
+        type=t.LOCATION,
+        help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)",
+    )
+    g.add_argument("--pue", type=t.PUE, metavar="X", help="power usage effectiveness, 1-5 (default: by --setting)")
+    g.add_argument(
+        "--setting", dest="pue_setting", choices=SETTINGS, metavar="NAME", help=f"PUE default: {', '.join(SETTINGS)}"
+    )
+    g.add_argument("--price", dest="price_per_kwh", type=t.PRICE, metavar="X", help="electricity price per kWh")
+    g.add_argument("--currency", type=t.CURRENCY, help="ISO 4217 code of --price (default USD)")
     g.add_argument(
         "--interval",
         metavar="S",
         dest="interval_s",
-        type=float,
+        type=t.INTERVAL_S,
         default=0.1,
         help="sampling interval in seconds (default 0.1: a response waits at most this long for its final figure)",
     )
     g.add_argument(
-        "--cpu-tdp", dest="cpu_tdp_w", type=float, metavar="W", help="CPU package TDP in W (overrides the table)"
+        "--cpu-tdp", dest="cpu_tdp_w", type=t.CPU_TDP_W, metavar="W", help="CPU package TDP in W (overrides the table)"
     )
     g.add_argument(
         "--attribution",
         choices=["process", "machine"],
         help="charge the engine's process tree (default) or the whole machine",
     )
-    g.add_argument("--store", help="store URL (default: $GREENLM_STORE or sqlite in $GREENLM_HOME)")
+    g.add_argument("--store", type=t.STORE_URL, help="store URL (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)")
     g.add_argument(
         "--meta",
         action="append",
         default=[],
+        type=t.META,
         metavar="KEY=VALUE",
         help="record a fact with the run (hardware=A100, params=135e6); repeatable",
     )
 
 
 def _meta(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for it in items:
-        key, sep, raw = it.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--meta expects KEY=VALUE, got {it!r}")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+    return t.meta_items(items)
 
 
 def register(subparsers: Any) -> None:
@@ -70,22 +71,24 @@ def register(subparsers: Any) -> None:
             "transformers serve of greenlm's SmolLM2 copy on the CPU. SIGTERM / Ctrl-C stop it; the run is stored."
         ),
     )
-    p.add_argument("--port", type=int, default=8000, help="port of the proxy (default 8000)")
-    p.add_argument("--host", default="127.0.0.1", help="address the proxy binds (default 127.0.0.1)")
+    p.add_argument("--port", type=t.PORT, default=8000, help="port of the proxy (default 8000)")
+    p.add_argument("--host", type=t.HOST, default="127.0.0.1", help="address the proxy binds (default 127.0.0.1)")
     p.add_argument(
         "--upstream",
+        type=t.Url(),
         metavar="URL",
         help="where the engine answers (default: read from the engine command's --host/--port)",
     )
-    p.add_argument("--pid", type=int, help="process id of an engine already running (with --upstream)")
+    p.add_argument("--pid", type=t.PID, help="process id of an engine already running (with --upstream)")
     p.add_argument(
         "--model-name",
         dest="model",
+        type=t.NAME,
         help="model label of idle energy and of requests that name none (default: the engine's first model)",
     )
     p.add_argument(
         "--prefill-weight",
-        type=float,
+        type=t.Number(0.0, 100.0, example="0.1"),
         metavar="W",
         default=None,
         help="decode-token equivalents of one prompt token in the split (default: fitted for SmolLM2 on CPU)",
@@ -94,7 +97,7 @@ def register(subparsers: Any) -> None:
         "--startup-timeout",
         metavar="S",
         dest="startup_timeout_s",
-        type=float,
+        type=t.SECONDS,
         default=600.0,
         help="seconds to wait for the engine to answer GET /v1/models (default 600)",
     )
@@ -102,7 +105,7 @@ def register(subparsers: Any) -> None:
         "--grace",
         metavar="S",
         dest="grace_s",
-        type=float,
+        type=t.Number(0.0, 3600.0, unit="s", example="10"),
         default=10.0,
         help="on SIGTERM, seconds given to requests in flight and then to the engine to stop (default 10)",
     )
@@ -110,13 +113,13 @@ def register(subparsers: Any) -> None:
         "--window",
         metavar="S",
         dest="window_s",
-        type=float,
+        type=t.SECONDS,
         default=300.0,
         help="roll-up window saved with the run, seconds (default 300)",
     )
     p.add_argument("--json", action="store_true", help="print the stored run as one JSON object at the end")
     _tracker_options(p)
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the engine command and its arguments")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="ENGINE", help="-- the engine command and its arguments")
     p.set_defaults(func=cmd_serve)
 
     b = subparsers.add_parser("bench", help="benchmarks of energy against speed")
@@ -130,25 +133,58 @@ def register(subparsers: Any) -> None:
             "(p50/p95) and power, with provenance and band."
         ),
     )
-    q.add_argument("--url", required=True, help="the greenlm serve proxy, e.g. http://127.0.0.1:8000")
-    q.add_argument("--model", help="model to request (default: the proxy's model)")
-    q.add_argument("--concurrency", default="1,2,4,8", help="comma-separated concurrency levels (default 1,2,4,8)")
-    q.add_argument("--requests", type=int, default=16, help="requests per concurrency level (default 16)")
-    q.add_argument("--prompts", help="file of prompts: one per line, or JSON lines with 'prompt' or 'messages'")
+    q.add_argument("--url", type=t.Url(), required=True, help="the greenlm serve proxy, e.g. http://127.0.0.1:8000")
+    q.add_argument("--model", type=t.NAME, help="model to request (default: the proxy's model)")
     q.add_argument(
-        "--max-tokens", dest="max_tokens", type=int, default=32, metavar="T", help="max_tokens of each request (32)"
+        "--concurrency",
+        type=t.WholeList(1, 100000),
+        default="1,2,4,8",
+        help="comma-separated concurrency levels (default 1,2,4,8)",
     )
-    q.add_argument("--warmup", type=int, default=1, help="requests sent before measuring (default 1)")
+    q.add_argument("--requests", type=t.COUNT, default=16, help="requests per concurrency level (default 16)")
     q.add_argument(
-        "--timeout", dest="timeout_s", type=float, default=600.0, metavar="S", help="seconds per request (600)"
+        "--prompts",
+        type=t.InputFile(example="prompts.txt"),
+        metavar="FILE",
+        help="file of prompts: one per line, or JSON lines with 'prompt' or 'messages'",
     )
     q.add_argument(
-        "--total-params", type=float, metavar="N", help="the model's parameter count, recorded with the points"
+        "--max-tokens",
+        dest="max_tokens",
+        type=t.Whole(1, 10**6),
+        default=32,
+        metavar="T",
+        help="max_tokens of each request (32)",
     )
-    q.add_argument("--active-params", type=float, metavar="N", help="parameters active per token (MoE), recorded")
-    q.add_argument("--weight-precision", metavar="P", help="weight precision (fp32, bf16, int4, ...), recorded")
+    q.add_argument("--warmup", type=t.Whole(0, 10**6), default=1, help="requests sent before measuring (default 1)")
+    q.add_argument(
+        "--timeout", dest="timeout_s", type=t.SECONDS, default=600.0, metavar="S", help="seconds per request (600)"
+    )
+    q.add_argument(
+        "--total-params",
+        type=t.Number(*limits.PARAMS, example="135e6"),
+        metavar="N",
+        help="the model's parameter count, recorded with the points",
+    )
+    q.add_argument(
+        "--active-params",
+        type=t.Number(*limits.PARAMS, example="135e6"),
+        metavar="N",
+        help="parameters active per token (MoE), recorded",
+    )
+    q.add_argument(
+        "--weight-precision",
+        type=t.Text(16, example="bf16"),
+        metavar="P",
+        help="weight precision (fp32, bf16, int4, ...), recorded",
+    )
     q.add_argument("--json", action="store_true", help="print the result as JSON (greenlm.bench.serve) on stdout")
-    q.add_argument("--report", metavar="DIR", help="write bench.json, bench.md and pareto.png there")
+    q.add_argument(
+        "--report",
+        type=t.OutputDir(example="bench"),
+        metavar="DIR",
+        help="write bench.json, bench.md and pareto.png there",
+    )
     q.set_defaults(func=cmd_bench_serve)
 
 
@@ -160,8 +196,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == "--":
         cmd = cmd[1:]
-    if not 0 <= args.port < 65536:
-        raise ConfigError(f"--port must be 0-65535, got {args.port}.")
+    if cmd and not cmd[0].strip():
+        raise ConfigError("The ENGINE command after -- is empty; give a program, e.g. -- transformers serve MODEL.")
     tracker: dict[str, Any] = {
         k: getattr(args, k)
         for k in (
@@ -212,12 +248,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """Sweep concurrency against a proxy; print a table (or JSON) and write the report."""
-    from greenlm.serving.bench import BenchOptions, parse_concurrency, run_bench, table, write_report
+    from greenlm.serving.bench import BenchOptions, run_bench, table, write_report
 
     opts = BenchOptions(
         url=args.url,
         model=args.model,
-        concurrency=parse_concurrency(args.concurrency),
+        concurrency=list(args.concurrency),
         requests=args.requests,
         prompts_file=args.prompts,
         max_tokens=args.max_tokens,
