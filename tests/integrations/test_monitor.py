@@ -113,6 +113,8 @@ def test_served_minilm_conserves_energy_and_scrapes(monkeypatch: pytest.MonkeyPa
     }
     assert ("minilm", "/embed") in energy and ("minilm", "/items/{item_id}") in energy
     assert ("minilm", "_unmatched") in energy, "raw paths never become labels"
+    assert ("minilm", "_idle") in energy, "idle energy carries the configured model's label"
+    assert {m for m, _ in energy} == {"minilm"}, energy
     hist_count = {
         s.labels["route"]: s.value for s in fams["greenlm_request_energy_joules"] if s.name.endswith("_count")
     }
