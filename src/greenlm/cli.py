@@ -423,83 +423,12 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in runs], indent=2, default=str))
         _note_damaged(runs)
-    elif not runs:
-        sys.stdout.write(runs_table(runs))
     else:
-        sys.stdout.write(_runs_table_fitted(runs, shutil.get_terminal_size((80, 24)).columns))
+        # the terminal's width; a pipe or a file gets every column (COLUMNS still applies)
+        fit = sys.stdout.isatty() or "COLUMNS" in os.environ
+        width = shutil.get_terminal_size((10_000, 24)).columns if fit else None
+        sys.stdout.write(runs_table(runs, width))
     return 0
-
-
-def _runs_table_fitted(runs: Sequence[Any], width: int) -> str:
-    """``runs list`` at the terminal's width: optional columns go first, then the project is cut with "…".
-
-    The run id is shown by its first 8 characters (``runs show`` takes a unique prefix); the full
-    values are in ``--json``.
-    """
-    from greenlm.report.summary import fmt_co2e_g, fmt_energy_j
-
-    headers = ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
-    rows = []
-    for sr in runs:
-        r = sr.result
-        if r is None:
-            rows.append(
-                [
-                    sr.run_id[:8],
-                    sr.project,
-                    "DAMAGED",
-                    sr.started_at[5:16].replace("T", " "),
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    f"({sr.damaged})",
-                ]
-            )
-            continue
-        rows.append(
-            [
-                r.run_id[:8],
-                r.project,
-                r.status,
-                r.started_at[5:16].replace("T", " "),
-                f"{r.duration_s:.1f} s",
-                fmt_energy_j(r.energy_j),
-                fmt_co2e_g(r.co2e_g),
-                str(r.location.get("code") or "-"),
-                r.provenance or "-",
-            ]
-        )
-    keep = list(range(len(headers)))
-
-    def widths() -> dict[int, int]:
-        return {i: max(len(headers[i]), *(len(row[i]) for row in rows)) for i in keep}
-
-    def needed() -> int:  # with the project cut to 16 characters at most
-        w = widths()
-        return sum(w.values()) - w[1] + min(w[1], 16) + 2 * (len(keep) - 1)
-
-    for optional in (8, 7, 4, 3):  # provenance, location, duration, started
-        if needed() <= width:
-            break
-        keep.remove(optional)
-    w = widths()
-    over = sum(w.values()) + 2 * (len(keep) - 1) - width
-    if over > 0:
-        w[1] = max(len(headers[1]), w[1] - over)
-
-    def cut(text: str, n: int) -> str:
-        return text if len(text) <= n else text[: max(n - 1, 0)] + "\u2026"
-
-    lines = ["  ".join(cut(headers[i], w[i]).ljust(w[i]) for i in keep).rstrip()]
-    lines.append("  ".join("-" * w[i] for i in keep))
-    lines += ["  ".join(cut(row[i], w[i]).ljust(w[i]) for i in keep).rstrip() for row in rows]
-    ok = [sr.result for sr in runs if sr.result is not None]
-    damaged = len(runs) - len(ok)
-    tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
-    total = f"{len(runs)} runs, {fmt_energy_j(sum(r.energy_j for r in ok))} IT energy, "
-    total += f"{fmt_co2e_g(sum(r.co2e_g for r in ok))}{tail}"
-    return "\n".join(lines) + "\n\n" + total + "\n"
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:

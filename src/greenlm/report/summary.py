@@ -214,10 +214,20 @@ def damaged_summary(run: StoredRun) -> str:
     )
 
 
-def runs_table(runs: Sequence[StoredRun]) -> str:
+#: ``runs list`` columns dropped, in this order, when the table is wider than the terminal.
+OPTIONAL_RUN_COLUMNS = ("provenance", "location", "duration", "started (UTC)")
+#: The project column is cut (with "…") to no less than this to fit.
+MIN_PROJECT_CHARS = 12
+
+
+def runs_table(runs: Sequence[StoredRun], width: int | None = None) -> str:
     """One line per run (``greenlm runs list``); a damaged run shows its id and the reason.
 
     Energies are in one unit and CO2e in one unit for the whole table (the largest run's).
+    ``width``: the terminal's columns; the optional columns (:data:`OPTIONAL_RUN_COLUMNS`)
+    are dropped in turn, then long projects and reasons are cut with "…", until every line
+    fits. The run id keeps 12 characters (what ``runs show`` is given); ``--json`` has every
+    value in full.
     """
     if not runs:
         return "no runs stored yet\n"
@@ -226,12 +236,13 @@ def runs_table(runs: Sequence[StoredRun]) -> str:
     total_g = sum(r.co2e_g for r in ok)
     eu = humanize.energy_unit([r.energy_j for r in ok])
     mu = humanize.mass_unit([r.co2e_g for r in ok])
+    header = ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
     rows = []
     for sr in runs:
         r = sr.result
         if r is None:
             rows.append(
-                [sr.run_id[:12], sr.project, "DAMAGED", sr.started_at[:19], "-", "-", "-", "-", f"({sr.damaged})"]
+                [sr.run_id[:12], sr.project, "DAMAGED", sr.started_at[:16], "-", "-", "-", "-", f"({sr.damaged})"]
             )
             continue
         rows.append(
@@ -239,7 +250,7 @@ def runs_table(runs: Sequence[StoredRun]) -> str:
                 r.run_id[:12],
                 r.project,
                 r.status,
-                r.started_at[:19],
+                r.started_at[:16].replace("T", " "),
                 humanize.duration(r.duration_s),
                 humanize.energy(r.energy_j, eu),
                 humanize.co2e(r.co2e_g, mu),
@@ -249,12 +260,46 @@ def runs_table(runs: Sequence[StoredRun]) -> str:
         )
     damaged = len(runs) - len(ok)
     tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
-    return (
-        _table(
-            rows, ["run", "project", "status", "started (UTC)", "duration", "energy", "CO2e", "location", "provenance"]
-        )
-        + f"\n{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}\n"
-    )
+    if width is not None:
+        header, rows = _fit(header, rows, width)
+    totals = f"{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}"
+    return _table(rows, header) + f"\n{totals}\n"
+
+
+def _fit(header: list[str], rows: list[list[str]], width: int) -> tuple[list[str], list[list[str]]]:
+    """Drop optional columns, then cut the project (and a damaged row's reason), to fit ``width``."""
+
+    def line_width(h: list[str], rs: list[list[str]]) -> int:
+        return sum(max(len(x) for x in col) for col in zip(h, *rs)) + 2 * (len(h) - 1)
+
+    def cut(text: str, n: int) -> str:
+        return text if len(text) <= n else text[: max(n - 1, 1)] + "\u2026"
+
+    def without(h: list[str], rs: list[list[str]], name: str) -> tuple[list[str], list[list[str]]]:
+        i = h.index(name)
+        return h[:i] + h[i + 1 :], [r[:i] + r[i + 1 :] for r in rs]
+
+    def cut_project(h: list[str], rs: list[list[str]]) -> list[list[str]]:
+        i = h.index("project")
+        over = line_width(h, rs) - width
+        if over <= 0:
+            return rs
+        longest = max(len(r[i]) for r in rs)
+        n = max(MIN_PROJECT_CHARS, len(h[i]), longest - over)
+        return [[*r[:i], cut(r[i], n), *r[i + 1 :]] for r in rs]
+
+    for name in OPTIONAL_RUN_COLUMNS:
+        if line_width(header, cut_project(header, rows)) <= width:
+            break
+        if name == "provenance" and any(r[2] == "DAMAGED" for r in rows):
+            continue  # a damaged row's reason is its provenance cell: cut it below instead
+        header, rows = without(header, rows, name)
+    rows = cut_project(header, rows)
+    if "provenance" in header and line_width(header, rows) > width:
+        i = header.index("provenance")
+        room = max(len(header[i]), width - (line_width(header, [[*r[:i], "x"] for r in rows]) - 1))
+        rows = [[*r[:i], cut(r[i], room)] for r in rows]
+    return header, rows
 
 
 def delivery_lines(delivery: Sequence[Mapping[str, Any]], run_id: str) -> list[str]:
