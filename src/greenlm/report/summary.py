@@ -262,7 +262,8 @@ def runs_table(runs: Sequence[StoredRun], width: int | None = None) -> str:
     tail = f"; {damaged} damaged (not in the totals)" if damaged else ""
     if width is not None:
         header, rows = _fit(header, rows, width)
-    totals = f"{len(runs)} runs, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}"
+    n = f"{len(runs)} run" + ("" if len(runs) == 1 else "s")
+    totals = f"{n}, {fmt_energy_j(total_j)} IT energy, {fmt_co2e_g(total_g)}{tail}"
     return _table(rows, header) + f"\n{totals}\n"
 
 
