@@ -55,9 +55,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 300.0) -> None:
+def wait_http(url: str, timeout_s: float = 300.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"{url}: the process exited ({proc.returncode}) before answering:\n{err}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -81,18 +84,6 @@ def run_proxy(args: argparse.Namespace) -> None:
     """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream."""
     import greenlm.tracking.tracker as tracking
 
-    if args.sample_now:
-        base = tracking.EnergyTracker
-
-        class WithSampleNow(base):  # type: ignore[misc, valid-type]
-            """The coming ``EnergyTracker.sample_now()``, emulated with the tracker's own read."""
-
-            def sample_now(self) -> tuple[float, float]:
-                with self._lock:
-                    self._read()
-                    return self._t0 + self._times[-1], self._total[-1]
-
-        tracking.EnergyTracker = WithSampleNow  # the proxy builds its tracker from this name
     from greenlm.serving.proxy import ServingProxy
 
     async def main() -> None:
@@ -156,8 +147,12 @@ def run_relay(args: argparse.Namespace) -> None:
 
 class Proc:
     def __init__(self, cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
-        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(ready_url)
+        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_http(ready_url, proc=self.p)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.p.terminate()
@@ -173,10 +168,10 @@ def start_relay(upstream: str) -> tuple[Proc, str]:
     return Proc([sys.executable, __file__, "_relay", "--upstream", upstream, "--port", str(port)], url + "/health"), url
 
 
-def start_proxy(upstream: str, pid: int, interval: float, sample_now: bool) -> tuple[Proc, str]:
+def start_proxy(upstream: str, pid: int, interval: float) -> tuple[Proc, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "_proxy", "--upstream", upstream, "--pid", str(pid), "--port", str(port)]
-    cmd += ["--interval", str(interval)] + (["--sample-now"] if sample_now else [])
+    cmd += ["--interval", str(interval)]
     url = f"http://127.0.0.1:{port}"
     return Proc(cmd, url + "/greenlm/stats"), url
 
@@ -276,12 +271,11 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
     up = f"http://127.0.0.1:{port}"
     procs = [eng]
     try:
-        px_now, url_now = start_proxy(up, eng.p.pid, args.interval, True)
-        px_fb, url_fb = start_proxy(up, eng.p.pid, args.interval, False)
+        px, url_px = start_proxy(up, eng.p.pid, args.interval)
         relay, url_relay = start_relay(up)
-        procs += [px_now, px_fb, relay]
-        targets = {"direct": up, "bare relay": url_relay, "proxy+sample_now": url_now, "proxy (as shipped)": url_fb}
-        pids = {"proxy+sample_now": px_now.p.pid, "proxy (as shipped)": px_fb.p.pid, "bare relay": relay.p.pid}
+        procs += [px, relay]
+        targets = {"direct": up, "bare relay": url_relay, "proxy": url_px}
+        pids = {"proxy": px.p.pid, "bare relay": relay.p.pid}
         print(f"A: fake engine, {args.tokens} tokens {args.token_delay_ms} ms apart, 8 streams", file=sys.stderr)
         return interleaved(targets, "fake-model", args.rounds, args.requests, args.tokens, pids)
     finally:
@@ -306,11 +300,10 @@ def part_b(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     procs = [eng]
     try:
         asyncio.run(batch(up, str(model_dir), 2, 4))  # warm up
-        px_now, url_now = start_proxy(up, eng.p.pid, args.interval, True)
-        px_fb, url_fb = start_proxy(up, eng.p.pid, args.interval, False)
-        procs += [px_now, px_fb]
-        targets = {"direct": up, "proxy+sample_now": url_now, "proxy (as shipped)": url_fb}
-        pids = {"proxy+sample_now": px_now.p.pid, "proxy (as shipped)": px_fb.p.pid}
+        px, url_px = start_proxy(up, eng.p.pid, args.interval)
+        procs += [px]
+        targets = {"direct": up, "proxy": url_px}
+        pids = {"proxy": px.p.pid}
         print("B: transformers serve, SmolLM2-135M, 8 streams", file=sys.stderr)
         return interleaved(targets, str(model_dir), args.real_rounds, args.real_requests, args.real_tokens, pids)
     finally:
@@ -396,7 +389,9 @@ def markdown(res: dict[str, Any]) -> str:
             "| through | proxy CPU per request | added p50 latency (median, range over rounds) | added TTFT p50 |",
             "|---|---|---|---|",
         ]
-        for k in ("bare relay", "proxy+sample_now", "proxy (as shipped)"):
+        for k in ("bare relay", "proxy"):
+            if k not in a:
+                continue
             x = a[k]
             lines.append(
                 f"| {k} | {x['proxy_cpu_ms_per_request']:.2f} ms ({x['proxy_cpu_ms_per_request_range'][0]:.2f} to "
@@ -416,9 +411,11 @@ def markdown(res: dict[str, Any]) -> str:
             "| through | added p50 (median, range) | A's added ms as % of B's direct p50 |",
             "|---|---|---|",
         ]
-        for k in ("proxy+sample_now", "proxy (as shipped)"):
+        for k in ("proxy",):
+            if k not in b:
+                continue
             x = b[k]
-            pct = a[k]["added_p50_ms"] / (b["direct_p50_s"] * 1e3) * 100 if a else float("nan")
+            pct = a[k]["added_p50_ms"] / (b["direct_p50_s"] * 1e3) * 100 if a and k in a else float("nan")
             lines.append(
                 f"| {k} | {x['added_p50_ms']:.1f} ms ({x['added_p50_ms_range'][0]:.1f} to "
                 f"{x['added_p50_ms_range'][1]:.1f}) | {pct:.3f} % |"
@@ -441,7 +438,6 @@ def main() -> None:
     pp.add_argument("--pid", type=int, required=True)
     pp.add_argument("--port", type=int, required=True)
     pp.add_argument("--interval", type=float, default=0.1)
-    pp.add_argument("--sample-now", action="store_true")
     rp = sub.add_parser("_relay")
     rp.add_argument("--upstream", required=True)
     rp.add_argument("--port", type=int, required=True)

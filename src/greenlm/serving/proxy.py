@@ -139,15 +139,18 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 
 def chunk_tokens(obj: dict[str, Any]) -> int:
     """Output tokens in one streamed chunk: one per choice that carries new text or a tool call."""
-    n = 0
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
+    return _choice_tokens(obj.get("choices"))
+
+
+def _choice_tokens(choices: Any) -> int:
+    if type(choices) is not list:
         return 0
+    n = 0
     for c in choices:
-        if not isinstance(c, dict):
+        if type(c) is not dict:
             continue
         d = c.get("delta")
-        if isinstance(d, dict):
+        if type(d) is dict:
             if d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls"):
                 n += 1
         elif c.get("text"):
@@ -155,14 +158,11 @@ def chunk_tokens(obj: dict[str, Any]) -> int:
     return n
 
 
-def _is_tail(obj: dict[str, Any]) -> bool:
-    """A chunk that may be the stream's last: it ends a choice, carries usage, or has no choices."""
-    if obj.get("usage"):
-        return True
-    choices = obj.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return True
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+def _any_finish(choices: list[Any]) -> bool:
+    for c in choices:
+        if type(c) is dict and c.get("finish_reason"):
+            return True
+    return False
 
 
 def _usage(obj: Any) -> tuple[int | None, int | None]:
@@ -807,19 +807,31 @@ class ServingProxy:
             await self._finish(rid, "disconnected", None, None)
             return resp
         buf = b""
+        attr_lock = self._lock
         try:
+            # the largest pieces the engine's writes arrive in; each piece is split into whole
+            # SSE events, forwarded in one write (a partial event waits for its end)
             async for piece in up.content.iter_any():
                 if b"\r" in piece:
                     piece = piece.replace(b"\r\n", b"\n")
-                buf += piece
+                if buf:
+                    piece = buf + piece
+                start = 0
                 out: list[bytes] = []
                 while True:
-                    cut = buf.find(b"\n\n")
+                    cut = piece.find(b"\n\n", start)
                     if cut < 0:
                         break
-                    event, buf = buf[: cut + 2], buf[cut + 2 :]
-                    self._on_event(rid, event, sse, out)
-                if out and not await _send(resp, b"".join(out)):
+                    self._on_event(piece[start : cut + 2], sse, out)
+                    start = cut + 2
+                buf = piece[start:] if start else piece
+                if sse.new_tokens:  # one record per piece: its events arrived together
+                    n, sse.new_tokens = sse.new_tokens, 0
+                    t = time.monotonic()
+                    with attr_lock:
+                        if self._attr is not None:
+                            self._attr.tokens(rid, t, n)
+                if out and not await _send(resp, out[0] if len(out) == 1 else b"".join(out)):
                     status = "disconnected"
                     break
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
@@ -830,7 +842,12 @@ class ServingProxy:
             return resp
         out = []
         if buf.strip():  # a last event without its blank line
-            self._on_event(rid, buf.rstrip(b"\n") + b"\n\n", sse, out)
+            self._on_event(buf.rstrip(b"\n") + b"\n\n", sse, out)
+        if sse.new_tokens:
+            with self._lock:
+                if self._attr is not None:
+                    self._attr.tokens(rid, time.monotonic(), sse.new_tokens)
+            sse.new_tokens = 0
         if sse.error:
             status = "upstream-error"
         rec = await self._finish(rid, status, sse.prompt, sse.output)
@@ -848,9 +865,16 @@ class ServingProxy:
             await _send(resp, eof=True)
         return resp
 
-    def _on_event(self, rid: str, event: bytes, sse: _SseState, out: list[bytes]) -> None:
-        """One SSE event from the engine: count its tokens, forward it (or hold a possible last one)."""
-        data = _sse_data(event)
+    @staticmethod
+    def _on_event(event: bytes, sse: _SseState, out: list[bytes]) -> None:
+        """One SSE event from the engine: count its tokens, forward it (or hold a possible last one).
+
+        The tokens are added to ``sse.new_tokens``; the caller records them with their time.
+        """
+        if event.startswith(b"data: ") and event.find(b"\n", 6) == len(event) - 2:
+            data: bytes | None = event[6:-2].strip()  # the usual event: one data line
+        else:
+            data = _sse_data(event)
         if data is None:
             out.append(event)
             return
@@ -861,28 +885,27 @@ class ServingProxy:
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             out.append(event)
             return
+        choices = obj.get("choices")
         if "error" in obj and "choices" not in obj:
             sse.error = True
         sse.last = obj
-        n = chunk_tokens(obj)
-        if n:
-            t = time.monotonic()
-            with self._lock:
-                if self._attr is not None:
-                    self._attr.tokens(rid, t, n)
-        p, o = _usage(obj)
-        if p is not None:
-            sse.prompt = p
-        if o is not None:
-            sse.output = o
-        if sse.held is not None:
-            out.append(sse.held[1])
+        sse.new_tokens += _choice_tokens(choices)
+        usage = obj.get("usage")
+        if usage:
+            p, o = _usage(obj)
+            if p is not None:
+                sse.prompt = p
+            if o is not None:
+                sse.output = o
+        held = sse.held
+        if held is not None:
+            out.append(held[1])
             sse.held = None
-        if _is_tail(obj):
-            sse.held = (obj, event)
+        if usage or not isinstance(choices, list) or not choices or _any_finish(choices):
+            sse.held = (obj, event)  # it may be the stream's last chunk
         else:
             out.append(event)
 
@@ -995,13 +1018,14 @@ class ServingProxy:
 class _SseState:
     """What a relayed stream has shown so far."""
 
-    __slots__ = ("done", "error", "held", "last", "output", "prompt")
+    __slots__ = ("done", "error", "held", "last", "new_tokens", "output", "prompt")
 
     def __init__(self) -> None:
         self.held: tuple[dict[str, Any], bytes] | None = None  # a chunk that may be the last
         self.last: dict[str, Any] | None = None
         self.prompt: int | None = None
         self.output: int | None = None
+        self.new_tokens = 0  # counted, not yet recorded with their time
         self.done = False
         self.error = False
 
