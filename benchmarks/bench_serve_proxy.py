@@ -110,6 +110,14 @@ def run_proxy(args: argparse.Namespace) -> None:
     asyncio.run(main())
 
 
+async def _until_sigterm() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+
+
 def run_relay(args: argparse.Namespace) -> None:
     """``bench_serve_proxy.py _relay``: the floor, a bare aiohttp relay (bytes through, nothing parsed)."""
     import aiohttp
@@ -140,7 +148,57 @@ def run_relay(args: argparse.Namespace) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", args.port).start()
-        await asyncio.Event().wait()
+        await _until_sigterm()
+        await runner.cleanup()
+        await session.close()
+
+    asyncio.run(main())
+
+
+def run_splice(args: argparse.Namespace) -> None:
+    """``bench_serve_proxy.py _splice``: the floor of any user-space proxy, bytes copied between sockets.
+
+    asyncio protocols, no HTTP parsing at all: each client connection gets its own upstream
+    connection and every read is written on at once (what any proxy must at least do to
+    forward tokens as they come).
+    """
+    host, _, port = args.upstream.removeprefix("http://").partition(":")
+
+    class Pipe(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.peer: asyncio.Transport | None = None
+            self.transport: asyncio.Transport | None = None
+            self.pending: list[bytes] = []
+
+        def data_received(self, data: bytes) -> None:
+            if self.peer is None:
+                self.pending.append(data)
+            else:
+                self.peer.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.peer is not None:
+                self.peer.close()
+
+    class Client(Pipe):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+            asyncio.get_running_loop().create_task(self.connect())
+
+        async def connect(self) -> None:
+            loop = asyncio.get_running_loop()
+            up_t, up = await loop.create_connection(Pipe, host, int(port))
+            up.peer = self.transport
+            self.peer = up_t
+            for d in self.pending:
+                up_t.write(d)
+            self.pending.clear()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Client, "127.0.0.1", args.port)
+        await _until_sigterm()
+        server.close()
 
     asyncio.run(main())
 
@@ -162,10 +220,10 @@ class Proc:
             self.p.kill()
 
 
-def start_relay(upstream: str) -> tuple[Proc, str]:
+def start_relay(upstream: str, kind: str = "_relay") -> tuple[Proc, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    return Proc([sys.executable, __file__, "_relay", "--upstream", upstream, "--port", str(port)], url + "/health"), url
+    return Proc([sys.executable, __file__, kind, "--upstream", upstream, "--port", str(port)], url + "/health"), url
 
 
 def start_proxy(upstream: str, pid: int, interval: float) -> tuple[Proc, str]:
@@ -273,9 +331,10 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
     try:
         px, url_px = start_proxy(up, eng.p.pid, args.interval)
         relay, url_relay = start_relay(up)
-        procs += [px, relay]
-        targets = {"direct": up, "bare relay": url_relay, "proxy": url_px}
-        pids = {"proxy": px.p.pid, "bare relay": relay.p.pid}
+        splice, url_splice = start_relay(up, "_splice")
+        procs += [px, relay, splice]
+        targets = {"direct": up, "socket copy": url_splice, "bare relay": url_relay, "proxy": url_px}
+        pids = {"proxy": px.p.pid, "bare relay": relay.p.pid, "socket copy": splice.p.pid}
         print(f"A: fake engine, {args.tokens} tokens {args.token_delay_ms} ms apart, 8 streams", file=sys.stderr)
         return interleaved(targets, "fake-model", args.rounds, args.requests, args.tokens, pids)
     finally:
@@ -389,7 +448,7 @@ def markdown(res: dict[str, Any]) -> str:
             "| through | proxy CPU per request | added p50 latency (median, range over rounds) | added TTFT p50 |",
             "|---|---|---|---|",
         ]
-        for k in ("bare relay", "proxy"):
+        for k in ("socket copy", "bare relay", "proxy"):
             if k not in a:
                 continue
             x = a[k]
@@ -441,6 +500,9 @@ def main() -> None:
     rp = sub.add_parser("_relay")
     rp.add_argument("--upstream", required=True)
     rp.add_argument("--port", type=int, required=True)
+    sp = sub.add_parser("_splice")
+    sp.add_argument("--upstream", required=True)
+    sp.add_argument("--port", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=32)
@@ -460,6 +522,9 @@ def main() -> None:
         return
     if args.cmd == "_relay":
         run_relay(args)
+        return
+    if args.cmd == "_splice":
+        run_splice(args)
         return
     res: dict[str, Any] = {
         "cpu": cpu_model(),
