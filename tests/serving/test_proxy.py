@@ -287,3 +287,57 @@ def test_the_store_gets_rolling_windows_while_serving(store_url):
     assert len(w) >= 3 and sum(x["requests"] for x in w) == 3
     assert sum(x["energy_j"] for x in w) == pytest.approx(result.energy_j, rel=1e-9)
     assert all(x["models"].get("fake-model", {"requests": 0})["requests"] <= 1 for x in w)
+
+
+def _relayed(events: list[bytes], shortcut: bool, monkeypatch) -> tuple[list[int], list[bytes], bytes | None, int]:
+    """Each event's token count, the bytes forwarded, the chunk held back as the possible last,
+    and how many events were parsed."""
+    from greenlm.serving import proxy
+
+    parsed = []
+    loads = json.loads
+    with monkeypatch.context() as m:
+        if not shortcut:
+            m.setattr(proxy, "_content_shape", lambda data, choices: None)
+        m.setattr(proxy.json, "loads", lambda d: parsed.append(d) or loads(d))
+        sse = proxy._SseState()
+        counts, out = [], []
+        for e in events:
+            before = sse.new_tokens
+            proxy.ServingProxy._on_event(e, sse, out)
+            counts.append(sse.new_tokens - before)
+        return counts, out, sse.held[1] if sse.held else None, len(parsed)
+
+
+def test_content_chunks_read_without_parsing_count_exactly_as_parsed_ones(monkeypatch):
+    # the proxy reads a content chunk shaped like the stream's first one (same bytes but the
+    # text) without parsing it; whatever the text, it must count and forward what a parse would
+    def chunk(text, finish=None, cid="c1", extra=None, **dumps):
+        obj = {"id": cid, "object": "chat.completion.chunk", "created": 1, "model": "m"}
+        obj["choices"] = [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]
+        obj.update(extra or {})
+        return b"data: " + json.dumps(obj, **dumps).encode() + b"\n\n"
+
+    raw = b'data: {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": '
+    events = [
+        chunk("", extra={}),  # a role-only style chunk: no text
+        chunk("Hello"),  # the shape
+        chunk(" world"),
+        chunk('say "hi"'),  # quotes: escaped in the chunk
+        chunk("two\nlines"),  # an escape
+        chunk("caf\u00e9", ensure_ascii=False),  # raw UTF-8
+        chunk("caf\u00e9"),  # \u escape
+        raw + b'[{"index": 0, "delta": {"content": "a\x01b"}, "finish_reason": null}]}\n\n',  # not JSON
+        raw + b'[{"index": 0, "delta": {"content": "\xff\xfe"}, "finish_reason": null}]}\n\n',  # not UTF-8
+        chunk("x", cid="c2"),  # another id: another shape
+        chunk("y", separators=(",", ":")),  # compact: another shape
+        chunk(""),  # empty text: no token
+        chunk("z", extra={"usage": {"prompt_tokens": 3, "completion_tokens": 9}}),  # usage: a tail
+        chunk(" more"),
+        chunk("", finish="stop"),  # the last
+    ]
+    counts, out, held, parsed = _relayed(events, True, monkeypatch)
+    assert (counts, out, held) == _relayed(events, False, monkeypatch)[:3]
+    assert counts == [0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0]
+    assert out == events[:-1] and held == events[-1]  # every chunk in order, the last held back
+    assert parsed == len(events) - 3  # " world", raw "café" and " more" were read without a parse

@@ -158,6 +158,45 @@ def _choice_tokens(choices: Any) -> int:
     return n
 
 
+def _content_shape(data: bytes, choices: list[Any]) -> tuple[bytes, bytes, int] | None:
+    """The bytes around the text of a plain one-choice content chunk: ``(before, after, their length)``.
+
+    A later chunk made of the same ``before`` and ``after`` with other text in between is the
+    same object with other text (one token, not a tail): read without parsing it. ``None``
+    when the chunk is not that plain (several choices, other delta keys, escapes in the text).
+    """
+    if len(choices) != 1 or type(choices[0]) is not dict:
+        return None
+    c = choices[0]
+    d = c.get("delta")
+    text = d.get("content") if type(d) is dict and set(d) <= {"content", "role"} else None
+    if type(text) is not str or not text or c.get("finish_reason"):
+        return None
+    if d.get("role") not in (None, "assistant"):
+        return None
+    raw = text.encode()
+    key = data.find(b'"content"')
+    if key < 0 or data.find(b'"content"', key + 1) >= 0:
+        return None  # absent as written, or twice: not sure which is the text
+    start = data.find(b'"', key + 9) + 1
+    if start <= 0 or data[start : start + len(raw)] != raw or data[start + len(raw) : start + len(raw) + 1] != b'"':
+        return None  # the text is escaped in the chunk (quotes, newlines, \\u): no shortcut
+    if data[key + 9 : start - 1].strip(b" :\t") != b"":
+        return None
+    before, after = data[:start], data[start + len(raw) :]
+    return before, after, len(before) + len(after)
+
+
+def _utf8(b: bytes) -> bool:
+    if b.isascii():
+        return True
+    try:
+        b.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _any_finish(choices: list[Any]) -> bool:
     for c in choices:
         if type(c) is dict and c.get("finish_reason"):
@@ -881,6 +920,19 @@ class ServingProxy:
         if data == b"[DONE]":
             sse.done = True  # re-sent after the chunk that carries the energy
             return
+        shape = sse.shape
+        if shape is not None and len(data) > shape[2] and data.startswith(shape[0]) and data.endswith(shape[1]):
+            body = data[len(shape[0]) : len(data) - len(shape[1])]
+            if b'"' not in body and b"\\" not in body and min(body) >= 0x20 and _utf8(body):
+                # the same bytes as the first plain content chunk but for a non-empty text without
+                # quotes, escapes or control characters: the same object with other text, so
+                # one token and not a tail (what the full parse would find)
+                sse.new_tokens += 1
+                if sse.held is not None:
+                    out.append(sse.held[1])
+                    sse.held = None
+                out.append(event)
+                return
         try:
             obj = json.loads(data)
         except ValueError:
@@ -908,6 +960,8 @@ class ServingProxy:
             sse.held = (obj, event)  # it may be the stream's last chunk
         else:
             out.append(event)
+            if sse.shape is None:
+                sse.shape = _content_shape(data, choices)
 
     # ------------------------------------------------------------------ stats and engine extras
     async def stats(self) -> dict[str, Any]:
@@ -1018,7 +1072,7 @@ class ServingProxy:
 class _SseState:
     """What a relayed stream has shown so far."""
 
-    __slots__ = ("done", "error", "held", "last", "new_tokens", "output", "prompt")
+    __slots__ = ("done", "error", "held", "last", "new_tokens", "output", "prompt", "shape")
 
     def __init__(self) -> None:
         self.held: tuple[dict[str, Any], bytes] | None = None  # a chunk that may be the last
@@ -1026,6 +1080,7 @@ class _SseState:
         self.prompt: int | None = None
         self.output: int | None = None
         self.new_tokens = 0  # counted, not yet recorded with their time
+        self.shape: tuple[bytes, bytes, int] | None = None  # see _content_shape
         self.done = False
         self.error = False
 
