@@ -5,17 +5,19 @@ concurrent streams. Four parts, each side by side and interleaved in one run:
 
 A. **Fast engine, ms figure.** ``tests/serving/fake_engine.py`` (an OpenAI-compatible stand-in
    that streams ``--tokens`` tokens ``--token-delay-ms`` apart, sleeping, so it costs almost no
-   CPU) is reached three ways, round-robin, ``--rounds`` rounds of ``--requests`` streaming
-   requests 8 at a time: directly; through the proxy as shipped today (a response's last
-   chunk waits for the tracker's next periodic sample, ``--interval``); and through the proxy
-   with ``sample_now`` (the tracker API that is being added, emulated here with the tracker's
-   own meter read under its lock, so the last chunk waits for one meter read). Per round:
-   the median end-to-end latency and TTFT of each way; the overhead is the per-round
-   difference to direct, reported as the median over rounds with its range.
-B. **Real engine, % figure.** ``transformers serve`` of SmolLM2-135M (CPU, 1 thread), the same
-   interleaving (direct vs proxy with ``sample_now`` vs proxy as shipped), fewer rounds; the
-   overhead of A divided by B's direct p50 is the % figure (B's own difference is dominated by
-   the engine's queueing noise and is shown with its spread).
+   CPU) is reached four ways, round-robin, ``--rounds`` rounds of ``--requests`` streaming
+   requests 8 at a time: directly; through a *socket copy* (asyncio protocols copying bytes
+   between sockets, no HTTP parsing: the floor of any user-space proxy that forwards tokens as
+   they come); through a *bare relay* (aiohttp server and client copying the body, nothing
+   parsed: the floor of a proxy of greenlm's design); and through the proxy (the tracker's
+   ``sample_now()`` reads the meters at each request's end). Per round: the median end-to-end
+   latency and TTFT of each way and the CPU time each relaying process spent per request
+   (its threads' scheduler counters, nanoseconds); the overhead is the per-round difference to
+   direct, reported as the median over rounds with its range.
+B. **Real engine, % figure.** ``transformers serve`` of SmolLM2-135M (CPU, 1 thread), direct vs
+   the proxy interleaved, fewer rounds; the overhead of A divided by B's direct p50 is the %
+   figure (B's own difference is dominated by the engine's queueing noise and is shown with
+   its spread).
 C. ``greenlm bench serve --concurrency 1,2,4,8`` through the proxy in front of SmolLM2 (the
    command line, as a user runs it); results in ``benchmarks/results/serve_sweep/``.
 D. The prefill weight: SmolLM2's forward pass over prompts of 32, 128 and 512 tokens against
@@ -82,8 +84,6 @@ def cpu_model() -> str:
 # ----------------------------------------------------------------------------- a proxy process
 def run_proxy(args: argparse.Namespace) -> None:
     """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream."""
-    import greenlm.tracking.tracker as tracking
-
     from greenlm.serving.proxy import ServingProxy
 
     async def main() -> None:
@@ -273,12 +273,21 @@ async def batch(url: str, model: str, n: int, tokens: int) -> tuple[list[float],
 
 
 def cpu_s(pid: int | None) -> float:
+    """CPU seconds of a process, all its threads: the scheduler's nanosecond counters
+    (``/proc/PID/task/*/schedstat``) where the kernel has them, else psutil's clock ticks."""
     if pid is None:
         return 0.0
-    import psutil
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        import psutil
 
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
 
 
 def interleaved(
@@ -438,6 +447,8 @@ def part_d(model_dir: Path, reps: int) -> dict[str, Any]:
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [f"CPU: {res['cpu']} ({res['cpu_threads']} threads, shared with other jobs)", ""]
+    if res.get("loadavg"):
+        lines += [f"Load average (1 min) before / after: {res['loadavg'][0]:.2f} / {res['loadavg'][1]:.2f}", ""]
     a = res.get("A")
     if a:
         lines += [
@@ -532,6 +543,7 @@ def main() -> None:
         "args": {k: v for k, v in vars(args).items() if k != "cmd"},
     }
     parts = {"A"} if args.skip_real else set(args.parts.split(","))
+    load0 = os.getloadavg()[0]
     if "A" in parts:
         res["A"] = part_a(args)
     if parts & {"B", "C", "D"}:
@@ -542,6 +554,7 @@ def main() -> None:
             res["D"] = part_d(model_dir, args.prefill_reps)
         if "C" in parts:
             res["C_cb" if args.continuous_batching else "C"] = part_c(args, model_dir)
+    res["loadavg"] = [load0, os.getloadavg()[0]]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "serve_proxy.json"
     if out.exists() and parts != {"A", "B", "C", "D"}:  # a partial run keeps the other parts' last figures
