@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FAKE = ROOT / "tests" / "serving" / "fake_engine.py"
 CONCURRENCY = 8
+COMPARED = "proxy (--compare-with)"
 
 
 def free_port() -> int:
@@ -83,8 +84,18 @@ def cpu_model() -> str:
 
 # ----------------------------------------------------------------------------- a proxy process
 def run_proxy(args: argparse.Namespace) -> None:
-    """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream."""
-    from greenlm.serving.proxy import ServingProxy
+    """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream
+    (``--proxy-file``: the ServingProxy of another copy of ``proxy.py``, e.g. an earlier commit's)."""
+    if args.proxy_file:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("greenlm_bench_other_proxy", args.proxy_file)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ServingProxy = mod.ServingProxy
+    else:
+        from greenlm.serving.proxy import ServingProxy
 
     async def main() -> None:
         px = ServingProxy(
@@ -226,10 +237,10 @@ def start_relay(upstream: str, kind: str = "_relay") -> tuple[Proc, str]:
     return Proc([sys.executable, __file__, kind, "--upstream", upstream, "--port", str(port)], url + "/health"), url
 
 
-def start_proxy(upstream: str, pid: int, interval: float) -> tuple[Proc, str]:
+def start_proxy(upstream: str, pid: int, interval: float, proxy_file: str | None = None) -> tuple[Proc, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "_proxy", "--upstream", upstream, "--pid", str(pid), "--port", str(port)]
-    cmd += ["--interval", str(interval)]
+    cmd += ["--interval", str(interval)] + (["--proxy-file", proxy_file] if proxy_file else [])
     url = f"http://127.0.0.1:{port}"
     return Proc(cmd, url + "/greenlm/stats"), url
 
@@ -344,6 +355,11 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
         procs += [px, relay, splice]
         targets = {"direct": up, "socket copy": url_splice, "bare relay": url_relay, "proxy": url_px}
         pids = {"proxy": px.p.pid, "bare relay": relay.p.pid, "socket copy": splice.p.pid}
+        if args.compare_with:  # the same proxy from another copy of proxy.py, side by side
+            other, url_other = start_proxy(up, eng.p.pid, args.interval, args.compare_with)
+            procs.append(other)
+            targets[COMPARED] = url_other
+            pids[COMPARED] = other.p.pid
         print(f"A: fake engine, {args.tokens} tokens {args.token_delay_ms} ms apart, 8 streams", file=sys.stderr)
         return interleaved(targets, "fake-model", args.rounds, args.requests, args.tokens, pids)
     finally:
@@ -459,7 +475,7 @@ def markdown(res: dict[str, Any]) -> str:
             "| through | proxy CPU per request | added p50 latency (median, range over rounds) | added TTFT p50 |",
             "|---|---|---|---|",
         ]
-        for k in ("socket copy", "bare relay", "proxy"):
+        for k in ("socket copy", "bare relay", COMPARED, "proxy"):
             if k not in a:
                 continue
             x = a[k]
@@ -508,6 +524,7 @@ def main() -> None:
     pp.add_argument("--pid", type=int, required=True)
     pp.add_argument("--port", type=int, required=True)
     pp.add_argument("--interval", type=float, default=0.1)
+    pp.add_argument("--proxy-file")
     rp = sub.add_parser("_relay")
     rp.add_argument("--upstream", required=True)
     rp.add_argument("--port", type=int, required=True)
@@ -519,6 +536,11 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--token-delay-ms", type=float, default=2.0)
     ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument(
+        "--compare-with",
+        metavar="PROXY_PY",
+        help="part A: also run the ServingProxy of this copy of proxy.py (e.g. `git show main:...`), interleaved",
+    )
     ap.add_argument("--real-rounds", type=int, default=3)
     ap.add_argument("--real-requests", type=int, default=16)
     ap.add_argument("--real-tokens", type=int, default=16)
