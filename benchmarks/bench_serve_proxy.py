@@ -469,7 +469,7 @@ def markdown(res: dict[str, Any]) -> str:
     if a:
         lines += [
             f"A. fake engine ({res['args']['tokens']} tokens, {res['args']['token_delay_ms']} ms apart), 8 streams, "
-            f"{res['args']['rounds']} rounds x {res['args']['requests']} requests; direct p50 "
+            f"{len(a['rounds']['direct'])} rounds x {res['args']['requests']} requests; direct p50 "
             f"{a['direct_p50_s'] * 1e3:.1f} ms",
             "",
             "| through | proxy CPU per request | added p50 latency (median, range over rounds) | added TTFT p50 |",
@@ -490,7 +490,7 @@ def markdown(res: dict[str, Any]) -> str:
     if b:
         lines += [
             f"B. transformers serve, SmolLM2-135M, {res['args']['real_tokens']} tokens, 8 streams, "
-            f"{res['args']['real_rounds']} rounds x {res['args']['real_requests']} requests; direct p50 "
+            f"{len(b['rounds']['direct'])} rounds x {res['args']['real_requests']} requests; direct p50 "
             f"{b['direct_p50_s'] * 1e3:.0f} ms (range {b['direct_p50_s_range'][0] * 1e3:.0f}-"
             f"{b['direct_p50_s_range'][1] * 1e3:.0f} ms)",
             "",
