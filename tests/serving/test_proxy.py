@@ -9,6 +9,7 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -289,16 +290,16 @@ def test_the_store_gets_rolling_windows_while_serving(store_url):
     assert all(x["models"].get("fake-model", {"requests": 0})["requests"] <= 1 for x in w)
 
 
-def _relayed(events: list[bytes], shortcut: bool, monkeypatch) -> tuple[list[int], list[bytes], bytes | None, int]:
+def _relayed(events: list[bytes], shortcut: bool, monkeypatch) -> tuple[Any, ...]:
     """Each event's token count, the bytes forwarded, the chunk held back as the possible last,
-    and how many events were parsed."""
+    what an added last chunk would name, and how many events were parsed."""
     from greenlm.serving import proxy
 
     parsed = []
     loads = json.loads
     with monkeypatch.context() as m:
         if not shortcut:
-            m.setattr(proxy, "_content_shape", lambda data, choices: None)
+            m.setattr(proxy, "_content_shape", lambda data, obj, choices: None)
         m.setattr(proxy.json, "loads", lambda d: parsed.append(d) or loads(d))
         sse = proxy._SseState()
         counts, out = [], []
@@ -306,7 +307,8 @@ def _relayed(events: list[bytes], shortcut: bool, monkeypatch) -> tuple[list[int
             before = sse.new_tokens
             proxy.ServingProxy._on_event(e, sse, out)
             counts.append(sse.new_tokens - before)
-        return counts, out, sse.held[1] if sse.held else None, len(parsed)
+        last = {k: (sse.last or {}).get(k) for k in ("id", "object", "created", "model")}  # for an added last chunk
+        return counts, out, sse.held[1] if sse.held else None, last, len(parsed)
 
 
 def test_content_chunks_read_without_parsing_count_exactly_as_parsed_ones(monkeypatch):
@@ -336,8 +338,12 @@ def test_content_chunks_read_without_parsing_count_exactly_as_parsed_ones(monkey
         chunk(" more"),
         chunk("", finish="stop"),  # the last
     ]
-    counts, out, held, parsed = _relayed(events, True, monkeypatch)
+    counts, out, held, _, parsed = _relayed(events, True, monkeypatch)
     assert (counts, out, held) == _relayed(events, False, monkeypatch)[:3]
+    # a stream that ends without a last chunk, after another id: the added chunk names the same
+    for seq in (events[:3], events[:14], [events[1], events[9], events[2]]):
+        fast = _relayed(seq, True, monkeypatch)
+        assert fast[:4] == _relayed(seq, False, monkeypatch)[:4] and fast[3]["id"] == "c1"
     assert counts == [0, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0]
     assert out == events[:-1] and held == events[-1]  # every chunk in order, the last held back
     assert parsed == len(events) - 3  # " world", raw "café" and " more" were read without a parse

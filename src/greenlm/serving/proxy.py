@@ -76,6 +76,8 @@ CHARS_PER_TOKEN = 4.0
 
 
 _AIOHTTP: Any = None
+#: A plain content chunk's bytes before and after its text, their length, and the parsed chunk.
+_Shape = tuple[bytes, bytes, int, dict[str, Any]]
 
 
 def _aiohttp() -> Any:
@@ -158,8 +160,8 @@ def _choice_tokens(choices: Any) -> int:
     return n
 
 
-def _content_shape(data: bytes, choices: list[Any]) -> tuple[bytes, bytes, int] | None:
-    """The bytes around the text of a plain one-choice content chunk: ``(before, after, their length)``.
+def _content_shape(data: bytes, obj: dict[str, Any], choices: list[Any]) -> _Shape | None:
+    """The bytes around the text of a plain one-choice content chunk: ``(before, after, their length, obj)``.
 
     A later chunk made of the same ``before`` and ``after`` with other text in between is the
     same object with other text (one token, not a tail): read without parsing it. ``None``
@@ -184,7 +186,7 @@ def _content_shape(data: bytes, choices: list[Any]) -> tuple[bytes, bytes, int] 
     if data[key + 9 : start - 1].strip(b" :\t") != b"":
         return None
     before, after = data[:start], data[start + len(raw) :]
-    return before, after, len(before) + len(after)
+    return before, after, len(before) + len(after), obj
 
 
 def _utf8(b: bytes) -> bool:
@@ -928,6 +930,7 @@ class ServingProxy:
                 # quotes, escapes or control characters: the same object with other text, so
                 # one token and not a tail (what the full parse would find)
                 sse.new_tokens += 1
+                sse.last = shape[3]  # as the parse would: the same id, object, created, model
                 if sse.held is not None:
                     out.append(sse.held[1])
                     sse.held = None
@@ -961,7 +964,7 @@ class ServingProxy:
         else:
             out.append(event)
             if sse.shape is None:
-                sse.shape = _content_shape(data, choices)
+                sse.shape = _content_shape(data, obj, choices)
 
     # ------------------------------------------------------------------ stats and engine extras
     async def stats(self) -> dict[str, Any]:
@@ -1080,7 +1083,7 @@ class _SseState:
         self.prompt: int | None = None
         self.output: int | None = None
         self.new_tokens = 0  # counted, not yet recorded with their time
-        self.shape: tuple[bytes, bytes, int] | None = None  # see _content_shape
+        self.shape: _Shape | None = None  # see _content_shape
         self.done = False
         self.error = False
 
