@@ -25,6 +25,10 @@ D. The prefill weight: SmolLM2's forward pass over prompts of 32, 128 and 512 to
    equivalents per prompt token, the default of ``greenlm serve --prefill-weight``.
 
     .venv/bin/python benchmarks/bench_serve_proxy.py [--rounds 7] [--requests 64] [--skip-real]
+        [--parts A,B,C,D] [--compare-with OTHER_PROXY_PY]
+
+``--compare-with`` adds the ServingProxy of another copy of ``proxy.py`` to part A, interleaved
+(e.g. ``git show main:src/greenlm/serving/proxy.py > /tmp/proxy_main.py``: before and after).
 
 Writes ``benchmarks/results/serve_proxy.json`` and prints Markdown for BENCHMARKS.md.
 """
