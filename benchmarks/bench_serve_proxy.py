@@ -5,17 +5,19 @@ concurrent streams. Four parts, each side by side and interleaved in one run:
 
 A. **Fast engine, ms figure.** ``tests/serving/fake_engine.py`` (an OpenAI-compatible stand-in
    that streams ``--tokens`` tokens ``--token-delay-ms`` apart, sleeping, so it costs almost no
-   CPU) is reached three ways, round-robin, ``--rounds`` rounds of ``--requests`` streaming
-   requests 8 at a time: directly; through the proxy as shipped today (a response's last
-   chunk waits for the tracker's next periodic sample, ``--interval``); and through the proxy
-   with ``sample_now`` (the tracker API that is being added, emulated here with the tracker's
-   own meter read under its lock, so the last chunk waits for one meter read). Per round:
-   the median end-to-end latency and TTFT of each way; the overhead is the per-round
-   difference to direct, reported as the median over rounds with its range.
-B. **Real engine, % figure.** ``transformers serve`` of SmolLM2-135M (CPU, 1 thread), the same
-   interleaving (direct vs proxy with ``sample_now`` vs proxy as shipped), fewer rounds; the
-   overhead of A divided by B's direct p50 is the % figure (B's own difference is dominated by
-   the engine's queueing noise and is shown with its spread).
+   CPU) is reached four ways, round-robin, ``--rounds`` rounds of ``--requests`` streaming
+   requests 8 at a time: directly; through a *socket copy* (asyncio protocols copying bytes
+   between sockets, no HTTP parsing: the floor of any user-space proxy that forwards tokens as
+   they come); through a *bare relay* (aiohttp server and client copying the body, nothing
+   parsed: the floor of a proxy of greenlm's design); and through the proxy (the tracker's
+   ``sample_now()`` reads the meters at each request's end). Per round: the median end-to-end
+   latency and TTFT of each way and the CPU time each relaying process spent per request
+   (its threads' scheduler counters, nanoseconds); the overhead is the per-round difference to
+   direct, reported as the median over rounds with its range.
+B. **Real engine, % figure.** ``transformers serve`` of SmolLM2-135M (CPU, 1 thread), direct vs
+   the proxy interleaved, fewer rounds; the overhead of A divided by B's direct p50 is the %
+   figure (B's own difference is dominated by the engine's queueing noise and is shown with
+   its spread).
 C. ``greenlm bench serve --concurrency 1,2,4,8`` through the proxy in front of SmolLM2 (the
    command line, as a user runs it); results in ``benchmarks/results/serve_sweep/``.
 D. The prefill weight: SmolLM2's forward pass over prompts of 32, 128 and 512 tokens against
@@ -23,6 +25,10 @@ D. The prefill weight: SmolLM2's forward pass over prompts of 32, 128 and 512 to
    equivalents per prompt token, the default of ``greenlm serve --prefill-weight``.
 
     .venv/bin/python benchmarks/bench_serve_proxy.py [--rounds 7] [--requests 64] [--skip-real]
+        [--parts A,B,C,D] [--compare-with OTHER_PROXY_PY]
+
+``--compare-with`` adds the ServingProxy of another copy of ``proxy.py`` to part A, interleaved
+(e.g. ``git show main:src/greenlm/serving/proxy.py > /tmp/proxy_main.py``: before and after).
 
 Writes ``benchmarks/results/serve_proxy.json`` and prints Markdown for BENCHMARKS.md.
 """
@@ -47,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FAKE = ROOT / "tests" / "serving" / "fake_engine.py"
 CONCURRENCY = 8
+COMPARED = "proxy (--compare-with)"
 
 
 def free_port() -> int:
@@ -55,9 +62,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 300.0) -> None:
+def wait_http(url: str, timeout_s: float = 300.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            raise RuntimeError(f"{url}: the process exited ({proc.returncode}) before answering:\n{err}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -78,22 +88,18 @@ def cpu_model() -> str:
 
 # ----------------------------------------------------------------------------- a proxy process
 def run_proxy(args: argparse.Namespace) -> None:
-    """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream."""
-    import greenlm.tracking.tracker as tracking
+    """``bench_serve_proxy.py _proxy``: a ServingProxy on --port in front of --upstream
+    (``--proxy-file``: the ServingProxy of another copy of ``proxy.py``, e.g. an earlier commit's)."""
+    if args.proxy_file:
+        import importlib.util
 
-    if args.sample_now:
-        base = tracking.EnergyTracker
-
-        class WithSampleNow(base):  # type: ignore[misc, valid-type]
-            """The coming ``EnergyTracker.sample_now()``, emulated with the tracker's own read."""
-
-            def sample_now(self) -> tuple[float, float]:
-                with self._lock:
-                    self._read()
-                    return self._t0 + self._times[-1], self._total[-1]
-
-        tracking.EnergyTracker = WithSampleNow  # the proxy builds its tracker from this name
-    from greenlm.serving.proxy import ServingProxy
+        spec = importlib.util.spec_from_file_location("greenlm_bench_other_proxy", args.proxy_file)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        ServingProxy = mod.ServingProxy
+    else:
+        from greenlm.serving.proxy import ServingProxy
 
     async def main() -> None:
         px = ServingProxy(
@@ -117,6 +123,14 @@ def run_proxy(args: argparse.Namespace) -> None:
         print(json.dumps({"requests": s["requests"], "measured_j": s["measured_energy_j"]}), flush=True)
 
     asyncio.run(main())
+
+
+async def _until_sigterm() -> None:
+    import signal
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
 
 
 def run_relay(args: argparse.Namespace) -> None:
@@ -149,15 +163,69 @@ def run_relay(args: argparse.Namespace) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", args.port).start()
-        await asyncio.Event().wait()
+        await _until_sigterm()
+        await runner.cleanup()
+        await session.close()
+
+    asyncio.run(main())
+
+
+def run_splice(args: argparse.Namespace) -> None:
+    """``bench_serve_proxy.py _splice``: the floor of any user-space proxy, bytes copied between sockets.
+
+    asyncio protocols, no HTTP parsing at all: each client connection gets its own upstream
+    connection and every read is written on at once (what any proxy must at least do to
+    forward tokens as they come).
+    """
+    host, _, port = args.upstream.removeprefix("http://").partition(":")
+
+    class Pipe(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.peer: asyncio.Transport | None = None
+            self.transport: asyncio.Transport | None = None
+            self.pending: list[bytes] = []
+
+        def data_received(self, data: bytes) -> None:
+            if self.peer is None:
+                self.pending.append(data)
+            else:
+                self.peer.write(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.peer is not None:
+                self.peer.close()
+
+    class Client(Pipe):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+            asyncio.get_running_loop().create_task(self.connect())
+
+        async def connect(self) -> None:
+            loop = asyncio.get_running_loop()
+            up_t, up = await loop.create_connection(Pipe, host, int(port))
+            up.peer = self.transport
+            self.peer = up_t
+            for d in self.pending:
+                up_t.write(d)
+            self.pending.clear()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Client, "127.0.0.1", args.port)
+        await _until_sigterm()
+        server.close()
 
     asyncio.run(main())
 
 
 class Proc:
     def __init__(self, cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
-        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_http(ready_url)
+        self.p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_http(ready_url, proc=self.p)
+        except RuntimeError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.p.terminate()
@@ -167,16 +235,16 @@ class Proc:
             self.p.kill()
 
 
-def start_relay(upstream: str) -> tuple[Proc, str]:
+def start_relay(upstream: str, kind: str = "_relay") -> tuple[Proc, str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    return Proc([sys.executable, __file__, "_relay", "--upstream", upstream, "--port", str(port)], url + "/health"), url
+    return Proc([sys.executable, __file__, kind, "--upstream", upstream, "--port", str(port)], url + "/health"), url
 
 
-def start_proxy(upstream: str, pid: int, interval: float, sample_now: bool) -> tuple[Proc, str]:
+def start_proxy(upstream: str, pid: int, interval: float, proxy_file: str | None = None) -> tuple[Proc, str]:
     port = free_port()
     cmd = [sys.executable, __file__, "_proxy", "--upstream", upstream, "--pid", str(pid), "--port", str(port)]
-    cmd += ["--interval", str(interval)] + (["--sample-now"] if sample_now else [])
+    cmd += ["--interval", str(interval)] + (["--proxy-file", proxy_file] if proxy_file else [])
     url = f"http://127.0.0.1:{port}"
     return Proc(cmd, url + "/greenlm/stats"), url
 
@@ -220,12 +288,21 @@ async def batch(url: str, model: str, n: int, tokens: int) -> tuple[list[float],
 
 
 def cpu_s(pid: int | None) -> float:
+    """CPU seconds of a process, all its threads: the scheduler's nanosecond counters
+    (``/proc/PID/task/*/schedstat``) where the kernel has them, else psutil's clock ticks."""
     if pid is None:
         return 0.0
-    import psutil
+    try:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        import psutil
 
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
 
 
 def interleaved(
@@ -276,12 +353,17 @@ def part_a(args: argparse.Namespace) -> dict[str, Any]:
     up = f"http://127.0.0.1:{port}"
     procs = [eng]
     try:
-        px_now, url_now = start_proxy(up, eng.p.pid, args.interval, True)
-        px_fb, url_fb = start_proxy(up, eng.p.pid, args.interval, False)
+        px, url_px = start_proxy(up, eng.p.pid, args.interval)
         relay, url_relay = start_relay(up)
-        procs += [px_now, px_fb, relay]
-        targets = {"direct": up, "bare relay": url_relay, "proxy+sample_now": url_now, "proxy (as shipped)": url_fb}
-        pids = {"proxy+sample_now": px_now.p.pid, "proxy (as shipped)": px_fb.p.pid, "bare relay": relay.p.pid}
+        splice, url_splice = start_relay(up, "_splice")
+        procs += [px, relay, splice]
+        targets = {"direct": up, "socket copy": url_splice, "bare relay": url_relay, "proxy": url_px}
+        pids = {"proxy": px.p.pid, "bare relay": relay.p.pid, "socket copy": splice.p.pid}
+        if args.compare_with:  # the same proxy from another copy of proxy.py, side by side
+            other, url_other = start_proxy(up, eng.p.pid, args.interval, args.compare_with)
+            procs.append(other)
+            targets[COMPARED] = url_other
+            pids[COMPARED] = other.p.pid
         print(f"A: fake engine, {args.tokens} tokens {args.token_delay_ms} ms apart, 8 streams", file=sys.stderr)
         return interleaved(targets, "fake-model", args.rounds, args.requests, args.tokens, pids)
     finally:
@@ -306,11 +388,10 @@ def part_b(args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
     procs = [eng]
     try:
         asyncio.run(batch(up, str(model_dir), 2, 4))  # warm up
-        px_now, url_now = start_proxy(up, eng.p.pid, args.interval, True)
-        px_fb, url_fb = start_proxy(up, eng.p.pid, args.interval, False)
-        procs += [px_now, px_fb]
-        targets = {"direct": up, "proxy+sample_now": url_now, "proxy (as shipped)": url_fb}
-        pids = {"proxy+sample_now": px_now.p.pid, "proxy (as shipped)": px_fb.p.pid}
+        px, url_px = start_proxy(up, eng.p.pid, args.interval)
+        procs += [px]
+        targets = {"direct": up, "proxy": url_px}
+        pids = {"proxy": px.p.pid}
         print("B: transformers serve, SmolLM2-135M, 8 streams", file=sys.stderr)
         return interleaved(targets, str(model_dir), args.real_rounds, args.real_requests, args.real_tokens, pids)
     finally:
@@ -386,17 +467,21 @@ def part_d(model_dir: Path, reps: int) -> dict[str, Any]:
 
 def markdown(res: dict[str, Any]) -> str:
     lines = [f"CPU: {res['cpu']} ({res['cpu_threads']} threads, shared with other jobs)", ""]
+    if res.get("loadavg"):
+        lines += [f"Load average (1 min) before / after: {res['loadavg'][0]:.2f} / {res['loadavg'][1]:.2f}", ""]
     a = res.get("A")
     if a:
         lines += [
             f"A. fake engine ({res['args']['tokens']} tokens, {res['args']['token_delay_ms']} ms apart), 8 streams, "
-            f"{res['args']['rounds']} rounds x {res['args']['requests']} requests; direct p50 "
+            f"{len(a['rounds']['direct'])} rounds x {res['args']['requests']} requests; direct p50 "
             f"{a['direct_p50_s'] * 1e3:.1f} ms",
             "",
             "| through | proxy CPU per request | added p50 latency (median, range over rounds) | added TTFT p50 |",
             "|---|---|---|---|",
         ]
-        for k in ("bare relay", "proxy+sample_now", "proxy (as shipped)"):
+        for k in ("socket copy", "bare relay", COMPARED, "proxy"):
+            if k not in a:
+                continue
             x = a[k]
             lines.append(
                 f"| {k} | {x['proxy_cpu_ms_per_request']:.2f} ms ({x['proxy_cpu_ms_per_request_range'][0]:.2f} to "
@@ -409,16 +494,18 @@ def markdown(res: dict[str, Any]) -> str:
     if b:
         lines += [
             f"B. transformers serve, SmolLM2-135M, {res['args']['real_tokens']} tokens, 8 streams, "
-            f"{res['args']['real_rounds']} rounds x {res['args']['real_requests']} requests; direct p50 "
+            f"{len(b['rounds']['direct'])} rounds x {res['args']['real_requests']} requests; direct p50 "
             f"{b['direct_p50_s'] * 1e3:.0f} ms (range {b['direct_p50_s_range'][0] * 1e3:.0f}-"
             f"{b['direct_p50_s_range'][1] * 1e3:.0f} ms)",
             "",
             "| through | added p50 (median, range) | A's added ms as % of B's direct p50 |",
             "|---|---|---|",
         ]
-        for k in ("proxy+sample_now", "proxy (as shipped)"):
+        for k in ("proxy",):
+            if k not in b:
+                continue
             x = b[k]
-            pct = a[k]["added_p50_ms"] / (b["direct_p50_s"] * 1e3) * 100 if a else float("nan")
+            pct = a[k]["added_p50_ms"] / (b["direct_p50_s"] * 1e3) * 100 if a and k in a else float("nan")
             lines.append(
                 f"| {k} | {x['added_p50_ms']:.1f} ms ({x['added_p50_ms_range'][0]:.1f} to "
                 f"{x['added_p50_ms_range'][1]:.1f}) | {pct:.3f} % |"
@@ -441,15 +528,23 @@ def main() -> None:
     pp.add_argument("--pid", type=int, required=True)
     pp.add_argument("--port", type=int, required=True)
     pp.add_argument("--interval", type=float, default=0.1)
-    pp.add_argument("--sample-now", action="store_true")
+    pp.add_argument("--proxy-file")
     rp = sub.add_parser("_relay")
     rp.add_argument("--upstream", required=True)
     rp.add_argument("--port", type=int, required=True)
+    sp = sub.add_parser("_splice")
+    sp.add_argument("--upstream", required=True)
+    sp.add_argument("--port", type=int, required=True)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--token-delay-ms", type=float, default=2.0)
     ap.add_argument("--interval", type=float, default=0.1)
+    ap.add_argument(
+        "--compare-with",
+        metavar="PROXY_PY",
+        help="part A: also run the ServingProxy of this copy of proxy.py (e.g. `git show main:...`), interleaved",
+    )
     ap.add_argument("--real-rounds", type=int, default=3)
     ap.add_argument("--real-requests", type=int, default=16)
     ap.add_argument("--real-tokens", type=int, default=16)
@@ -465,12 +560,16 @@ def main() -> None:
     if args.cmd == "_relay":
         run_relay(args)
         return
+    if args.cmd == "_splice":
+        run_splice(args)
+        return
     res: dict[str, Any] = {
         "cpu": cpu_model(),
         "cpu_threads": os.cpu_count(),
         "args": {k: v for k, v in vars(args).items() if k != "cmd"},
     }
     parts = {"A"} if args.skip_real else set(args.parts.split(","))
+    load0 = os.getloadavg()[0]
     if "A" in parts:
         res["A"] = part_a(args)
     if parts & {"B", "C", "D"}:
@@ -481,6 +580,7 @@ def main() -> None:
             res["D"] = part_d(model_dir, args.prefill_reps)
         if "C" in parts:
             res["C_cb" if args.continuous_batching else "C"] = part_c(args, model_dir)
+    res["loadavg"] = [load0, os.getloadavg()[0]]
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "serve_proxy.json"
     if out.exists() and parts != {"A", "B", "C", "D"}:  # a partial run keeps the other parts' last figures

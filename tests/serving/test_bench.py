@@ -46,7 +46,7 @@ POINT_KEYS = {
 }
 
 
-def test_a_sweep_gives_the_exact_form_and_figures_that_hang_together(store_url, tmp_path):
+def test_a_sweep_gives_the_exact_form_and_figures_that_hang_together(store_url, tmp_path, capsys):
     watts = 150.0
     with (
         FakeEngine("--token-delay-ms", "3") as eng,
@@ -59,6 +59,11 @@ def test_a_sweep_gives_the_exact_form_and_figures_that_hang_together(store_url, 
         ) as px,
     ):
         run = run_bench(BenchOptions(url=px.url, concurrency=[1, 4], requests=8, max_tokens=10, warmup=1))
+    # the person waiting sees each point's progress on stderr (log mode here: not a terminal)
+    err = capsys.readouterr().err.splitlines()
+    for c in (1, 4):
+        assert any(ln.startswith(f"bench serve: concurrency {c}: requests (1/8, ") for ln in err), err
+        assert any(ln.startswith(f"bench serve: concurrency {c}: 8/8 requests answered (") for ln in err), err
     res = run.result
     assert list(res) == ["kind", "version", "model", "engine", "hardware", "model_info", "points"]
     assert (res["kind"], res["version"], res["model"]) == ("greenlm.bench.serve", 1, "fake-model")

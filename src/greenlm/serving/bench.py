@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from greenlm.errors import ConfigError, GreenlmError
-from greenlm.serving._progress import Progress
+from greenlm.progress import Progress
 
 BENCH_KIND = "greenlm.bench.serve"
 BENCH_VERSION = 1
@@ -299,21 +299,21 @@ async def _point(
     before = await _stats(session, url)
     queue = list(range(opts.requests))
     samples: list[Sample] = []
-    bar = Progress(f"bench serve: concurrency {c}", opts.requests)
+    bar = Progress(f"bench serve: concurrency {c}")
 
     async def worker() -> None:
         while queue:
             i = queue.pop(0)
             s = await _one(session, url, model, prompts[(offset + i) % len(prompts)], opts)
             samples.append(s)
-            bar.update(len(samples))
+            bar.update("requests", len(samples), opts.requests)
 
     t0 = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(c)))
     t1 = time.monotonic()
     after = await _stats(session, url)
     ok = [s for s in samples if s.ok]
-    bar.close(f"{len(ok)}/{len(samples)} ok")
+    bar.close(f"{len(ok)}/{len(samples)} requests answered")
     if not ok:
         first = next((s.error for s in samples if s.error), "no answer")
         raise BenchError(f"Every request at concurrency {c} failed; the first: {first}")

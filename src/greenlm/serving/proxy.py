@@ -76,6 +76,8 @@ CHARS_PER_TOKEN = 4.0
 
 
 _AIOHTTP: Any = None
+#: A plain content chunk's bytes before and after its text, their length, and the parsed chunk.
+_Shape = tuple[bytes, bytes, int, dict[str, Any]]
 
 
 def _aiohttp() -> Any:
@@ -139,15 +141,18 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 
 def chunk_tokens(obj: dict[str, Any]) -> int:
     """Output tokens in one streamed chunk: one per choice that carries new text or a tool call."""
-    n = 0
-    choices = obj.get("choices")
-    if not isinstance(choices, list):
+    return _choice_tokens(obj.get("choices"))
+
+
+def _choice_tokens(choices: Any) -> int:
+    if type(choices) is not list:
         return 0
+    n = 0
     for c in choices:
-        if not isinstance(c, dict):
+        if type(c) is not dict:
             continue
         d = c.get("delta")
-        if isinstance(d, dict):
+        if type(d) is dict:
             if d.get("content") or d.get("reasoning_content") or d.get("reasoning") or d.get("tool_calls"):
                 n += 1
         elif c.get("text"):
@@ -155,14 +160,50 @@ def chunk_tokens(obj: dict[str, Any]) -> int:
     return n
 
 
-def _is_tail(obj: dict[str, Any]) -> bool:
-    """A chunk that may be the stream's last: it ends a choice, carries usage, or has no choices."""
-    if obj.get("usage"):
+def _content_shape(data: bytes, obj: dict[str, Any], choices: list[Any]) -> _Shape | None:
+    """The bytes around the text of a plain one-choice content chunk: ``(before, after, their length, obj)``.
+
+    A later chunk made of the same ``before`` and ``after`` with other text in between is the
+    same object with other text (one token, not a tail): read without parsing it. ``None``
+    when the chunk is not that plain (several choices, other delta keys, escapes in the text).
+    """
+    if len(choices) != 1 or type(choices[0]) is not dict:
+        return None
+    c = choices[0]
+    d = c.get("delta")
+    if type(d) is not dict or not set(d) <= {"content", "role"} or d.get("role") not in (None, "assistant"):
+        return None
+    text = d.get("content")
+    if type(text) is not str or not text or c.get("finish_reason"):
+        return None
+    raw = text.encode()
+    key = data.find(b'"content"')
+    if key < 0 or data.find(b'"content"', key + 1) >= 0:
+        return None  # absent as written, or twice: not sure which is the text
+    start = data.find(b'"', key + 9) + 1
+    if start <= 0 or data[start : start + len(raw)] != raw or data[start + len(raw) : start + len(raw) + 1] != b'"':
+        return None  # the text is escaped in the chunk (quotes, newlines, \\u): no shortcut
+    if data[key + 9 : start - 1].strip(b" :\t") != b"":
+        return None
+    before, after = data[:start], data[start + len(raw) :]
+    return before, after, len(before) + len(after), obj
+
+
+def _utf8(b: bytes) -> bool:
+    if b.isascii():
         return True
-    choices = obj.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return True
-    return any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+    try:
+        b.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _any_finish(choices: list[Any]) -> bool:
+    for c in choices:  # noqa: SIM110 (a loop: any() over a generator costs more per chunk)
+        if type(c) is dict and c.get("finish_reason"):
+            return True
+    return False
 
 
 def _usage(obj: Any) -> tuple[int | None, int | None]:
@@ -807,19 +848,31 @@ class ServingProxy:
             await self._finish(rid, "disconnected", None, None)
             return resp
         buf = b""
+        attr_lock = self._lock
         try:
+            # the largest pieces the engine's writes arrive in; each piece is split into whole
+            # SSE events, forwarded in one write (a partial event waits for its end)
             async for piece in up.content.iter_any():
                 if b"\r" in piece:
                     piece = piece.replace(b"\r\n", b"\n")
-                buf += piece
+                if buf:
+                    piece = buf + piece
+                start = 0
                 out: list[bytes] = []
                 while True:
-                    cut = buf.find(b"\n\n")
+                    cut = piece.find(b"\n\n", start)
                     if cut < 0:
                         break
-                    event, buf = buf[: cut + 2], buf[cut + 2 :]
-                    self._on_event(rid, event, sse, out)
-                if out and not await _send(resp, b"".join(out)):
+                    self._on_event(piece[start : cut + 2], sse, out)
+                    start = cut + 2
+                buf = piece[start:] if start else piece
+                if sse.new_tokens:  # one record per piece: its events arrived together
+                    n, sse.new_tokens = sse.new_tokens, 0
+                    t = time.monotonic()
+                    with attr_lock:
+                        if self._attr is not None:
+                            self._attr.tokens(rid, t, n)
+                if out and not await _send(resp, out[0] if len(out) == 1 else b"".join(out)):
                     status = "disconnected"
                     break
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
@@ -830,7 +883,12 @@ class ServingProxy:
             return resp
         out = []
         if buf.strip():  # a last event without its blank line
-            self._on_event(rid, buf.rstrip(b"\n") + b"\n\n", sse, out)
+            self._on_event(buf.rstrip(b"\n") + b"\n\n", sse, out)
+        if sse.new_tokens:
+            with self._lock:
+                if self._attr is not None:
+                    self._attr.tokens(rid, time.monotonic(), sse.new_tokens)
+            sse.new_tokens = 0
         if sse.error:
             status = "upstream-error"
         rec = await self._finish(rid, status, sse.prompt, sse.output)
@@ -848,43 +906,65 @@ class ServingProxy:
             await _send(resp, eof=True)
         return resp
 
-    def _on_event(self, rid: str, event: bytes, sse: _SseState, out: list[bytes]) -> None:
-        """One SSE event from the engine: count its tokens, forward it (or hold a possible last one)."""
-        data = _sse_data(event)
+    @staticmethod
+    def _on_event(event: bytes, sse: _SseState, out: list[bytes]) -> None:
+        """One SSE event from the engine: count its tokens, forward it (or hold a possible last one).
+
+        The tokens are added to ``sse.new_tokens``; the caller records them with their time.
+        """
+        if event.startswith(b"data: ") and event.find(b"\n", 6) == len(event) - 2:
+            data: bytes | None = event[6:-2].strip()  # the usual event: one data line
+        else:
+            data = _sse_data(event)
         if data is None:
             out.append(event)
             return
         if data == b"[DONE]":
             sse.done = True  # re-sent after the chunk that carries the energy
             return
+        shape = sse.shape
+        if shape is not None and len(data) > shape[2] and data.startswith(shape[0]) and data.endswith(shape[1]):
+            body = data[len(shape[0]) : len(data) - len(shape[1])]
+            if b'"' not in body and b"\\" not in body and min(body) >= 0x20 and _utf8(body):
+                # the same bytes as the first plain content chunk but for a non-empty text without
+                # quotes, escapes or control characters: the same object with other text, so
+                # one token and not a tail (what the full parse would find)
+                sse.new_tokens += 1
+                sse.last = shape[3]  # as the parse would: the same id, object, created, model
+                if sse.held is not None:
+                    out.append(sse.held[1])
+                    sse.held = None
+                out.append(event)
+                return
         try:
             obj = json.loads(data)
         except ValueError:
             obj = None
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             out.append(event)
             return
+        choices = obj.get("choices")
         if "error" in obj and "choices" not in obj:
             sse.error = True
         sse.last = obj
-        n = chunk_tokens(obj)
-        if n:
-            t = time.monotonic()
-            with self._lock:
-                if self._attr is not None:
-                    self._attr.tokens(rid, t, n)
-        p, o = _usage(obj)
-        if p is not None:
-            sse.prompt = p
-        if o is not None:
-            sse.output = o
-        if sse.held is not None:
-            out.append(sse.held[1])
+        sse.new_tokens += _choice_tokens(choices)
+        usage = obj.get("usage")
+        if usage:
+            p, o = _usage(obj)
+            if p is not None:
+                sse.prompt = p
+            if o is not None:
+                sse.output = o
+        held = sse.held
+        if held is not None:
+            out.append(held[1])
             sse.held = None
-        if _is_tail(obj):
-            sse.held = (obj, event)
+        if usage or not isinstance(choices, list) or not choices or _any_finish(choices):
+            sse.held = (obj, event)  # it may be the stream's last chunk
         else:
             out.append(event)
+            if sse.shape is None:
+                sse.shape = _content_shape(data, obj, choices)
 
     # ------------------------------------------------------------------ stats and engine extras
     async def stats(self) -> dict[str, Any]:
@@ -995,13 +1075,15 @@ class ServingProxy:
 class _SseState:
     """What a relayed stream has shown so far."""
 
-    __slots__ = ("done", "error", "held", "last", "output", "prompt")
+    __slots__ = ("done", "error", "held", "last", "new_tokens", "output", "prompt", "shape")
 
     def __init__(self) -> None:
         self.held: tuple[dict[str, Any], bytes] | None = None  # a chunk that may be the last
         self.last: dict[str, Any] | None = None
         self.prompt: int | None = None
         self.output: int | None = None
+        self.new_tokens = 0  # counted, not yet recorded with their time
+        self.shape: _Shape | None = None  # see _content_shape
         self.done = False
         self.error = False
 
