@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from greenlm.errors import ConfigError
@@ -98,7 +100,8 @@ def test_calibrate_with_no_usable_run_says_how_to_record_metadata():
         calibrate([{"run_id": "x", "status": "completed", "duration_s": 1, "metadata": {}}])
 
 
-def test_calibration_from_a_real_store(store_url):
+def store_runs(store_url: str) -> Any:
+    """Save :data:`RUNS` as finished runs (counter provenance, exact bands) in ``store_url``."""
     from greenlm.store import open_store
 
     store = open_store(store_url)
@@ -120,6 +123,11 @@ def test_calibration_from_a_real_store(store_url):
             {**c, "provenance": "counter", "low_j": c["energy_j"], "high_j": c["energy_j"]} for c in r["components"]
         ]
         store.save_result({**base, **r, "components": comps})
+    return store
+
+
+def test_calibration_from_a_real_store(store_url):
+    store = store_runs(store_url)
     cal = calibrate([r.to_dict() for r in store.list_runs(project="p")])
     hw = next(iter(cal.hardware.values()))
     assert hw.n_runs == 3

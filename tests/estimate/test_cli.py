@@ -146,26 +146,10 @@ def test_lifecycle_and_compare_commands(capsys):
 
 
 def test_calibrate_command_reads_the_store(store_url, capsys):
-    from greenlm.store import open_store
 
-    from .test_calibration import RUNS
+    from .test_calibration import store_runs
 
-    store = open_store(store_url)
-    base = {
-        "started_at": "2025-01-01T00:00:00Z",
-        "facility_energy_j": 1.0,
-        "energy_kwh": 1.0,
-        "co2e_g": 1.0,
-        "cost": 0.1,
-        "currency": "USD",
-        "pue": 1.0,
-        "location": {"code": "FRA"},
-        "phases": [],
-        "steps": 0,
-    }
-    for r in RUNS:
-        comps = [{**c, "provenance": "counter", "low_j": 0, "high_j": 0} for c in r["components"]]
-        store.save_result({**base, **r, "components": comps})
+    store_runs(store_url)
     d = run_json(["calibrate", "--store", store_url], capsys)
     (hw,) = d["hardware"].values()
     assert hw["n_runs"] == 3 and hw["mfu"]["value"] == pytest.approx(0.4)
@@ -417,27 +401,11 @@ def test_calibrate_bench_command(capsys, tmp_path):
 def test_calibrate_on_many_runs_shows_progress_on_stderr(store_url, capsys, monkeypatch):
     """Progress lines (greenlm.progress) go to stderr; stdout stays one JSON object."""
     from greenlm.estimate import cli as est_cli
-    from greenlm.store import open_store
 
-    from .test_calibration import RUNS
+    from .test_calibration import RUNS, store_runs
 
     monkeypatch.setattr(est_cli, "PROGRESS_MIN_RUNS", 2)
-    store = open_store(store_url)
-    base = {
-        "started_at": "2025-01-01T00:00:00Z",
-        "facility_energy_j": 1.0,
-        "energy_kwh": 1.0,
-        "co2e_g": 1.0,
-        "cost": 0.1,
-        "currency": "USD",
-        "pue": 1.0,
-        "location": {"code": "FRA"},
-        "phases": [],
-        "steps": 0,
-    }
-    for r in RUNS:
-        comps = [{**c, "provenance": "counter", "low_j": 0, "high_j": 0} for c in r["components"]]
-        store.save_result({**base, **r, "components": comps})
+    store_runs(store_url)
     assert run(["calibrate", "--store", store_url, "--json"]) == 0
     cap = capsys.readouterr()
     assert json.loads(cap.out)["hardware"]
