@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -266,13 +267,14 @@ class Attribution:
             if n:
                 timed_tokens += n
                 timed_time += max(o, 0.0)
-        rate = timed_tokens / timed_time if timed_time > 0 else 0.0
-        if rate > 0:
+        if timed_tokens and timed_time > 0:
             for i, r in enumerate(active):
                 if not r.stream:
-                    work[i] = rate * overlap[i]
+                    # the streamed requests' rate times this one's time in flight, as a ratio of
+                    # times first: a piece a few ulps long must not overflow the rate to inf
+                    work[i] = timed_tokens * (overlap[i] / timed_time)
         total = sum(work)
-        if total > 0:
+        if 0 < total < math.inf:
             for r, w in zip(active, work):
                 if w > 0:
                     r.energy_j += energy_j * w / total
