@@ -76,7 +76,7 @@ class PostgresServer:
             if self._as:
                 os.chown(pwfile, pw.pw_uid, pw.pw_gid)
             auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
-        self._run(str(bindir / "initdb"), "-D", str(self.data), *auth, "-U", "greenlm", "--no-sync")
+        self._run(str(bindir / "initdb"), "-D", str(self.data), *auth, "-U", "greenlm", "-E", "UTF8", "--no-sync")
 
     def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self._as, *cmd], check=check, capture_output=True, text=True, timeout=120)

@@ -6,94 +6,29 @@ in which case it fails.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.server.helpers import XSS, free_port, login, track_run
+from tests.postgres_server import PostgresServer
+from tests.server.helpers import XSS, login, track_run
 
 pytestmark = pytest.mark.postgres
-
-
-def _bindir() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    dirs = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"),
-        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-    )
-    return Path(dirs[-1]) if dirs and (Path(dirs[-1]) / "initdb").exists() else None
-
-
-def _missing(reason: str) -> None:
-    if os.environ.get("GREENLM_REQUIRE_POSTGRES"):
-        pytest.fail(f"GREENLM_REQUIRE_POSTGRES is set but {reason}")
-    pytest.skip(f"{reason}: install Debian's postgresql package to run the PostgreSQL store tests")
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server on a free loopback port; yields its SQLAlchemy URL."""
-    pytest.importorskip("psycopg")
-    bindir = _bindir()
-    if bindir is None:
-        _missing("the PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    assert bindir is not None
-    as_user: list[str] = []
-    data_root = Path(tempfile.mkdtemp(prefix="greenlm-pg-"))
-    if os.geteuid() == 0:  # postgres refuses to run as root: run it as the postgres user
-        import pwd
-
-        try:
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            _missing("running as root and there is no 'postgres' user to run the server")
-        os.chown(data_root, pw.pw_uid, pw.pw_gid)
-        runuser = shutil.which("runuser")
-        as_user = [runuser, "-u", "postgres", "--"] if runuser else ["su", "postgres", "-s", "/bin/sh", "-c"]
-    data = data_root / "data"
-    port = free_port()
-
-    def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        full = [*as_user, *cmd] if as_user[:1] != ["su"] else [*as_user, " ".join(cmd)]
-        return subprocess.run(full, check=check, capture_output=True, text=True, timeout=120)
-
+    server = PostgresServer().start()
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "greenlm", "-E", "UTF8", "--no-sync")
-        run(
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(data_root / "server.log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-p {port} -h 127.0.0.1 -k {data_root} -c fsync=off",
-            "start",
-        )
-    except subprocess.CalledProcessError as e:
-        log = (data_root / "server.log").read_text() if (data_root / "server.log").exists() else ""
-        shutil.rmtree(data_root, ignore_errors=True)
-        pytest.fail(f"could not start PostgreSQL: {e.stderr or e.stdout}\n{log}")
-    url = f"postgresql+psycopg://greenlm@127.0.0.1:{port}/postgres"
-    try:
-        yield url
+        yield server.url
     finally:
         from greenlm.store import clear_store_cache
 
         clear_store_cache()
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop", check=False)
-        shutil.rmtree(data_root, ignore_errors=True)
+        server.close()
 
 
 def test_tracked_runs_in_postgres(postgres_url: str) -> None:
