@@ -442,3 +442,55 @@ def meta_items(items: Sequence[str], flag: str = "--meta") -> dict[str, Any]:
             value = raw  # NaN / Infinity are not JSON: keep what the user wrote
         out[key] = value
     return out
+
+
+#: The help of every --store option.
+STORE_HELP = "store URL, e.g. sqlite:///runs.db (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)"
+
+
+def add_tracker_options(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    project_help: str = "project name (default: $GREENLM_PROJECT or 'default')",
+    interval_default: float | None = None,
+    interval_help: str = "sampling interval in seconds (default 1)",
+    attribution_help: str = "charge the process tree or the machine",
+    meta_example: str = "params=125e6, tokens=2e9, hardware=A100",
+) -> None:
+    """The measurement options every measuring command shares (``greenlm track``, ``greenlm serve``).
+
+    Each value is checked where it is parsed (the ranges of :mod:`greenlm.limits`); the
+    destinations are the :class:`~greenlm.config.TrackerConfig` setting names.
+    """
+    from greenlm.carbon.pue import SETTINGS
+
+    p.add_argument("--project", type=PROJECT, help=project_help)
+    p.add_argument(
+        "--location",
+        type=LOCATION,
+        help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)",
+    )
+    p.add_argument("--pue", type=PUE, metavar="X", help="power usage effectiveness, 1-5 (default: by --setting)")
+    p.add_argument(
+        "--setting", dest="pue_setting", choices=SETTINGS, metavar="NAME", help=f"PUE default: {', '.join(SETTINGS)}"
+    )
+    p.add_argument(
+        "--price", dest="price_per_kwh", type=PRICE, metavar="X", help="electricity price per kWh, in --currency"
+    )
+    p.add_argument("--currency", type=CURRENCY, help="ISO 4217 code of --price (default USD)")
+    p.add_argument(
+        "--interval", dest="interval_s", type=INTERVAL_S, metavar="S", default=interval_default, help=interval_help
+    )
+    p.add_argument(
+        "--cpu-tdp", dest="cpu_tdp_w", type=CPU_TDP_W, metavar="W", help="CPU package TDP in W (overrides the table)"
+    )
+    p.add_argument("--attribution", choices=["process", "machine"], help=attribution_help)
+    p.add_argument("--store", type=STORE_URL, help=STORE_HELP)
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        type=META,
+        metavar="KEY=VALUE",
+        help=f"record a fact with the run ({meta_example}); repeatable",
+    )

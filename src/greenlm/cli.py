@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from greenlm.argtypes import STORE_HELP
 from greenlm.errors import GreenlmError
 
 log = logging.getLogger("greenlm")
@@ -38,34 +39,8 @@ PLUGINS = (
 
 def _tracker_args(p: argparse.ArgumentParser) -> None:
     from greenlm import argtypes as t
-    from greenlm.carbon.pue import SETTINGS
 
-    p.add_argument("--project", type=t.PROJECT, help="project name (default: $GREENLM_PROJECT or 'default')")
-    p.add_argument(
-        "--location",
-        type=t.LOCATION,
-        help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)",
-    )
-    p.add_argument("--pue", type=t.PUE, help="power usage effectiveness, 1-5 (default: by --setting)")
-    p.add_argument("--setting", dest="pue_setting", choices=SETTINGS, help="where it runs, for the default PUE")
-    p.add_argument("--price", dest="price_per_kwh", type=t.PRICE, help="electricity price per kWh, in --currency")
-    p.add_argument("--currency", type=t.CURRENCY, help="ISO 4217 code of --price (default USD)")
-    p.add_argument("--interval", dest="interval_s", type=t.INTERVAL_S, help="sampling interval in seconds (default 1)")
-    p.add_argument("--cpu-tdp", dest="cpu_tdp_w", type=t.CPU_TDP_W, help="CPU package TDP in W (overrides the table)")
-    p.add_argument("--attribution", choices=["process", "machine"], help="charge the process tree or the machine")
-    p.add_argument("--store", type=t.STORE_URL, help=STORE_HELP)
-    p.add_argument(
-        "--meta",
-        action="append",
-        default=[],
-        type=t.META,
-        metavar="KEY=VALUE",
-        help="record a fact with the run (params=125e6, tokens=2e9, hardware=A100); repeatable",
-    )
-
-
-#: The help of every --store option.
-STORE_HELP = "store URL, e.g. sqlite:///runs.db (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)"
+    t.add_tracker_options(p)
 
 
 def _meta(items: list[str]) -> dict[str, Any]:

@@ -9,50 +9,17 @@ from typing import Any
 
 from greenlm import argtypes as t
 from greenlm import limits
-from greenlm.carbon.pue import SETTINGS
 from greenlm.errors import ConfigError
 
 
 def _tracker_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("measurement (as for greenlm track)")
-    g.add_argument(
-        "--project", type=t.PROJECT, help="project of the serving run (default: $GREENLM_PROJECT or 'default')"
-    )
-    g.add_argument(
-        "--location",
-        type=t.LOCATION,
-        help="grid location: DEU, US-CA, aws:us-east-1, ... (default: world average, flagged)",
-    )
-    g.add_argument("--pue", type=t.PUE, metavar="X", help="power usage effectiveness, 1-5 (default: by --setting)")
-    g.add_argument(
-        "--setting", dest="pue_setting", choices=SETTINGS, metavar="NAME", help=f"PUE default: {', '.join(SETTINGS)}"
-    )
-    g.add_argument("--price", dest="price_per_kwh", type=t.PRICE, metavar="X", help="electricity price per kWh")
-    g.add_argument("--currency", type=t.CURRENCY, help="ISO 4217 code of --price (default USD)")
-    g.add_argument(
-        "--interval",
-        metavar="S",
-        dest="interval_s",
-        type=t.INTERVAL_S,
-        default=0.1,
-        help="sampling interval in seconds (default 0.1: a response waits at most this long for its final figure)",
-    )
-    g.add_argument(
-        "--cpu-tdp", dest="cpu_tdp_w", type=t.CPU_TDP_W, metavar="W", help="CPU package TDP in W (overrides the table)"
-    )
-    g.add_argument(
-        "--attribution",
-        choices=["process", "machine"],
-        help="charge the engine's process tree (default) or the whole machine",
-    )
-    g.add_argument("--store", type=t.STORE_URL, help="store URL (default: $GREENLM_STORE or runs.db in $GREENLM_HOME)")
-    g.add_argument(
-        "--meta",
-        action="append",
-        default=[],
-        type=t.META,
-        metavar="KEY=VALUE",
-        help="record a fact with the run (hardware=A100, params=135e6); repeatable",
+    t.add_tracker_options(
+        p.add_argument_group("measurement (as for greenlm track)"),
+        project_help="project of the serving run (default: $GREENLM_PROJECT or 'default')",
+        interval_default=0.1,
+        interval_help="sampling interval in seconds (default 0.1: a response waits at most this long for its figure)",
+        attribution_help="charge the engine's process tree (default) or the whole machine",
+        meta_example="hardware=A100, params=135e6",
     )
 
 
